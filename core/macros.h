@@ -1,0 +1,18 @@
+// Portability macros shared by host and device code.
+#pragma once
+
+#if defined(__CUDACC__)
+#define SL_HD __host__ __device__ __forceinline__
+#else
+#define SL_HD inline
+#endif
+
+#if defined(__CUDACC__)
+#define SL_UNROLL _Pragma("unroll")
+#else
+#define SL_UNROLL _Pragma("GCC unroll 16")
+#endif
+
+#ifndef SL_WITH_CUDA
+#define SL_WITH_CUDA 0
+#endif

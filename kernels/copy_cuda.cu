@@ -1,0 +1,99 @@
+// CUDA copy, cast and fill. Contiguous same-dtype copies go to cudaMemcpyAsync; everything else
+// runs one thread per element through StridedIndexer.
+#include "core/cuda_context.h"
+#include "core/philox_normal.h"
+#include "kernels/copy.h"
+#include "kernels/dispatch.h"
+#include "kernels/indexing.h"
+
+namespace sl::kernels {
+namespace {
+
+constexpr int kThreads = 256;
+
+template <class D, class S>
+__device__ __forceinline__ D convert(S v) {
+  using DC = typename ScalarTraits<D>::compute;
+  if constexpr (std::is_same_v<D, S>) {
+    return v;
+  } else {
+    return ScalarTraits<D>::from_compute(DC(double(ScalarTraits<S>::to_compute(v))));
+  }
+}
+
+template <class D, class S>
+__global__ void copy_kernel(D* dst, const S* src, int64_t n, StridedIndexer di,
+                            StridedIndexer si) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    dst[di.offset(i)] = convert<D, S>(src[si.offset(i)]);
+}
+
+template <class T>
+__global__ void fill_kernel(T* data, int64_t n, StridedIndexer idx, T v) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    data[idx.offset(i)] = v;
+}
+
+template <class T>
+__global__ void fill_random_kernel(T* data, int64_t n, StridedIndexer idx, uint64_t seed,
+                                   uint64_t offset, bool normal, double a, double b) {
+  using C = typename ScalarTraits<T>::compute;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    float r = normal ? philox_normal_at(seed, offset, uint64_t(i))
+                     : philox_uniform_at(seed, offset, uint64_t(i));
+    data[idx.offset(i)] = ScalarTraits<T>::from_compute(C(a + b * double(r)));
+  }
+}
+
+int grid_for(int64_t n) {
+  int64_t blocks = (n + kThreads - 1) / kThreads;
+  return int(blocks < 65535 * 8 ? blocks : 65535 * 8);
+}
+
+bool is_row_major(const Dims& shape, const Dims& strides) {
+  return strides == contiguous_strides(shape) || shape.numel() <= 1;
+}
+
+}  // namespace
+
+void copy_strided_cuda(const CopyParams& p, int device) {
+  cuda::set_device(device);
+  cudaStream_t s = cuda::stream(device);
+  bool dense = p.dst_dtype == p.src_dtype &&
+               is_row_major(p.shape, p.dst_strides) && is_row_major(p.shape, p.src_strides);
+  if (dense) {
+    SL_CUDA_CHECK(cudaMemcpyAsync(p.dst, p.src, size_t(p.n) * dtype_size(p.dst_dtype),
+                                  cudaMemcpyDeviceToDevice, s));
+    return;
+  }
+  StridedIndexer di(p.shape, p.dst_strides), si(p.shape, p.src_strides);
+  SL_DISPATCH_ALL(p.dst_dtype, "copy", D, {
+    SL_DISPATCH_ALL(p.src_dtype, "copy", S, {
+      copy_kernel<D, S><<<grid_for(p.n), kThreads, 0, s>>>(
+          static_cast<D*>(p.dst), static_cast<const S*>(p.src), p.n, di, si);
+      SL_CUDA_LAUNCH_CHECK();
+    });
+  });
+}
+
+void fill_cuda(const FillParams& p, int device) {
+  cuda::set_device(device);
+  cudaStream_t s = cuda::stream(device);
+  StridedIndexer idx(p.shape, p.strides);
+  SL_DISPATCH_ALL(p.dtype, "fill", T, {
+    using C = typename ScalarTraits<T>::compute;
+    if (p.random) {
+      fill_random_kernel<T><<<grid_for(p.n), kThreads, 0, s>>>(
+          static_cast<T*>(p.data), p.n, idx, p.seed, p.offset, p.normal, p.a, p.b);
+    } else {
+      fill_kernel<T><<<grid_for(p.n), kThreads, 0, s>>>(static_cast<T*>(p.data), p.n, idx,
+                                                          ScalarTraits<T>::from_compute(C(p.value)));
+    }
+    SL_CUDA_LAUNCH_CHECK();
+  });
+}
+
+}  // namespace sl::kernels
