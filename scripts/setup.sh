@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what the build needs from Debian/Ubuntu packages, when it is missing. Idempotent: a
+# second run installs nothing. Used by scripts/test.sh, scripts/train.sh and .ci/run.
+set -euo pipefail
+
+need=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+for pkg in build-essential cmake ninja-build libeigen3-dev libyaml-cpp-dev libhdf5-dev \
+           libopenmpi-dev openmpi-bin libgtest-dev python3; do
+  have_pkg "$pkg" || need+=("$pkg")
+done
+
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
+  echo "setup: nvcc found: the CUDA kernels will be built"
+else
+  echo "setup: nvcc not found: building the CPU-only program"
+fi
