@@ -1,0 +1,271 @@
+// CUDA elementwise kernels: unary forward/backward and broadcasting binary ops, f32 and bf16,
+// computed in f32.
+//
+// Note [elementwise paths]
+// The launcher first coalesces the output's dims (drops size-1 dims, merges neighbours that are
+// contiguous in every operand), then picks one of three kernels:
+//  (1) contiguous: every operand is one dense run with 16-byte aligned pointers. Each thread moves
+//      16-byte packs (8 bf16 or 4 f32), kUnroll packs in flight; the last n % V elements are done
+//      one by one. No index math.
+//  (2) inner-vectorized: the innermost dim is a multiple of V, every input reads it with stride 1
+//      (a pack) or 0 (one value broadcast to the pack), and the pack starts stay 16-byte aligned.
+//      Index math runs once per pack. This is the row-broadcast case ([R, C] * [C], [R, C] + [R, 1]).
+//  (3) strided: anything else (misaligned views, transposes), one element per step.
+// The op switch runs once per pack (apply()), never per lane.
+#include <algorithm>
+
+#include "core/cuda_context.h"
+#include "kernels/dispatch.h"
+#include "kernels/elementwise.h"
+
+namespace sl::kernels {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kUnroll = 2;
+
+template <class T>
+constexpr int kVec = int(16 / sizeof(T));
+
+template <class T>
+struct alignas(16) Pack {
+  T v[kVec<T>];
+};
+
+template <class T>
+__device__ __forceinline__ float to_f(T v) {
+  return float(ScalarTraits<T>::to_compute(v));
+}
+template <class T>
+__device__ __forceinline__ T from_f(float v) {
+  return ScalarTraits<T>::from_compute(v);
+}
+
+template <EwKind K, int O>
+__device__ __forceinline__ float eval(float a, float b, float alpha) {
+  if constexpr (K == EwKind::UnaryFwd) {
+    return ew::unary_fwd(UnaryOp(O), a, alpha);
+  } else if constexpr (K == EwKind::UnaryBwd) {
+    return ew::unary_bwd(UnaryOp(O), a, b, alpha);
+  } else {
+    return ew::binary(BinaryOp(O), a, b);
+  }
+}
+
+#define SL_EW_CASE(O)                                                   \
+  case O:                                                               \
+    SL_UNROLL for (int v = 0; v < V; ++v) a[v] = eval<K, O>(a[v], b[v], alpha); \
+    break;
+
+// a[v] = op(a[v], b[v]) for the V lanes of one pack.
+template <EwKind K, int V>
+__device__ __forceinline__ void apply(uint8_t op, float alpha, float (&a)[V], const float (&b)[V]) {
+  if constexpr (K == EwKind::Binary) {
+    switch (op) { SL_EW_CASE(0) SL_EW_CASE(1) SL_EW_CASE(2) SL_EW_CASE(3) }
+  } else {
+    switch (op) {
+      SL_EW_CASE(0) SL_EW_CASE(1) SL_EW_CASE(2) SL_EW_CASE(3) SL_EW_CASE(4) SL_EW_CASE(5)
+      SL_EW_CASE(6) SL_EW_CASE(7) SL_EW_CASE(8) SL_EW_CASE(9) SL_EW_CASE(10)
+    }
+  }
+}
+#undef SL_EW_CASE
+
+// Path (1): dense operands, 16-byte packs.
+template <class T, EwKind K>
+__global__ void __launch_bounds__(kThreads)
+    ew_contiguous(T* __restrict__ out, const T* __restrict__ in0, const T* __restrict__ in1,
+                  int64_t n, uint8_t op, float alpha) {
+  constexpr int V = kVec<T>;
+  constexpr bool kTwo = K != EwKind::UnaryFwd;
+  const int64_t npack = n / V;
+  const int64_t step = int64_t(gridDim.x) * kThreads * kUnroll;
+  for (int64_t base = int64_t(blockIdx.x) * kThreads * kUnroll + threadIdx.x; base < npack;
+       base += step) {
+    Pack<T> pa[kUnroll], pb[kUnroll];
+    SL_UNROLL for (int u = 0; u < kUnroll; ++u) {
+      int64_t i = base + u * kThreads;
+      if (i < npack) {
+        pa[u] = reinterpret_cast<const Pack<T>*>(in0)[i];
+        if constexpr (kTwo) pb[u] = reinterpret_cast<const Pack<T>*>(in1)[i];
+      }
+    }
+    SL_UNROLL for (int u = 0; u < kUnroll; ++u) {
+      int64_t i = base + u * kThreads;
+      if (i >= npack) continue;
+      float a[V], b[V];
+      SL_UNROLL for (int v = 0; v < V; ++v) {
+        a[v] = to_f(pa[u].v[v]);
+        b[v] = kTwo ? to_f(pb[u].v[v]) : 0.f;
+      }
+      apply<K, V>(op, alpha, a, b);
+      Pack<T> po;
+      SL_UNROLL for (int v = 0; v < V; ++v) po.v[v] = from_f<T>(a[v]);
+      reinterpret_cast<Pack<T>*>(out)[i] = po;
+    }
+  }
+  int64_t i = npack * V + int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  if (i < n) {
+    float a[1] = {to_f(in0[i])}, b[1] = {kTwo ? to_f(in1[i]) : 0.f};
+    apply<K, 1>(op, alpha, a, b);
+    out[i] = from_f<T>(a[0]);
+  }
+}
+
+// The coalesced output shape and each input's strides, in elements. For path (2) the innermost
+// dim counts packs and its strides are V (a pack) or 0 (a broadcast value).
+struct EwLayout {
+  int n;
+  int64_t shape[kMaxDims];
+  int64_t st0[kMaxDims];
+  int64_t st1[kMaxDims];
+};
+
+// Paths (2) (V = pack width) and (3) (V = 1): `count` steps of V output elements each.
+template <class T, EwKind K, int V>
+__global__ void __launch_bounds__(kThreads)
+    ew_strided(T* __restrict__ out, const T* __restrict__ in0, const T* __restrict__ in1,
+               EwLayout L, int64_t count, bool pack0, bool pack1, uint8_t op, float alpha) {
+  constexpr bool kTwo = K != EwKind::UnaryFwd;
+  for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < count;
+       i += int64_t(gridDim.x) * kThreads) {
+    int64_t lin = i, o0 = 0, o1 = 0;
+    for (int d = L.n - 1; d > 0; --d) {
+      int64_t q = lin / L.shape[d];
+      int64_t idx = lin - q * L.shape[d];
+      lin = q;
+      o0 += idx * L.st0[d];
+      o1 += idx * L.st1[d];
+    }
+    o0 += lin * L.st0[0];
+    o1 += lin * L.st1[0];
+    float a[V], b[V];
+    if constexpr (V == 1) {
+      a[0] = to_f(in0[o0]);
+      b[0] = kTwo ? to_f(in1[o1]) : 0.f;
+    } else {
+      if (pack0) {
+        Pack<T> p = *reinterpret_cast<const Pack<T>*>(in0 + o0);
+        SL_UNROLL for (int v = 0; v < V; ++v) a[v] = to_f(p.v[v]);
+      } else {
+        float s = to_f(in0[o0]);
+        SL_UNROLL for (int v = 0; v < V; ++v) a[v] = s;
+      }
+      SL_UNROLL for (int v = 0; v < V; ++v) b[v] = 0.f;
+      if constexpr (kTwo) {
+        if (pack1) {
+          Pack<T> p = *reinterpret_cast<const Pack<T>*>(in1 + o1);
+          SL_UNROLL for (int v = 0; v < V; ++v) b[v] = to_f(p.v[v]);
+        } else {
+          float s = to_f(in1[o1]);
+          SL_UNROLL for (int v = 0; v < V; ++v) b[v] = s;
+        }
+      }
+    }
+    apply<K, V>(op, alpha, a, b);
+    if constexpr (V == 1) {
+      out[i] = from_f<T>(a[0]);
+    } else {
+      Pack<T> po;
+      SL_UNROLL for (int v = 0; v < V; ++v) po.v[v] = from_f<T>(a[v]);
+      reinterpret_cast<Pack<T>*>(out)[i] = po;
+    }
+  }
+}
+
+// Drops size-1 dims and merges neighbours that are contiguous in both inputs (the output is
+// contiguous, so it never blocks a merge).
+EwLayout coalesce(const ElementwiseParams& p, bool two) {
+  EwLayout L{};
+  for (int d = 0; d < p.shape.n; ++d) {
+    int64_t s = p.shape[d], a = p.in0_strides[d], b = two ? p.in1_strides[d] : 0;
+    if (s == 1) continue;
+    int k = L.n - 1;
+    if (k >= 0 && L.st0[k] == a * s && L.st1[k] == b * s) {
+      L.shape[k] *= s;
+      L.st0[k] = a;
+      L.st1[k] = b;
+    } else {
+      L.shape[L.n] = s;
+      L.st0[L.n] = a;
+      L.st1[L.n] = b;
+      L.n++;
+    }
+  }
+  if (L.n == 0) {  // a single element
+    L.n = 1;
+    L.shape[0] = 1;
+    L.st0[0] = L.st1[0] = 1;
+  }
+  return L;
+}
+
+bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
+
+int grid_for(int64_t work, int device) {
+  int64_t cap = int64_t(cuda::properties(device).multiProcessorCount) * (2048 / kThreads) * 4;
+  return int(std::max<int64_t>(1, std::min<int64_t>((work + kThreads - 1) / kThreads, cap)));
+}
+
+template <class T, EwKind K>
+void launch(const ElementwiseParams& p, int device, cudaStream_t s) {
+  constexpr int V = kVec<T>;
+  constexpr bool kTwo = K != EwKind::UnaryFwd;
+  T* out = static_cast<T*>(p.out);
+  const T* in0 = static_cast<const T*>(p.in0);
+  const T* in1 = kTwo ? static_cast<const T*>(p.in1) : nullptr;
+  EwLayout L = coalesce(p, kTwo);
+  int last = L.n - 1;
+  bool ptrs_aligned = aligned16(out) && aligned16(in0) && (!kTwo || aligned16(in1));
+
+  // (1) contiguous.
+  if (L.n == 1 && L.st0[0] == 1 && (!kTwo || L.st1[0] == 1) && ptrs_aligned) {
+    ew_contiguous<T, K><<<grid_for((p.n / V + kUnroll - 1) / kUnroll + 1, device), kThreads, 0,
+                          s>>>(out, in0, in1, p.n, p.op, p.alpha);
+    SL_CUDA_LAUNCH_CHECK();
+    return;
+  }
+
+  // (2) inner-vectorized: pack starts must be 16-byte aligned for every input read by packs.
+  auto packable = [&](const int64_t* st, const T* ptr) {
+    if (st[last] == 0) return true;
+    if (st[last] != 1 || !aligned16(ptr)) return false;
+    for (int d = 0; d < last; ++d)
+      if (st[d] % V != 0) return false;
+    return true;
+  };
+  bool inner_ok = L.shape[last] % V == 0 && (L.st0[last] == 0 || L.st0[last] == 1) &&
+                  (!kTwo || L.st1[last] == 0 || L.st1[last] == 1);
+  if (inner_ok && aligned16(out) && packable(L.st0, in0) && (!kTwo || packable(L.st1, in1))) {
+    bool pack0 = L.st0[last] == 1, pack1 = kTwo && L.st1[last] == 1;
+    L.shape[last] /= V;
+    L.st0[last] *= V;
+    L.st1[last] *= V;
+    int64_t count = p.n / V;
+    ew_strided<T, K, V><<<grid_for(count, device), kThreads, 0, s>>>(out, in0, in1, L, count,
+                                                                     pack0, pack1, p.op, p.alpha);
+    SL_CUDA_LAUNCH_CHECK();
+    return;
+  }
+
+  // (3) strided.
+  ew_strided<T, K, 1><<<grid_for(p.n, device), kThreads, 0, s>>>(out, in0, in1, L, p.n, false,
+                                                                 false, p.op, p.alpha);
+  SL_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace
+
+void elementwise_cuda(const ElementwiseParams& p, int device) {
+  cuda::set_device(device);
+  cudaStream_t s = cuda::stream(device);
+  SL_DISPATCH_CUDA_FLOAT(p.dtype, "elementwise", T, {
+    switch (p.kind) {
+      case EwKind::UnaryFwd: launch<T, EwKind::UnaryFwd>(p, device, s); break;
+      case EwKind::UnaryBwd: launch<T, EwKind::UnaryBwd>(p, device, s); break;
+      case EwKind::Binary: launch<T, EwKind::Binary>(p, device, s); break;
+    }
+  });
+}
+
+}  // namespace sl::kernels
