@@ -18,7 +18,8 @@ Tensor dropout_forward(const Tensor& x_in, double p, uint64_t seed, uint64_t off
   dp.dtype = x.dtype();
   dp.n = x.numel();
   dp.p = float(p);
-  dp.scale = float(1.0 / (1.0 - p));
+  dp.scale64 = 1.0 / (1.0 - p);
+  dp.scale = float(dp.scale64);
   dp.seed = seed;
   dp.offset = offset;
   if (dp.n == 0) return y;

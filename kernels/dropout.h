@@ -17,8 +17,9 @@ struct DropoutParams {
   void* y = nullptr;
   DType dtype = DType::F32;
   int64_t n = 0;
-  float p = 0.f;
-  float scale = 1.f;  // 1 / (1 - p), rounded to f32 once on the host
+  float p = 0.f;          // keep when the uniform is >= p (float(p), the same on every device)
+  float scale = 1.f;      // 1 / (1 - p), rounded to f32 once on the host
+  double scale64 = 1.0;   // 1 / (1 - p) for f64 tensors
   uint64_t seed = 0, offset = 0;
 };
 

@@ -11,7 +11,7 @@ void dropout_typed(const DropoutParams& p) {
   using C = typename ScalarTraits<T>::compute;
   const T* x = static_cast<const T*>(p.x);
   T* y = static_cast<T*>(p.y);
-  const C scale = std::is_same_v<C, double> ? C(1) / (C(1) - C(p.p)) : C(p.scale);
+  const C scale = std::is_same_v<C, double> ? C(p.scale64) : C(p.scale);
 #pragma omp parallel for if (p.n > (1 << 16))
   for (int64_t i = 0; i < p.n; ++i) {
     bool keep = philox_uniform_at(p.seed, p.offset, uint64_t(i)) >= p.p;
