@@ -91,6 +91,7 @@ namespace ew {
 template <class C>
 SL_HD C sigmoid(C x) {
   // Stable for both signs: never exponentiates a large positive number.
+  using std::exp;
   if (x >= C(0)) return C(1) / (C(1) + exp(-x));
   C e = exp(x);
   return e / (C(1) + e);
