@@ -7,7 +7,8 @@
 #define SL_HD inline
 #endif
 
-#if defined(__CUDACC__)
+// nvcc compiles each .cu twice; only the device pass (__CUDA_ARCH__) knows "#pragma unroll".
+#if defined(__CUDA_ARCH__)
 #define SL_UNROLL _Pragma("unroll")
 #else
 #define SL_UNROLL _Pragma("GCC unroll 16")
