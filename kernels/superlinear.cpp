@@ -92,8 +92,8 @@ SuperlinearWork superlinear_work(const SuperlinearConfig& cfg, int64_t Lq, int64
                                  const std::vector<int32_t>& doc_starts,
                                  const std::vector<int32_t>& anchors) {
   SL_CHECK(anchors.empty() || int64_t(anchors.size()) == Lq * cfg.k)
-      << "superlinear_work: anchors must hold k = " << cfg.k << " per query, got "
-      << anchors.size() << " for " << Lq << " queries";
+      << "superlinear_work: anchors must hold k = " << cfg.k << " per query, got " << anchors.size()
+      << " for " << Lq << " queries";
   SuperlinearWork w;
   w.search.resize(size_t(Lq));
   w.keys.resize(size_t(Lq));
@@ -179,10 +179,12 @@ Shapes check_args(const Tensor& qa, const Tensor& qs, const Tensor& k, const Ten
   return s;
 }
 
-DType stat_dtype(DType dt) { return dt == DType::F64 ? DType::F64 : DType::F32; }
+DType stat_dtype(DType dt) {
+  return dt == DType::F64 ? DType::F64 : DType::F32;
+}
 
-SuperlinearParams make_params(const Shapes& s, const Tensor& qa, const Tensor& qs,
-                              const Tensor& k, const Tensor& v, const Tensor& doc_starts,
+SuperlinearParams make_params(const Shapes& s, const Tensor& qa, const Tensor& qs, const Tensor& k,
+                              const Tensor& v, const Tensor& doc_starts,
                               const SuperlinearConfig& cfg) {
   SuperlinearParams p{};
   p.qa = qa.data_ptr();
@@ -205,10 +207,10 @@ SuperlinearParams make_params(const Shapes& s, const Tensor& qa, const Tensor& q
 
 }  // namespace
 
-SuperlinearForward superlinear_forward(const Tensor& qa_in, const Tensor& qs_in,
-                                       const Tensor& k_in, const Tensor& v_in,
-                                       const SuperlinearConfig& cfg, const Tensor& ds_in,
-                                       int64_t q_start, SuperlinearWork* work) {
+SuperlinearForward superlinear_forward(const Tensor& qa_in, const Tensor& qs_in, const Tensor& k_in,
+                                       const Tensor& v_in, const SuperlinearConfig& cfg,
+                                       const Tensor& ds_in, int64_t q_start,
+                                       SuperlinearWork* work) {
   Shapes s = check_args(qa_in, qs_in, k_in, v_in, cfg, ds_in, q_start);
   Tensor qa = qa_in.contiguous(), qs = qs_in.contiguous(), k = k_in.contiguous(),
          v = v_in.contiguous();
@@ -257,8 +259,7 @@ SuperlinearGrads superlinear_backward(const Tensor& dout_in, const Tensor& qa_in
   SL_CHECK_SHAPE(kOp, dout, s.B, s.Hq, s.Lq, s.D);
   SL_CHECK_DEVICE(kOp, dout, qa_in.device());
   DType sdt = stat_dtype(qa_in.dtype());
-  const Tensor &anchors = fwd.anchors, &scores = fwd.scores, &lse_w = fwd.lse_w,
-               &lse_s = fwd.lse_s;
+  const Tensor &anchors = fwd.anchors, &scores = fwd.scores, &lse_w = fwd.lse_w, &lse_s = fwd.lse_s;
   SL_CHECK_SHAPE(kOp, anchors, s.B, s.Hq, s.Lq, cfg.k);
   SL_CHECK_SHAPE(kOp, scores, s.B, s.Hq, s.Lq, cfg.k);
   SL_CHECK_SHAPE(kOp, lse_w, s.B, s.Hq, s.Lq);

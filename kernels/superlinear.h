@@ -47,12 +47,12 @@ namespace sl::kernels {
 // selects the float path with power p (0 < p < 1). Trivially copyable: travels into kernels.
 struct SuperlinearConfig {
   int p_inv = 2;
-  double p = 0.5;   // read only when p_inv == 0
-  double q = 0.5;   // span power
-  int64_t s = 0;    // window index: W = o(s+1) - 1
-  int k = 3;        // spans kept
-  double f_b = 2;   // backward span factor
-  double f_f = 0;   // forward span factor
+  double p = 0.5;  // read only when p_inv == 0
+  double q = 0.5;  // span power
+  int64_t s = 0;   // window index: W = o(s+1) - 1
+  int k = 3;       // spans kept
+  double f_b = 2;  // backward span factor
+  double f_f = 0;  // forward span factor
 
   // p = q = 1/2 (integer path n = 2), s = 0, k = 3, f_b = 2, f_f = 0.
   static SuperlinearConfig balanced() { return {}; }
@@ -86,7 +86,9 @@ SL_HD int64_t stripe_offset(const SuperlinearConfig& c, int64_t i) {
 }
 
 // Window length W = o(s+1) - 1 (0 when s = 0).
-SL_HD int64_t window_len(const SuperlinearConfig& c) { return stripe_offset(c, c.s + 1) - 1; }
+SL_HD int64_t window_len(const SuperlinearConfig& c) {
+  return stripe_offset(c, c.s + 1) - 1;
+}
 
 // First window key: sw_start = max(s_b, t - W + 1). The window is [sw_start, t] (empty if W = 0).
 SL_HD int64_t sw_start(const SuperlinearConfig& c, int64_t t, int64_t s_b) {
@@ -127,8 +129,12 @@ SL_HD int64_t span_extent(const SuperlinearConfig& c, double f, int64_t T) {
   double x = c.q == 0.5 ? sqrt(double(T)) : pow(double(T), c.q);
   return int64_t(ceil(f * x));
 }
-SL_HD int64_t len_b(const SuperlinearConfig& c, int64_t T) { return span_extent(c, c.f_b, T); }
-SL_HD int64_t len_f(const SuperlinearConfig& c, int64_t T) { return span_extent(c, c.f_f, T); }
+SL_HD int64_t len_b(const SuperlinearConfig& c, int64_t T) {
+  return span_extent(c, c.f_b, T);
+}
+SL_HD int64_t len_f(const SuperlinearConfig& c, int64_t T) {
+  return span_extent(c, c.f_f, T);
+}
 
 // Inclusive span [start, end] of anchor a for query t in a document starting at s_b (Note [span
 // bounds]).

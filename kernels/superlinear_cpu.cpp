@@ -136,13 +136,12 @@ void forward_typed(const SuperlinearParams& p) {
   const int64_t D = p.D, rows = p.B * p.Hq * p.Lq;
   const size_t Dn = size_t(D), kn = size_t(k);
   const double scale = 1.0 / std::sqrt(double(D));
-#pragma omp parallel for schedule(dynamic, 8)
+#pragma omp parallel for schedule(dynamic, 8) if (rows >= 512)
   for (int64_t row = 0; row < rows; ++row) {
     Row r = locate(p, row / (p.Hq * p.Lq), (row / p.Lq) % p.Hq, row % p.Lq);
     const T* K = static_cast<const T*>(p.k) + r.kv_off;
     const T* V = static_cast<const T*>(p.v) + r.kv_off;
-    std::vector<double> qa(Dn), qs(Dn), ow(Dn), os(Dn),
-        out(Dn, 0.0), z;
+    std::vector<double> qa(Dn), qs(Dn), ow(Dn), os(Dn), out(Dn, 0.0), z;
     std::vector<double> best_s(kn, kNegInf), lse_s(kn, kNegInf), g(kn);
     std::vector<int64_t> best_a(kn, -1);
     load_row(static_cast<const T*>(p.qa) + r.q_off, D, qa.data());
@@ -205,14 +204,12 @@ void backward_typed(const SuperlinearBackwardParams& bp) {
   const double scale = 1.0 / std::sqrt(double(D));
   const DType sdt = p.stat_dtype;
   const size_t Dn = size_t(D), kn = size_t(k);
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (p.B * p.Hkv > 1 && p.Hq * p.Lq >= 512)
   for (int64_t grp = 0; grp < p.B * p.Hkv; ++grp) {
     const int64_t b = grp / p.Hkv, kvh = grp % p.Hkv;
     std::vector<double> dk(size_t(p.Lkv * D), 0.0), dv(size_t(p.Lkv * D), 0.0);
-    std::vector<double> qa(Dn), qs(Dn), dO(Dn), dqa(Dn),
-        dqs(Dn);
-    std::vector<double> sc(kn), ls(kn), g(kn), lam(kn),
-        y(kn), ys(kn);
+    std::vector<double> qa(Dn), qs(Dn), dO(Dn), dqa(Dn), dqs(Dn);
+    std::vector<double> sc(kn), ls(kn), g(kn), lam(kn), y(kn), ys(kn);
     std::vector<int64_t> an(kn), lo(kn), hi(kn);
     for (int64_t h = kvh * r_heads; h < (kvh + 1) * r_heads; ++h) {
       for (int64_t i = 0; i < p.Lq; ++i) {
@@ -251,11 +248,11 @@ void backward_typed(const SuperlinearBackwardParams& bp) {
               ys[size_t(j)] += std::exp(dot_row(qa.data(), K + u * D, D) * scale - ls[size_t(j)]) *
                                dot_row(dO.data(), V + u * D, D);
           const double l = lam[size_t(j)];
-          y[size_t(j)] = l == kNegInf ? 0.0
-                                      : (lse_w == kNegInf ? 0.0 : std::exp(lse_w - l) * yw) +
-                                            (an[size_t(j)] >= 0 ? std::exp(ls[size_t(j)] - l) *
-                                                                      ys[size_t(j)]
-                                                                : 0.0);
+          y[size_t(j)] =
+              l == kNegInf
+                  ? 0.0
+                  : (lse_w == kNegInf ? 0.0 : std::exp(lse_w - l) * yw) +
+                        (an[size_t(j)] >= 0 ? std::exp(ls[size_t(j)] - l) * ys[size_t(j)] : 0.0);
           ybar += g[size_t(j)] * y[size_t(j)];
           if (l != kNegInf && lse_w != kNegInf) {
             const double aj = g[size_t(j)] * std::exp(lse_w - l);

@@ -103,7 +103,7 @@ SuperlinearOracle superlinear_dense_oracle(const Tensor& qa_in, const Tensor& qs
         }
         double gs = 0;
         for (int j = 0; j < K; ++j) {
-          g[size_t(j)] = nvalid == 0 ? 1.0
+          g[size_t(j)] = nvalid == 0  ? 1.0
                          : j < nvalid ? std::exp(cand[size_t(j)].first - cand[0].first)
                                       : 0.0;
           gs += g[size_t(j)];

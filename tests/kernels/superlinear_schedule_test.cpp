@@ -31,9 +31,9 @@ TEST(SuperlinearSchedule, StripeOffsetsAndWindow) {
   V f55_o = {1, 3, 7, 12, 18, 25, 34};
   for (int64_t i = 1; i <= 7; ++i) EXPECT_EQ(stripe_offset(f55, i), f55_o[size_t(i - 1)]) << i;
   EXPECT_EQ(window_len(half), 0);
-  EXPECT_EQ(window_len(cfg_int(2, 0.5, 3, 3, 2, 0)), 15);   // o(4) - 1 = 16 - 1
-  EXPECT_EQ(window_len(cfg_int(3, 0.7, 3, 3, 3, 0)), 63);   // 4^3 - 1
-  EXPECT_EQ(window_len(f55), 2032);                          // spec §5
+  EXPECT_EQ(window_len(cfg_int(2, 0.5, 3, 3, 2, 0)), 15);        // o(4) - 1 = 16 - 1
+  EXPECT_EQ(window_len(cfg_int(3, 0.7, 3, 3, 3, 0)), 63);        // 4^3 - 1
+  EXPECT_EQ(window_len(f55), 2032);                              // spec §5
   EXPECT_EQ(window_len(cfg_float(0.55, 0.55, 3, 3, 3, 1)), 11);  // floor(4^1.818) - 1
   // Window start: max(s_b, t - W + 1); W = 0 gives the empty window [t + 1, t].
   EXPECT_EQ(sw_start(half, 20, 0), 21);
@@ -139,9 +139,9 @@ bool covered_brute(const SuperlinearConfig& c, int64_t t, int64_t* first_gap) {
 }
 
 TEST(SuperlinearSchedule, CoverageHoldsForTheSpecSettings) {
-  std::vector<SuperlinearConfig> good = {
-      SuperlinearConfig::balanced(), cfg_int(2, 0.5, 3, 3, 2, 0), cfg_int(2, 0.5, 3, 3, 3, 1),
-      SuperlinearConfig::upscaled(), cfg_float(0.5, 0.5, 0, 3, 2, 0)};
+  std::vector<SuperlinearConfig> good = {SuperlinearConfig::balanced(), cfg_int(2, 0.5, 3, 3, 2, 0),
+                                         cfg_int(2, 0.5, 3, 3, 3, 1), SuperlinearConfig::upscaled(),
+                                         cfg_float(0.5, 0.5, 0, 3, 2, 0)};
   for (const SuperlinearConfig& c : good) {
     EXPECT_EQ(coverage_gap(c, 3000), "") << c.str();
     EXPECT_TRUE(validate(c).ok()) << validate(c).ToString();
@@ -151,8 +151,7 @@ TEST(SuperlinearSchedule, CoverageHoldsForTheSpecSettings) {
 }
 
 TEST(SuperlinearSchedule, CoverageBreakingSettingsAreDetectedAndRejected) {
-  std::vector<SuperlinearConfig> bad = {cfg_int(2, 0.5, 0, 3, 1, 0),
-                                        cfg_int(2, 0.4, 0, 3, 2, 0)};
+  std::vector<SuperlinearConfig> bad = {cfg_int(2, 0.5, 0, 3, 1, 0), cfg_int(2, 0.4, 0, 3, 2, 0)};
   for (const SuperlinearConfig& c : bad) {
     std::string gap = coverage_gap(c, 3000);
     ASSERT_NE(gap, "") << c.str();

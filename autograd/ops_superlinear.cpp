@@ -1,0 +1,28 @@
+// Differentiable superlinear attention. The backward captures the four inputs and the forward's
+// O(L k) metadata (anchors, gate scores, window and span log-sum-exps); the output itself and
+// everything of size L x candidates is recomputed (kernels/superlinear_cpu.cpp).
+#include "autograd/ops_superlinear.h"
+
+namespace sl::ag {
+
+Var superlinear_attention(const Var& qa, const Var& qs, const Var& k, const Var& v,
+                          const kernels::SuperlinearConfig& cfg, const Tensor& doc_starts,
+                          int64_t q_start) {
+  for (const Var* x : {&qa, &qs, &k, &v})
+    SL_CHECK(x->defined()) << "superlinear_attention: undefined input";
+  kernels::SuperlinearForward f = kernels::superlinear_forward(qa.value(), qs.value(), k.value(),
+                                                               v.value(), cfg, doc_starts, q_start);
+  Tensor out = f.out;
+  f.out = Tensor();
+  return make_result(
+      "superlinear_attention", out, {qa, qs, k, v},
+      [qav = qa.value(), qsv = qs.value(), kv = k.value(), vv = v.value(), f, cfg, doc_starts,
+       q_start](const Tensor& g, const std::vector<bool>& needs) {
+        kernels::SuperlinearGrads d =
+            kernels::superlinear_backward(g, qav, qsv, kv, vv, f, cfg, doc_starts, q_start);
+        return std::vector<Tensor>{needs[0] ? d.dqa : Tensor(), needs[1] ? d.dqs : Tensor(),
+                                   needs[2] ? d.dk : Tensor(), needs[3] ? d.dv : Tensor()};
+      });
+}
+
+}  // namespace sl::ag
