@@ -34,12 +34,12 @@ Var binary_op(BinaryOp op, const Var& a, const Var& b) {
                          return std::vector<Tensor>{da, db};
                        });
   }
-  return make_result(name, out, {a, b},
-                     [op, av = a.value(), bv = b.value()](const Tensor& g,
-                                                          const std::vector<bool>& needs) {
-                       auto [da, db] = kernels::binary_backward(op, av, bv, g, needs[0], needs[1]);
-                       return std::vector<Tensor>{da, db};
-                     });
+  return make_result(
+      name, out, {a, b},
+      [op, av = a.value(), bv = b.value()](const Tensor& g, const std::vector<bool>& needs) {
+        auto [da, db] = kernels::binary_backward(op, av, bv, g, needs[0], needs[1]);
+        return std::vector<Tensor>{da, db};
+      });
 }
 
 Var unary_op(UnaryOp op, const Var& x, double alpha = 0) {
@@ -63,22 +63,52 @@ Var unary_op(UnaryOp op, const Var& x, double alpha = 0) {
 
 }  // namespace
 
-Var add(const Var& a, const Var& b) { return binary_op(BinaryOp::Add, a, b); }
-Var sub(const Var& a, const Var& b) { return binary_op(BinaryOp::Sub, a, b); }
-Var mul(const Var& a, const Var& b) { return binary_op(BinaryOp::Mul, a, b); }
-Var div(const Var& a, const Var& b) { return binary_op(BinaryOp::Div, a, b); }
+Var add(const Var& a, const Var& b) {
+  return binary_op(BinaryOp::Add, a, b);
+}
+Var sub(const Var& a, const Var& b) {
+  return binary_op(BinaryOp::Sub, a, b);
+}
+Var mul(const Var& a, const Var& b) {
+  return binary_op(BinaryOp::Mul, a, b);
+}
+Var div(const Var& a, const Var& b) {
+  return binary_op(BinaryOp::Div, a, b);
+}
 
-Var neg(const Var& x) { return unary_op(UnaryOp::Neg, x); }
-Var exp(const Var& x) { return unary_op(UnaryOp::Exp, x); }
-Var log(const Var& x) { return unary_op(UnaryOp::Log, x); }
-Var silu(const Var& x) { return unary_op(UnaryOp::Silu, x); }
-Var gelu(const Var& x) { return unary_op(UnaryOp::Gelu, x); }
-Var relu(const Var& x) { return unary_op(UnaryOp::Relu, x); }
-Var relu2(const Var& x) { return unary_op(UnaryOp::Relu2, x); }
-Var sigmoid(const Var& x) { return unary_op(UnaryOp::Sigmoid, x); }
-Var softplus(const Var& x) { return unary_op(UnaryOp::Softplus, x); }
-Var scale(const Var& x, double alpha) { return unary_op(UnaryOp::Scale, x, alpha); }
-Var add_scalar(const Var& x, double alpha) { return unary_op(UnaryOp::AddScalar, x, alpha); }
+Var neg(const Var& x) {
+  return unary_op(UnaryOp::Neg, x);
+}
+Var exp(const Var& x) {
+  return unary_op(UnaryOp::Exp, x);
+}
+Var log(const Var& x) {
+  return unary_op(UnaryOp::Log, x);
+}
+Var silu(const Var& x) {
+  return unary_op(UnaryOp::Silu, x);
+}
+Var gelu(const Var& x) {
+  return unary_op(UnaryOp::Gelu, x);
+}
+Var relu(const Var& x) {
+  return unary_op(UnaryOp::Relu, x);
+}
+Var relu2(const Var& x) {
+  return unary_op(UnaryOp::Relu2, x);
+}
+Var sigmoid(const Var& x) {
+  return unary_op(UnaryOp::Sigmoid, x);
+}
+Var softplus(const Var& x) {
+  return unary_op(UnaryOp::Softplus, x);
+}
+Var scale(const Var& x, double alpha) {
+  return unary_op(UnaryOp::Scale, x, alpha);
+}
+Var add_scalar(const Var& x, double alpha) {
+  return unary_op(UnaryOp::AddScalar, x, alpha);
+}
 
 Var sum(const Var& x, int dim, bool keepdim) {
   check_defined("sum", {&x});
@@ -99,12 +129,11 @@ Var mean(const Var& x, int dim, bool keepdim) {
 Var max(const Var& x, int dim, bool keepdim) {
   check_defined("max", {&x});
   auto [values, indices] = kernels::max(x.value(), dim, keepdim);
-  return make_result("max", values, {x},
-                     [idx = indices, shape = x.shape(), dim, keepdim](const Tensor& g,
-                                                                      const std::vector<bool>&) {
-                       return std::vector<Tensor>{
-                           kernels::max_backward(g, idx, shape, dim, keepdim)};
-                     });
+  return make_result(
+      "max", values, {x},
+      [idx = indices, shape = x.shape(), dim, keepdim](const Tensor& g, const std::vector<bool>&) {
+        return std::vector<Tensor>{kernels::max_backward(g, idx, shape, dim, keepdim)};
+      });
 }
 
 Var sum_all(const Var& x) {

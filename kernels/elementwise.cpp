@@ -8,27 +8,42 @@ namespace sl::kernels {
 
 const char* unary_name(UnaryOp op) {
   switch (op) {
-    case UnaryOp::Neg: return "neg";
-    case UnaryOp::Exp: return "exp";
-    case UnaryOp::Log: return "log";
-    case UnaryOp::Silu: return "silu";
-    case UnaryOp::Gelu: return "gelu";
-    case UnaryOp::Relu: return "relu";
-    case UnaryOp::Relu2: return "relu2";
-    case UnaryOp::Sigmoid: return "sigmoid";
-    case UnaryOp::Softplus: return "softplus";
-    case UnaryOp::Scale: return "scale";
-    case UnaryOp::AddScalar: return "add_scalar";
+    case UnaryOp::Neg:
+      return "neg";
+    case UnaryOp::Exp:
+      return "exp";
+    case UnaryOp::Log:
+      return "log";
+    case UnaryOp::Silu:
+      return "silu";
+    case UnaryOp::Gelu:
+      return "gelu";
+    case UnaryOp::Relu:
+      return "relu";
+    case UnaryOp::Relu2:
+      return "relu2";
+    case UnaryOp::Sigmoid:
+      return "sigmoid";
+    case UnaryOp::Softplus:
+      return "softplus";
+    case UnaryOp::Scale:
+      return "scale";
+    case UnaryOp::AddScalar:
+      return "add_scalar";
   }
   return "unary";
 }
 
 const char* binary_name(BinaryOp op) {
   switch (op) {
-    case BinaryOp::Add: return "add";
-    case BinaryOp::Sub: return "sub";
-    case BinaryOp::Mul: return "mul";
-    case BinaryOp::Div: return "div";
+    case BinaryOp::Add:
+      return "add";
+    case BinaryOp::Sub:
+      return "sub";
+    case BinaryOp::Mul:
+      return "mul";
+    case BinaryOp::Div:
+      return "div";
   }
   return "binary";
 }
@@ -46,11 +61,16 @@ void run(const ElementwiseParams& p, Device dev, [[maybe_unused]] const char* op
 
 int dtype_rank(DType t) {
   switch (t) {
-    case DType::BF16: return 0;
-    case DType::F16: return 1;
-    case DType::F32: return 2;
-    case DType::F64: return 3;
-    default: return -1;
+    case DType::BF16:
+      return 0;
+    case DType::F16:
+      return 1;
+    case DType::F32:
+      return 2;
+    case DType::F64:
+      return 3;
+    default:
+      return -1;
   }
 }
 
@@ -73,8 +93,9 @@ Tensor unary(UnaryOp op, const Tensor& x, double alpha) {
   SL_CHECK_DEFINED(name, x);
   SL_CHECK_DTYPE(name, x, DType::F32, DType::BF16, DType::F16, DType::F64);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  ElementwiseParams p{EwKind::UnaryFwd, uint8_t(op), float(alpha), x.dtype(), y.data_ptr(),
-                      x.data_ptr(), nullptr, x.numel(), x.shape(), x.strides(), Dims()};
+  ElementwiseParams p{EwKind::UnaryFwd, uint8_t(op),  float(alpha), x.dtype(),
+                      y.data_ptr(),     x.data_ptr(), nullptr,      x.numel(),
+                      x.shape(),        x.strides(),  Dims()};
   run(p, x.device(), name);
   return y;
 }
@@ -89,8 +110,9 @@ Tensor unary_backward(UnaryOp op, const Tensor& x, const Tensor& dy, double alph
   SL_CHECK_DEVICE(name, dy, x.device());
   Tensor g = dy.to(x.dtype());
   Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
-  ElementwiseParams p{EwKind::UnaryBwd, uint8_t(op), float(alpha), x.dtype(), dx.data_ptr(),
-                      x.data_ptr(), g.data_ptr(), x.numel(), x.shape(), x.strides(), g.strides()};
+  ElementwiseParams p{EwKind::UnaryBwd, uint8_t(op),  float(alpha), x.dtype(),
+                      dx.data_ptr(),    x.data_ptr(), g.data_ptr(), x.numel(),
+                      x.shape(),        x.strides(),  g.strides()};
   run(p, x.device(), name);
   return dx;
 }

@@ -24,7 +24,17 @@ namespace sl::kernels {
 // (Nemotron-H's MLP). softplus is log(1 + e^x), returning x itself for x > 20 (PyTorch's threshold,
 // beta = 1). Scale is alpha * x, AddScalar is x + alpha.
 enum class UnaryOp : uint8_t {
-  Neg, Exp, Log, Silu, Gelu, Relu, Relu2, Sigmoid, Softplus, Scale, AddScalar
+  Neg,
+  Exp,
+  Log,
+  Silu,
+  Gelu,
+  Relu,
+  Relu2,
+  Sigmoid,
+  Softplus,
+  Scale,
+  AddScalar
 };
 enum class BinaryOp : uint8_t { Add, Sub, Mul, Div };
 
@@ -37,7 +47,9 @@ const char* binary_name(BinaryOp op);
 Tensor unary(UnaryOp op, const Tensor& x, double alpha = 0);
 // dx = f'(x) * dy. dy must have x's shape; it is cast to x's dtype if it differs. dx has x's dtype.
 Tensor unary_backward(UnaryOp op, const Tensor& x, const Tensor& dy, double alpha = 0);
-inline Tensor scale(const Tensor& x, double alpha) { return unary(UnaryOp::Scale, x, alpha); }
+inline Tensor scale(const Tensor& x, double alpha) {
+  return unary(UnaryOp::Scale, x, alpha);
+}
 inline Tensor add_scalar(const Tensor& x, double alpha) {
   return unary(UnaryOp::AddScalar, x, alpha);
 }
@@ -47,10 +59,18 @@ inline Tensor add_scalar(const Tensor& x, double alpha) {
 Dims broadcast_shapes(const Dims& a, const Dims& b, const char* op = "broadcast");
 // out = a (op) b with broadcasting. Same device; dtype rule in the file comment.
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);
-inline Tensor add(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Add, a, b); }
-inline Tensor sub(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Sub, a, b); }
-inline Tensor mul(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Mul, a, b); }
-inline Tensor div(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Div, a, b); }
+inline Tensor add(const Tensor& a, const Tensor& b) {
+  return binary(BinaryOp::Add, a, b);
+}
+inline Tensor sub(const Tensor& a, const Tensor& b) {
+  return binary(BinaryOp::Sub, a, b);
+}
+inline Tensor mul(const Tensor& a, const Tensor& b) {
+  return binary(BinaryOp::Mul, a, b);
+}
+inline Tensor div(const Tensor& a, const Tensor& b) {
+  return binary(BinaryOp::Div, a, b);
+}
 
 // Gradients of out = a (op) b given dout (of the broadcast shape). Each is reduced with sum_to to
 // its input's shape and cast to its input's dtype; an entry is undefined where need_* is false.
@@ -101,20 +121,30 @@ template <class C>
 SL_HD C unary_fwd(UnaryOp op, C x, C alpha) {
   using std::exp, std::log, std::log1p, std::tanh;
   switch (op) {
-    case UnaryOp::Neg: return -x;
-    case UnaryOp::Exp: return exp(x);
-    case UnaryOp::Log: return log(x);
-    case UnaryOp::Silu: return x * sigmoid(x);
+    case UnaryOp::Neg:
+      return -x;
+    case UnaryOp::Exp:
+      return exp(x);
+    case UnaryOp::Log:
+      return log(x);
+    case UnaryOp::Silu:
+      return x * sigmoid(x);
     case UnaryOp::Gelu: {
       const C k = C(0.7978845608028654), c = C(0.044715);
       return C(0.5) * x * (C(1) + tanh(k * (x + c * x * x * x)));
     }
-    case UnaryOp::Relu: return x > C(0) ? x : C(0);
-    case UnaryOp::Relu2: return x > C(0) ? x * x : C(0);
-    case UnaryOp::Sigmoid: return sigmoid(x);
-    case UnaryOp::Softplus: return x > C(20) ? x : log1p(exp(x));
-    case UnaryOp::Scale: return alpha * x;
-    case UnaryOp::AddScalar: return x + alpha;
+    case UnaryOp::Relu:
+      return x > C(0) ? x : C(0);
+    case UnaryOp::Relu2:
+      return x > C(0) ? x * x : C(0);
+    case UnaryOp::Sigmoid:
+      return sigmoid(x);
+    case UnaryOp::Softplus:
+      return x > C(20) ? x : log1p(exp(x));
+    case UnaryOp::Scale:
+      return alpha * x;
+    case UnaryOp::AddScalar:
+      return x + alpha;
   }
   return x;
 }
@@ -124,9 +154,12 @@ template <class C>
 SL_HD C unary_bwd(UnaryOp op, C x, C dy, C alpha) {
   using std::exp, std::tanh;
   switch (op) {
-    case UnaryOp::Neg: return -dy;
-    case UnaryOp::Exp: return dy * exp(x);
-    case UnaryOp::Log: return dy / x;
+    case UnaryOp::Neg:
+      return -dy;
+    case UnaryOp::Exp:
+      return dy * exp(x);
+    case UnaryOp::Log:
+      return dy / x;
     case UnaryOp::Silu: {
       C s = sigmoid(x);
       return dy * s * (C(1) + x * (C(1) - s));
@@ -137,15 +170,20 @@ SL_HD C unary_bwd(UnaryOp op, C x, C dy, C alpha) {
       C dt = k * (C(1) + C(3) * c * x * x) * (C(1) - t * t);
       return dy * C(0.5) * (C(1) + t + x * dt);
     }
-    case UnaryOp::Relu: return x > C(0) ? dy : C(0);
-    case UnaryOp::Relu2: return x > C(0) ? C(2) * x * dy : C(0);
+    case UnaryOp::Relu:
+      return x > C(0) ? dy : C(0);
+    case UnaryOp::Relu2:
+      return x > C(0) ? C(2) * x * dy : C(0);
     case UnaryOp::Sigmoid: {
       C s = sigmoid(x);
       return dy * s * (C(1) - s);
     }
-    case UnaryOp::Softplus: return x > C(20) ? dy : dy * sigmoid(x);
-    case UnaryOp::Scale: return alpha * dy;
-    case UnaryOp::AddScalar: return dy;
+    case UnaryOp::Softplus:
+      return x > C(20) ? dy : dy * sigmoid(x);
+    case UnaryOp::Scale:
+      return alpha * dy;
+    case UnaryOp::AddScalar:
+      return dy;
   }
   return dy;
 }
@@ -153,10 +191,14 @@ SL_HD C unary_bwd(UnaryOp op, C x, C dy, C alpha) {
 template <class C>
 SL_HD C binary(BinaryOp op, C a, C b) {
   switch (op) {
-    case BinaryOp::Add: return a + b;
-    case BinaryOp::Sub: return a - b;
-    case BinaryOp::Mul: return a * b;
-    case BinaryOp::Div: return a / b;
+    case BinaryOp::Add:
+      return a + b;
+    case BinaryOp::Sub:
+      return a - b;
+    case BinaryOp::Mul:
+      return a * b;
+    case BinaryOp::Div:
+      return a / b;
   }
   return a;
 }

@@ -20,7 +20,9 @@ void elementwise_typed(const ElementwiseParams& p) {
     C x = Tr::to_compute(in0[i0.offset(i)]);
     C y = 0;
     switch (p.kind) {
-      case EwKind::UnaryFwd: y = ew::unary_fwd(UnaryOp(p.op), x, alpha); break;
+      case EwKind::UnaryFwd:
+        y = ew::unary_fwd(UnaryOp(p.op), x, alpha);
+        break;
       case EwKind::UnaryBwd:
         y = ew::unary_bwd(UnaryOp(p.op), x, C(Tr::to_compute(in1[i1.offset(i)])), alpha);
         break;

@@ -9,8 +9,10 @@
 //      one by one. No index math.
 //  (2) inner-vectorized: the innermost dim is a multiple of V, every input reads it with stride 1
 //      (a pack) or 0 (one value broadcast to the pack), and the pack starts stay 16-byte aligned.
-//      Index math runs once per pack. This is the row-broadcast case ([R, C] * [C], [R, C] + [R, 1]).
+//      Index math runs once per pack. This is the row-broadcast case: [R, C] * [C], [R, C] + [R,
+//      1].
 //  (3) strided: anything else (misaligned views, transposes), one element per step.
+// Paths (2) and (3) keep kUnroll steps per thread in flight.
 // The op switch runs once per pack (apply()), never per lane.
 #include <algorithm>
 
@@ -52,9 +54,9 @@ __device__ __forceinline__ float eval(float a, float b, float alpha) {
   }
 }
 
-#define SL_EW_CASE(O)                                                   \
-  case O:                                                               \
-    SL_UNROLL for (int v = 0; v < V; ++v) a[v] = eval<K, O>(a[v], b[v], alpha); \
+#define SL_EW_CASE(O)                                                                   \
+  case O:                                                                               \
+    _Pragma("unroll") for (int v = 0; v < V; ++v) a[v] = eval<K, O>(a[v], b[v], alpha); \
     break;
 
 // a[v] = op(a[v], b[v]) for the V lanes of one pack.
@@ -64,8 +66,10 @@ __device__ __forceinline__ void apply(uint8_t op, float alpha, float (&a)[V], co
     switch (op) { SL_EW_CASE(0) SL_EW_CASE(1) SL_EW_CASE(2) SL_EW_CASE(3) }
   } else {
     switch (op) {
-      SL_EW_CASE(0) SL_EW_CASE(1) SL_EW_CASE(2) SL_EW_CASE(3) SL_EW_CASE(4) SL_EW_CASE(5)
-      SL_EW_CASE(6) SL_EW_CASE(7) SL_EW_CASE(8) SL_EW_CASE(9) SL_EW_CASE(10)
+      SL_EW_CASE(0)
+      SL_EW_CASE(1)
+      SL_EW_CASE(2) SL_EW_CASE(3) SL_EW_CASE(4) SL_EW_CASE(5) SL_EW_CASE(6) SL_EW_CASE(7)
+          SL_EW_CASE(8) SL_EW_CASE(9) SL_EW_CASE(10)
     }
   }
 }
@@ -83,24 +87,24 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t base = int64_t(blockIdx.x) * kThreads * kUnroll + threadIdx.x; base < npack;
        base += step) {
     Pack<T> pa[kUnroll], pb[kUnroll];
-    SL_UNROLL for (int u = 0; u < kUnroll; ++u) {
+    _Pragma("unroll") for (int u = 0; u < kUnroll; ++u) {
       int64_t i = base + u * kThreads;
       if (i < npack) {
         pa[u] = reinterpret_cast<const Pack<T>*>(in0)[i];
         if constexpr (kTwo) pb[u] = reinterpret_cast<const Pack<T>*>(in1)[i];
       }
     }
-    SL_UNROLL for (int u = 0; u < kUnroll; ++u) {
+    _Pragma("unroll") for (int u = 0; u < kUnroll; ++u) {
       int64_t i = base + u * kThreads;
       if (i >= npack) continue;
       float a[V], b[V];
-      SL_UNROLL for (int v = 0; v < V; ++v) {
+      _Pragma("unroll") for (int v = 0; v < V; ++v) {
         a[v] = to_f(pa[u].v[v]);
         b[v] = kTwo ? to_f(pb[u].v[v]) : 0.f;
       }
       apply<K, V>(op, alpha, a, b);
       Pack<T> po;
-      SL_UNROLL for (int v = 0; v < V; ++v) po.v[v] = from_f<T>(a[v]);
+      _Pragma("unroll") for (int v = 0; v < V; ++v) po.v[v] = from_f<T>(a[v]);
       reinterpret_cast<Pack<T>*>(out)[i] = po;
     }
   }
@@ -121,54 +125,71 @@ struct EwLayout {
   int64_t st1[kMaxDims];
 };
 
-// Paths (2) (V = pack width) and (3) (V = 1): `count` steps of V output elements each.
+// Storage offsets (in elements) of step i in both inputs.
+__device__ __forceinline__ void offsets(const EwLayout& L, int64_t i, int64_t& o0, int64_t& o1) {
+  int64_t lin = i;
+  o0 = 0;
+  o1 = 0;
+  for (int d = L.n - 1; d > 0; --d) {
+    int64_t q = lin / L.shape[d];
+    int64_t idx = lin - q * L.shape[d];
+    lin = q;
+    o0 += idx * L.st0[d];
+    o1 += idx * L.st1[d];
+  }
+  o0 += lin * L.st0[0];
+  o1 += lin * L.st1[0];
+}
+
+// V values starting at p: a 16-byte pack, or (V == 1 or !pack) one value repeated.
+template <class T, int V>
+__device__ __forceinline__ void load_values(const T* p, bool pack, T (&out)[V]) {
+  if constexpr (V > 1) {
+    if (pack) {
+      Pack<T> pk = *reinterpret_cast<const Pack<T>*>(p);
+      _Pragma("unroll") for (int v = 0; v < V; ++v) out[v] = pk.v[v];
+      return;
+    }
+  }
+  T s = *p;
+  _Pragma("unroll") for (int v = 0; v < V; ++v) out[v] = s;
+}
+
+// Paths (2) (V = pack width) and (3) (V = 1): `count` steps of V output elements each, kUnroll
+// steps per thread in flight.
 template <class T, EwKind K, int V>
 __global__ void __launch_bounds__(kThreads)
     ew_strided(T* __restrict__ out, const T* __restrict__ in0, const T* __restrict__ in1,
                EwLayout L, int64_t count, bool pack0, bool pack1, uint8_t op, float alpha) {
   constexpr bool kTwo = K != EwKind::UnaryFwd;
-  for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < count;
-       i += int64_t(gridDim.x) * kThreads) {
-    int64_t lin = i, o0 = 0, o1 = 0;
-    for (int d = L.n - 1; d > 0; --d) {
-      int64_t q = lin / L.shape[d];
-      int64_t idx = lin - q * L.shape[d];
-      lin = q;
-      o0 += idx * L.st0[d];
-      o1 += idx * L.st1[d];
+  const int64_t step = int64_t(gridDim.x) * kThreads * kUnroll;
+  for (int64_t base = int64_t(blockIdx.x) * kThreads * kUnroll + threadIdx.x; base < count;
+       base += step) {
+    T ra[kUnroll][V], rb[kUnroll][V];
+    _Pragma("unroll") for (int u = 0; u < kUnroll; ++u) {
+      int64_t i = base + u * kThreads;
+      if (i >= count) continue;
+      int64_t o0, o1;
+      offsets(L, i, o0, o1);
+      load_values<T, V>(in0 + o0, pack0, ra[u]);
+      if constexpr (kTwo) load_values<T, V>(in1 + o1, pack1, rb[u]);
     }
-    o0 += lin * L.st0[0];
-    o1 += lin * L.st1[0];
-    float a[V], b[V];
-    if constexpr (V == 1) {
-      a[0] = to_f(in0[o0]);
-      b[0] = kTwo ? to_f(in1[o1]) : 0.f;
-    } else {
-      if (pack0) {
-        Pack<T> p = *reinterpret_cast<const Pack<T>*>(in0 + o0);
-        SL_UNROLL for (int v = 0; v < V; ++v) a[v] = to_f(p.v[v]);
+    _Pragma("unroll") for (int u = 0; u < kUnroll; ++u) {
+      int64_t i = base + u * kThreads;
+      if (i >= count) continue;
+      float a[V], b[V];
+      _Pragma("unroll") for (int v = 0; v < V; ++v) {
+        a[v] = to_f(ra[u][v]);
+        b[v] = kTwo ? to_f(rb[u][v]) : 0.f;
+      }
+      apply<K, V>(op, alpha, a, b);
+      if constexpr (V == 1) {
+        out[i] = from_f<T>(a[0]);
       } else {
-        float s = to_f(in0[o0]);
-        SL_UNROLL for (int v = 0; v < V; ++v) a[v] = s;
+        Pack<T> po;
+        _Pragma("unroll") for (int v = 0; v < V; ++v) po.v[v] = from_f<T>(a[v]);
+        reinterpret_cast<Pack<T>*>(out)[i] = po;
       }
-      SL_UNROLL for (int v = 0; v < V; ++v) b[v] = 0.f;
-      if constexpr (kTwo) {
-        if (pack1) {
-          Pack<T> p = *reinterpret_cast<const Pack<T>*>(in1 + o1);
-          SL_UNROLL for (int v = 0; v < V; ++v) b[v] = to_f(p.v[v]);
-        } else {
-          float s = to_f(in1[o1]);
-          SL_UNROLL for (int v = 0; v < V; ++v) b[v] = s;
-        }
-      }
-    }
-    apply<K, V>(op, alpha, a, b);
-    if constexpr (V == 1) {
-      out[i] = from_f<T>(a[0]);
-    } else {
-      Pack<T> po;
-      SL_UNROLL for (int v = 0; v < V; ++v) po.v[v] = from_f<T>(a[v]);
-      reinterpret_cast<Pack<T>*>(out)[i] = po;
     }
   }
 }
@@ -200,7 +221,9 @@ EwLayout coalesce(const ElementwiseParams& p, bool two) {
   return L;
 }
 
-bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
+bool aligned16(const void* ptr) {
+  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
+}
 
 int grid_for(int64_t work, int device) {
   int64_t cap = int64_t(cuda::properties(device).multiProcessorCount) * (2048 / kThreads) * 4;
@@ -220,8 +243,9 @@ void launch(const ElementwiseParams& p, int device, cudaStream_t s) {
 
   // (1) contiguous.
   if (L.n == 1 && L.st0[0] == 1 && (!kTwo || L.st1[0] == 1) && ptrs_aligned) {
-    ew_contiguous<T, K><<<grid_for((p.n / V + kUnroll - 1) / kUnroll + 1, device), kThreads, 0,
-                          s>>>(out, in0, in1, p.n, p.op, p.alpha);
+    ew_contiguous<T, K>
+        <<<grid_for((p.n / V + kUnroll - 1) / kUnroll + 1, device), kThreads, 0, s>>>(
+            out, in0, in1, p.n, p.op, p.alpha);
     SL_CUDA_LAUNCH_CHECK();
     return;
   }
@@ -242,15 +266,15 @@ void launch(const ElementwiseParams& p, int device, cudaStream_t s) {
     L.st0[last] *= V;
     L.st1[last] *= V;
     int64_t count = p.n / V;
-    ew_strided<T, K, V><<<grid_for(count, device), kThreads, 0, s>>>(out, in0, in1, L, count,
-                                                                     pack0, pack1, p.op, p.alpha);
+    ew_strided<T, K, V><<<grid_for((count + kUnroll - 1) / kUnroll, device), kThreads, 0, s>>>(
+        out, in0, in1, L, count, pack0, pack1, p.op, p.alpha);
     SL_CUDA_LAUNCH_CHECK();
     return;
   }
 
   // (3) strided.
-  ew_strided<T, K, 1><<<grid_for(p.n, device), kThreads, 0, s>>>(out, in0, in1, L, p.n, false,
-                                                                 false, p.op, p.alpha);
+  ew_strided<T, K, 1><<<grid_for((p.n + kUnroll - 1) / kUnroll, device), kThreads, 0, s>>>(
+      out, in0, in1, L, p.n, false, false, p.op, p.alpha);
   SL_CUDA_LAUNCH_CHECK();
 }
 
@@ -261,9 +285,15 @@ void elementwise_cuda(const ElementwiseParams& p, int device) {
   cudaStream_t s = cuda::stream(device);
   SL_DISPATCH_CUDA_FLOAT(p.dtype, "elementwise", T, {
     switch (p.kind) {
-      case EwKind::UnaryFwd: launch<T, EwKind::UnaryFwd>(p, device, s); break;
-      case EwKind::UnaryBwd: launch<T, EwKind::UnaryBwd>(p, device, s); break;
-      case EwKind::Binary: launch<T, EwKind::Binary>(p, device, s); break;
+      case EwKind::UnaryFwd:
+        launch<T, EwKind::UnaryFwd>(p, device, s);
+        break;
+      case EwKind::UnaryBwd:
+        launch<T, EwKind::UnaryBwd>(p, device, s);
+        break;
+      case EwKind::Binary:
+        launch<T, EwKind::Binary>(p, device, s);
+        break;
     }
   });
 }

@@ -10,9 +10,12 @@ namespace {
 
 const char* op_name(ReduceOp op) {
   switch (op) {
-    case ReduceOp::Sum: return "sum";
-    case ReduceOp::Mean: return "mean";
-    case ReduceOp::Max: return "max";
+    case ReduceOp::Sum:
+      return "sum";
+    case ReduceOp::Mean:
+      return "mean";
+    case ReduceOp::Max:
+      return "max";
   }
   return "reduce";
 }
@@ -75,7 +78,6 @@ Tensor with_dim(const Tensor& dy, const Dims& x_shape, int d, bool keepdim, cons
   return dy.reshape(kept);
 }
 
-
 }  // namespace
 
 Tensor sum(const Tensor& x, int dim, bool keepdim) {
@@ -112,8 +114,8 @@ Tensor max_backward(const Tensor& dy, const Tensor& indices, const Dims& x_shape
                     bool keepdim) {
   int d = wrap(dim, x_shape, "max");
   SL_CHECK_DTYPE("max", indices, DType::I64);
-  SL_CHECK(indices.shape() == dy.shape()) << "max backward: indices " << indices.shape_str()
-                                          << " vs dy " << dy.shape_str();
+  SL_CHECK(indices.shape() == dy.shape())
+      << "max backward: indices " << indices.shape_str() << " vs dy " << dy.shape_str();
   SL_CHECK_DEVICE("max", indices, dy.device());
   SL_CHECK_DTYPE("max", dy, DType::F32, DType::BF16, DType::F16, DType::F64);
   Tensor g = with_dim(dy, x_shape, d, keepdim, "max").contiguous();
@@ -133,8 +135,7 @@ Tensor max_backward(const Tensor& dy, const Tensor& indices, const Dims& x_shape
 }
 
 Tensor sum_all_backward(const Tensor& dy, const Dims& x_shape) {
-  SL_CHECK(dy.numel() == 1) << "sum_all backward: dy must have one element, got "
-                            << dy.shape_str();
+  SL_CHECK(dy.numel() == 1) << "sum_all backward: dy must have one element, got " << dy.shape_str();
   return dy.reshape({}).expand(x_shape).contiguous();
 }
 

@@ -20,8 +20,8 @@
 namespace sl::kernels {
 namespace {
 
-constexpr int kBlockRows = 256;     // threads of the block-per-row kernel
-constexpr int kWarpRowMax = 1024;   // longest row reduced by a single warp
+constexpr int kBlockRows = 256;    // threads of the block-per-row kernel
+constexpr int kWarpRowMax = 1024;  // longest row reduced by a single warp
 constexpr int kColX = 32, kColY = 8;
 constexpr int64_t kNoIndex = std::numeric_limits<int64_t>::max();
 
@@ -79,7 +79,7 @@ struct Acc {
 
 template <bool kMax>
 __device__ __forceinline__ Acc<kMax> warp_reduce(Acc<kMax> a) {
-  SL_UNROLL for (int o = 16; o > 0; o >>= 1) a.merge(a.shfl_xor(o));
+  _Pragma("unroll") for (int o = 16; o > 0; o >>= 1) a.merge(a.shfl_xor(o));
   return a;
 }
 
@@ -145,12 +145,13 @@ __global__ void __launch_bounds__(kBlockRows)
     int64_t j = threadIdx.x;
     for (; j + kBlockRows < npack; j += 2 * kBlockRows) {
       Pack p0 = pr[j], p1 = pr[j + kBlockRows];
-      SL_UNROLL for (int v = 0; v < V; ++v) a.add(to_f(p0.v[v]), begin + j * V + v);
-      SL_UNROLL for (int v = 0; v < V; ++v) a.add(to_f(p1.v[v]), begin + (j + kBlockRows) * V + v);
+      _Pragma("unroll") for (int v = 0; v < V; ++v) a.add(to_f(p0.v[v]), begin + j * V + v);
+      _Pragma("unroll") for (int v = 0; v < V; ++v)
+          a.add(to_f(p1.v[v]), begin + (j + kBlockRows) * V + v);
     }
     if (j < npack) {
       Pack p0 = pr[j];
-      SL_UNROLL for (int v = 0; v < V; ++v) a.add(to_f(p0.v[v]), begin + j * V + v);
+      _Pragma("unroll") for (int v = 0; v < V; ++v) a.add(to_f(p0.v[v]), begin + j * V + v);
     }
     for (int64_t k = begin + npack * V + threadIdx.x; k < end; k += kBlockRows)
       a.add(to_f(xr[k]), k);
@@ -174,13 +175,15 @@ __global__ void __launch_bounds__(kColX* kColY)
     Acc<kMax> a = Acc<kMax>::identity();
     if (i < inner) {
       const Tin* xc = x + o * r * inner + i;
+#pragma unroll 4
       for (int64_t k = begin + threadIdx.y; k < end; k += kColY) a.add(to_f(xc[k * inner]), k);
     }
     part[threadIdx.y][threadIdx.x] = a;
     __syncthreads();
     if (threadIdx.y == 0) {
-      SL_UNROLL for (int y = 1; y < kColY; ++y) a.merge(part[y][threadIdx.x]);
-      if (i < inner) store<Tout, kMax>(a, out, index, (o * gridDim.z + blockIdx.z) * inner + i, scale);
+      _Pragma("unroll") for (int y = 1; y < kColY; ++y) a.merge(part[y][threadIdx.x]);
+      if (i < inner)
+        store<Tout, kMax>(a, out, index, (o * gridDim.z + blockIdx.z) * inner + i, scale);
     }
     __syncthreads();
   }
@@ -198,7 +201,9 @@ __global__ void max_backward_kernel(const T* __restrict__ dy, const int64_t* __r
   }
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
 
 // One pass of the row reduction of x [rows, r] into out [rows, splits], splits = ceil(r / chunk).
 template <class Tin, class Tout, bool kMax>
@@ -213,8 +218,8 @@ void rows_pass(const Tin* x, Tout* out, int64_t* index, int64_t rows, int64_t r,
     return;
   }
   bool packed = aligned16(x) && r % V == 0 && chunk % V == 0;
-  reduce_rows_block<Tin, Tout, kMax><<<int(rows * splits), kBlockRows, 0, s>>>(
-      x, out, index, r, chunk, splits, packed, scale);
+  reduce_rows_block<Tin, Tout, kMax>
+      <<<int(rows * splits), kBlockRows, 0, s>>>(x, out, index, r, chunk, splits, packed, scale);
   SL_CUDA_LAUNCH_CHECK();
 }
 
@@ -225,8 +230,8 @@ void cols_pass(const Tin* x, Tout* out, int64_t* index, int64_t outer, int64_t r
   int64_t splits = std::max<int64_t>(1, (r + chunk - 1) / chunk);
   dim3 grid(unsigned((inner + kColX - 1) / kColX), unsigned(std::min<int64_t>(outer, 65535)),
             unsigned(splits));
-  reduce_cols<Tin, Tout, kMax><<<grid, dim3(kColX, kColY), 0, s>>>(x, out, index, outer, r,
-                                                                   inner, chunk, scale);
+  reduce_cols<Tin, Tout, kMax>
+      <<<grid, dim3(kColX, kColY), 0, s>>>(x, out, index, outer, r, inner, chunk, scale);
   SL_CUDA_LAUNCH_CHECK();
 }
 
@@ -292,7 +297,7 @@ void max_backward_cuda(const MaxBackwardParams& p, int device) {
   int64_t blocks = std::min<int64_t>((n + 255) / 256, 65535 * 8);
   SL_DISPATCH_CUDA_FLOAT(p.dtype, "max", T, {
     max_backward_kernel<T><<<int(blocks), 256, 0, s>>>(static_cast<const T*>(p.dy), p.index,
-                                                        static_cast<T*>(p.dx), n, p.r, p.inner);
+                                                       static_cast<T*>(p.dx), n, p.r, p.inner);
     SL_CUDA_LAUNCH_CHECK();
   });
 }

@@ -9,8 +9,7 @@ namespace {
 Tensor run(const char* op, bool log, const Tensor& in0, const Tensor* in1) {
   SL_CHECK_DEFINED(op, in0);
   SL_CHECK_DTYPE(op, in0, DType::F32, DType::BF16, DType::F16, DType::F64);
-  SL_CHECK(in0.dim() >= 1) << op << ": input must have at least one dim, got "
-                           << in0.shape_str();
+  SL_CHECK(in0.dim() >= 1) << op << ": input must have at least one dim, got " << in0.shape_str();
   Tensor a = in0.contiguous(), b;
   if (in1) {
     SL_CHECK_DEFINED(op, *in1);
@@ -21,9 +20,14 @@ Tensor run(const char* op, bool log, const Tensor& in0, const Tensor* in1) {
   }
   Tensor out = Tensor::empty(in0.shape(), in0.dtype(), in0.device());
   int64_t cols = in0.shape()[in0.dim() - 1];
-  SoftmaxParams p{log, in1 != nullptr, in0.dtype(), a.data_ptr(),
-                  b.defined() ? b.data_ptr() : nullptr, out.data_ptr(),
-                  cols == 0 ? 0 : in0.numel() / cols, cols};
+  SoftmaxParams p{log,
+                  in1 != nullptr,
+                  in0.dtype(),
+                  a.data_ptr(),
+                  b.defined() ? b.data_ptr() : nullptr,
+                  out.data_ptr(),
+                  cols == 0 ? 0 : in0.numel() / cols,
+                  cols};
   if (in0.numel() == 0) return out;
   if (in0.is_cuda()) {
     SL_CUDA_CALL(op, softmax_cuda(p, in0.device().index));
@@ -35,8 +39,12 @@ Tensor run(const char* op, bool log, const Tensor& in0, const Tensor* in1) {
 
 }  // namespace
 
-Tensor softmax(const Tensor& x) { return run("softmax", false, x, nullptr); }
-Tensor log_softmax(const Tensor& x) { return run("log_softmax", true, x, nullptr); }
+Tensor softmax(const Tensor& x) {
+  return run("softmax", false, x, nullptr);
+}
+Tensor log_softmax(const Tensor& x) {
+  return run("log_softmax", true, x, nullptr);
+}
 Tensor softmax_backward(const Tensor& y, const Tensor& dy) {
   return run("softmax", false, y, &dy);
 }

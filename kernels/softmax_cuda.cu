@@ -31,11 +31,12 @@ __device__ __forceinline__ T from_f(float v) {
 }
 
 __device__ __forceinline__ float warp_max(float v) {
-  SL_UNROLL for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  _Pragma("unroll") for (int o = 16; o > 0; o >>= 1) v =
+      fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
 __device__ __forceinline__ float warp_sum(float v) {
-  SL_UNROLL for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  _Pragma("unroll") for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
 
@@ -52,14 +53,14 @@ __device__ __forceinline__ void merge_ms(float& m, float& s, float m2, float s2)
 __device__ __forceinline__ void block_reduce_ms(float& m, float& s) {
   __shared__ float sm_m[32], sm_s[32];
   int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nwarps = blockDim.x / 32;
-  SL_UNROLL for (int o = 16; o > 0; o >>= 1)
-    merge_ms(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
+  _Pragma("unroll") for (int o = 16; o > 0; o >>= 1)
+      merge_ms(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
   if (lane == 0) sm_m[warp] = m, sm_s[warp] = s;
   __syncthreads();
   m = lane < nwarps ? sm_m[lane] : -INFINITY;
   s = lane < nwarps ? sm_s[lane] : 0.f;
-  SL_UNROLL for (int o = 16; o > 0; o >>= 1)
-    merge_ms(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
+  _Pragma("unroll") for (int o = 16; o > 0; o >>= 1)
+      merge_ms(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
 }
 __device__ __forceinline__ float block_sum(float v) {
   __shared__ float sm[32];
@@ -73,26 +74,27 @@ __device__ __forceinline__ float block_sum(float v) {
 // ---- one warp per row (cols <= 32 * kPer) ----
 
 template <class T, int kPer>
-__global__ void softmax_fwd_warp(const T* __restrict__ x, T* __restrict__ y, int64_t rows,
-                                 int cols, bool log) {
+__global__ void softmax_fwd_warp(const T* __restrict__ x, T* __restrict__ y, int64_t rows, int cols,
+                                 bool log) {
   int lane = threadIdx.x % 32;
   for (int64_t row = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32; row < rows;
        row += int64_t(gridDim.x) * kWarpsPerBlock) {
     const T* xr = x + row * cols;
     float v[kPer];
     float m = -INFINITY;
-    SL_UNROLL for (int k = 0; k < kPer; ++k) {
+    _Pragma("unroll") for (int k = 0; k < kPer; ++k) {
       int j = lane + 32 * k;
       v[k] = j < cols ? to_f(xr[j]) : -INFINITY;
       m = fmaxf(m, v[k]);
     }
     m = warp_max(m);
     float s = 0.f;
-    SL_UNROLL for (int k = 0; k < kPer; ++k) s += lane + 32 * k < cols ? __expf(v[k] - m) : 0.f;
+    _Pragma("unroll") for (int k = 0; k < kPer; ++k) s +=
+        lane + 32 * k < cols ? __expf(v[k] - m) : 0.f;
     s = warp_sum(s);
     float inv = 1.f / s, log_s = logf(s);
     T* yr = y + row * cols;
-    SL_UNROLL for (int k = 0; k < kPer; ++k) {
+    _Pragma("unroll") for (int k = 0; k < kPer; ++k) {
       int j = lane + 32 * k;
       if (j < cols) yr[j] = from_f<T>(log ? v[k] - m - log_s : __expf(v[k] - m) * inv);
     }
@@ -108,7 +110,7 @@ __global__ void softmax_bwd_warp(const T* __restrict__ y, const T* __restrict__ 
     const T *yr = y + row * cols, *gr = dy + row * cols;
     float vy[kPer], vg[kPer];
     float s = 0.f;
-    SL_UNROLL for (int k = 0; k < kPer; ++k) {
+    _Pragma("unroll") for (int k = 0; k < kPer; ++k) {
       int j = lane + 32 * k;
       vy[k] = j < cols ? to_f(yr[j]) : 0.f;
       vg[k] = j < cols ? to_f(gr[j]) : 0.f;
@@ -116,7 +118,7 @@ __global__ void softmax_bwd_warp(const T* __restrict__ y, const T* __restrict__ 
     }
     s = warp_sum(s);
     T* dr = dx + row * cols;
-    SL_UNROLL for (int k = 0; k < kPer; ++k) {
+    _Pragma("unroll") for (int k = 0; k < kPer; ++k) {
       int j = lane + 32 * k;
       if (j < cols) dr[j] = from_f<T>(log ? vg[k] - __expf(vy[k]) * s : vy[k] * (vg[k] - s));
     }
@@ -147,7 +149,7 @@ __device__ __forceinline__ void visit_rows(const T* a, const T* b, T* ca, T* cb,
       if (b) pb = reinterpret_cast<const Pack<T>*>(b)[j];
       if (ca) reinterpret_cast<Pack<T>*>(ca)[j] = pa;
       if (cb) reinterpret_cast<Pack<T>*>(cb)[j] = pb;
-      SL_UNROLL for (int v = 0; v < V; ++v) f(to_f(pa.v[v]), b ? to_f(pb.v[v]) : 0.f);
+      _Pragma("unroll") for (int v = 0; v < V; ++v) f(to_f(pa.v[v]), b ? to_f(pb.v[v]) : 0.f);
     }
   } else {
     for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
@@ -161,8 +163,8 @@ __device__ __forceinline__ void visit_rows(const T* a, const T* b, T* ca, T* cb,
 
 // out[j] = g(a_j, b_j) over the row (b may be null: then b_j = 0).
 template <class T, class G>
-__device__ __forceinline__ void write_row(const T* a, const T* b, T* out, int64_t cols,
-                                          bool packed, G g) {
+__device__ __forceinline__ void write_row(const T* a, const T* b, T* out, int64_t cols, bool packed,
+                                          G g) {
   constexpr int V = Pack<T>::V;
   if (packed) {
     int64_t npack = cols / V;
@@ -170,8 +172,8 @@ __device__ __forceinline__ void write_row(const T* a, const T* b, T* out, int64_
     for (int64_t j = threadIdx.x; j < npack; j += blockDim.x) {
       Pack<T> pa = reinterpret_cast<const Pack<T>*>(a)[j], pb{}, po;
       if (b) pb = reinterpret_cast<const Pack<T>*>(b)[j];
-      SL_UNROLL for (int v = 0; v < V; ++v)
-        po.v[v] = from_f<T>(g(to_f(pa.v[v]), b ? to_f(pb.v[v]) : 0.f));
+      _Pragma("unroll") for (int v = 0; v < V; ++v) po.v[v] =
+          from_f<T>(g(to_f(pa.v[v]), b ? to_f(pb.v[v]) : 0.f));
       reinterpret_cast<Pack<T>*>(out)[j] = po;
     }
   } else {
@@ -211,14 +213,15 @@ __global__ void softmax_bwd_block(const T* __restrict__ y, const T* __restrict__
   int64_t off = int64_t(blockIdx.x) * cols;
   const T *yr = y + off, *gr = dy + off;
   float s = 0.f;
-  visit_rows<T>(yr, gr, sy, sg, cols, packed,
-                [&](float v, float g) { s += log ? g : g * v; });
+  visit_rows<T>(yr, gr, sy, sg, cols, packed, [&](float v, float g) { s += log ? g : g * v; });
   s = block_sum(s);
   write_row<T>(cache ? sy : yr, cache ? sg : gr, dx + off, cols, packed,
                [&](float v, float g) { return log ? g - __expf(v) * s : v * (g - s); });
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
 
 template <class T>
 void launch(const SoftmaxParams& p, int device, cudaStream_t s) {
@@ -246,8 +249,8 @@ void launch(const SoftmaxParams& p, int device, cudaStream_t s) {
     return;
   }
   constexpr int V = Pack<T>::V;
-  bool packed = p.cols % V == 0 && aligned16(in0) && aligned16(out) &&
-                (!p.backward || aligned16(in1));
+  bool packed =
+      p.cols % V == 0 && aligned16(in0) && aligned16(out) && (!p.backward || aligned16(in1));
   int64_t units = packed ? p.cols / V : p.cols;
   int threads = int(std::clamp<int64_t>((units / 2 + 31) / 32 * 32, 128, 1024));
   size_t bytes = size_t(p.cols) * sizeof(T) * (p.backward ? 2 : 1);
@@ -263,8 +266,8 @@ void launch(const SoftmaxParams& p, int device, cudaStream_t s) {
     if (dyn > 48 * 1024)
       SL_CUDA_CHECK(cudaFuncSetAttribute(softmax_bwd_block<T>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, int(dyn)));
-    softmax_bwd_block<T><<<int(p.rows), threads, dyn, s>>>(in0, in1, out, p.cols, p.log, packed,
-                                                           cache);
+    softmax_bwd_block<T>
+        <<<int(p.rows), threads, dyn, s>>>(in0, in1, out, p.cols, p.log, packed, cache);
   }
   SL_CUDA_LAUNCH_CHECK();
 }

@@ -20,8 +20,8 @@ using test::AllClose;
 using test::Tol;
 
 Var leaf(const Dims& shape, uint64_t seed, double lo = 0, double hi = 0) {
-  Tensor t = lo < hi ? test::rand(shape, seed, lo, hi, DType::F64)
-                     : test::randn(shape, seed, DType::F64);
+  Tensor t =
+      lo < hi ? test::rand(shape, seed, lo, hi, DType::F64) : test::randn(shape, seed, DType::F64);
   return Var(t, true);
 }
 
@@ -39,11 +39,16 @@ struct UnaryCase {
 
 TEST(OpsElementwise, UnaryGradcheck) {
   const UnaryCase cases[] = {
-      {"neg", ag::neg, 0, 0},         {"exp", ag::exp, 0, 0},
-      {"log", ag::log, 0.1, 3},       {"silu", ag::silu, 0, 0},
-      {"gelu", ag::gelu, 0, 0},       {"relu", ag::relu, 0, 0},
-      {"relu2", ag::relu2, 0, 0},     {"sigmoid", ag::sigmoid, 0, 0},
-      {"softplus", ag::softplus, 0, 0}, {"softplus above threshold", ag::softplus, 15, 30},
+      {"neg", ag::neg, 0, 0},
+      {"exp", ag::exp, 0, 0},
+      {"log", ag::log, 0.1, 3},
+      {"silu", ag::silu, 0, 0},
+      {"gelu", ag::gelu, 0, 0},
+      {"relu", ag::relu, 0, 0},
+      {"relu2", ag::relu2, 0, 0},
+      {"sigmoid", ag::sigmoid, 0, 0},
+      {"softplus", ag::softplus, 0, 0},
+      {"softplus above threshold", ag::softplus, 15, 30},
       {"scale", [](const Var& x) { return ag::scale(x, -2.5); }, 0, 0},
       {"add_scalar", [](const Var& x) { return ag::add_scalar(x, 0.75); }, 0, 0}};
   uint64_t seed = 1;
@@ -58,8 +63,8 @@ TEST(OpsElementwise, BinaryGradcheckWithBroadcasting) {
   struct Shapes {
     Dims a, b;
   };
-  const Shapes shapes[] = {{{3, 4}, {3, 4}}, {{3, 1, 5}, {4, 1}}, {{2, 3, 4}, {4}}, {{4}, {2, 3, 4}},
-                           {{2, 3}, {}}};
+  const Shapes shapes[] = {
+      {{3, 4}, {3, 4}}, {{3, 1, 5}, {4, 1}}, {{2, 3, 4}, {4}}, {{4}, {2, 3, 4}}, {{2, 3}, {}}};
   const std::pair<const char*, Var (*)(const Var&, const Var&)> ops[] = {
       {"add", ag::add}, {"sub", ag::sub}, {"mul", ag::mul}, {"div", ag::div}};
   uint64_t seed = 20;
@@ -95,8 +100,11 @@ TEST(OpsElementwise, ReductionsAndSoftmaxGradcheck) {
 
 TEST(OpsElementwise, ViewOpsGradcheck) {
   Var x = leaf({4, 6}, 50);
-  expect_gradcheck([](const std::vector<Var>& v) { return ag::reshape(v[0], {2, 3, 4}); }, {x},
-                   "reshape");
+  expect_gradcheck(
+      [](const std::vector<Var>& v) {
+        return ag::reshape(v[0], {2, 3, 4});
+      },
+      {x}, "reshape");
   expect_gradcheck([](const std::vector<Var>& v) { return ag::transpose(v[0], 0, 1); }, {x},
                    "transpose");
   expect_gradcheck([](const std::vector<Var>& v) { return ag::slice(v[0], 1, 1, 4); }, {x},
@@ -167,8 +175,8 @@ TEST_P(OpsElementwiseGpu, GraphMatchesCpu) {
   Tensor b0 = test::randn({5, 1}, 82, dt);
   auto run = [&](Device dev, DType t) {
     Var x(x0.to(t).to(dev), true), w(w0.to(t).to(dev), true), b(b0.to(t).to(dev), true);
-    Var h = ag::add(ag::mul(ag::silu(x), w), b);        // [5, 300]
-    Var p = ag::log_softmax(ag::gelu(h));                // [5, 300]
+    Var h = ag::add(ag::mul(ag::silu(x), w), b);  // [5, 300]
+    Var p = ag::log_softmax(ag::gelu(h));         // [5, 300]
     Var loss = ag::add(ag::mean_all(ag::mul(p, ag::relu2(x))), ag::mean_all(ag::mul(h, h)));
     loss.backward();
     return std::vector<Tensor>{loss.value(), x.grad(), w.grad(), b.grad()};

@@ -20,8 +20,8 @@ using test::AllClose;
 using test::AllEqual;
 using test::Tol;
 
-const UnaryOp kUnaryOps[] = {UnaryOp::Neg,   UnaryOp::Exp,     UnaryOp::Log,      UnaryOp::Silu,
-                             UnaryOp::Gelu,  UnaryOp::Relu,    UnaryOp::Relu2,    UnaryOp::Sigmoid,
+const UnaryOp kUnaryOps[] = {UnaryOp::Neg,      UnaryOp::Exp,   UnaryOp::Log,      UnaryOp::Silu,
+                             UnaryOp::Gelu,     UnaryOp::Relu,  UnaryOp::Relu2,    UnaryOp::Sigmoid,
                              UnaryOp::Softplus, UnaryOp::Scale, UnaryOp::AddScalar};
 const BinaryOp kBinaryOps[] = {BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div};
 constexpr double kAlpha = -1.75;
@@ -29,28 +29,42 @@ constexpr double kAlpha = -1.75;
 // The textbook definitions, independent of the kernels' formulation.
 double expected_unary(UnaryOp op, double x) {
   switch (op) {
-    case UnaryOp::Neg: return -x;
-    case UnaryOp::Exp: return std::exp(x);
-    case UnaryOp::Log: return std::log(x);
-    case UnaryOp::Silu: return x / (1 + std::exp(-x));
+    case UnaryOp::Neg:
+      return -x;
+    case UnaryOp::Exp:
+      return std::exp(x);
+    case UnaryOp::Log:
+      return std::log(x);
+    case UnaryOp::Silu:
+      return x / (1 + std::exp(-x));
     case UnaryOp::Gelu:
       return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
-    case UnaryOp::Relu: return std::max(x, 0.0);
-    case UnaryOp::Relu2: return std::max(x, 0.0) * std::max(x, 0.0);
-    case UnaryOp::Sigmoid: return 1 / (1 + std::exp(-x));
-    case UnaryOp::Softplus: return x > 20 ? x : std::log(1 + std::exp(x));
-    case UnaryOp::Scale: return kAlpha * x;
-    case UnaryOp::AddScalar: return x + kAlpha;
+    case UnaryOp::Relu:
+      return std::max(x, 0.0);
+    case UnaryOp::Relu2:
+      return std::max(x, 0.0) * std::max(x, 0.0);
+    case UnaryOp::Sigmoid:
+      return 1 / (1 + std::exp(-x));
+    case UnaryOp::Softplus:
+      return x > 20 ? x : std::log(1 + std::exp(x));
+    case UnaryOp::Scale:
+      return kAlpha * x;
+    case UnaryOp::AddScalar:
+      return x + kAlpha;
   }
   return 0;
 }
 
 double expected_binary(BinaryOp op, double a, double b) {
   switch (op) {
-    case BinaryOp::Add: return a + b;
-    case BinaryOp::Sub: return a - b;
-    case BinaryOp::Mul: return a * b;
-    case BinaryOp::Div: return a / b;
+    case BinaryOp::Add:
+      return a + b;
+    case BinaryOp::Sub:
+      return a - b;
+    case BinaryOp::Mul:
+      return a * b;
+    case BinaryOp::Div:
+      return a / b;
   }
   return 0;
 }
@@ -81,13 +95,16 @@ TEST_P(UnaryTest, StridedInputEqualsContiguous) {
   Tensor x = unary_input(op, {6, 9}, 2, DType::F32, Device::cpu());
   Tensor xt = x.transpose(0, 1).slice(0, 1, 8, 2);  // non-contiguous, offset 6
   Tensor dy = test::randn(xt.shape(), 3);
-  EXPECT_TRUE(AllEqual(kernels::unary(op, xt, kAlpha), kernels::unary(op, xt.contiguous(), kAlpha)));
-  EXPECT_TRUE(AllEqual(kernels::unary_backward(op, xt, dy.transpose(0, 1).contiguous().transpose(0, 1), kAlpha),
-                       kernels::unary_backward(op, xt.contiguous(), dy, kAlpha)));
+  EXPECT_TRUE(
+      AllEqual(kernels::unary(op, xt, kAlpha), kernels::unary(op, xt.contiguous(), kAlpha)));
+  EXPECT_TRUE(AllEqual(
+      kernels::unary_backward(op, xt, dy.transpose(0, 1).contiguous().transpose(0, 1), kAlpha),
+      kernels::unary_backward(op, xt.contiguous(), dy, kAlpha)));
 }
 
-INSTANTIATE_TEST_SUITE_P(Ops, UnaryTest, ::testing::ValuesIn(kUnaryOps),
-                         [](const auto& info) { return std::string(kernels::unary_name(info.param)); });
+INSTANTIATE_TEST_SUITE_P(Ops, UnaryTest, ::testing::ValuesIn(kUnaryOps), [](const auto& info) {
+  return std::string(kernels::unary_name(info.param));
+});
 
 TEST(Unary, ExtremeInputsStayFinite) {
   Tensor x = Tensor::from_vector<double>({-1000, -50, 0, 25, 1000}, {5});
@@ -146,8 +163,9 @@ struct BroadcastCase {
   Dims a, b, out;
 };
 const BroadcastCase kBroadcastCases[] = {
-    {{3, 1, 5}, {4, 1}, {3, 4, 5}}, {{2, 3, 4}, {4}, {2, 3, 4}}, {{4}, {2, 3, 4}, {2, 3, 4}},
-    {{2, 3}, {}, {2, 3}},           {{5, 1}, {1, 6}, {5, 6}},    {{2, 3, 4}, {2, 3, 4}, {2, 3, 4}},
+    {{3, 1, 5}, {4, 1}, {3, 4, 5}},   {{2, 3, 4}, {4}, {2, 3, 4}},
+    {{4}, {2, 3, 4}, {2, 3, 4}},      {{2, 3}, {}, {2, 3}},
+    {{5, 1}, {1, 6}, {5, 6}},         {{2, 3, 4}, {2, 3, 4}, {2, 3, 4}},
     {{7, 1, 1}, {7, 2, 3}, {7, 2, 3}}};
 
 TEST(Binary, CpuBroadcastingMatchesLoops) {
@@ -204,7 +222,8 @@ TEST(SumTo, ReducesBroadcastDims) {
   EXPECT_TRUE(AllClose(kernels::sum_to(g, {4, 1}), Tensor::from_vector(e4, {4, 1}), tol));
   EXPECT_TRUE(AllClose(kernels::sum_to(g, {5}), Tensor::from_vector(e5, {5}), tol));
   EXPECT_TRUE(AllClose(kernels::sum_to(g, {3, 1, 5}), Tensor::from_vector(e315, {3, 1, 5}), tol));
-  EXPECT_TRUE(AllClose(kernels::sum_to(g, {}), Tensor::from_vector(std::vector<double>{all}, {}), tol));
+  EXPECT_TRUE(
+      AllClose(kernels::sum_to(g, {}), Tensor::from_vector(std::vector<double>{all}, {}), tol));
   EXPECT_EQ(kernels::sum_to(g, {3, 4, 5}).storage(), g.storage());
   EXPECT_THROW(kernels::sum_to(g, {2, 5}), Error);
 }
@@ -212,7 +231,9 @@ TEST(SumTo, ReducesBroadcastDims) {
 // ---- GPU against the CPU reference ----
 
 // The reference: the CPU op on f64 inputs for f32, on f32 inputs for bf16.
-DType ref_dtype(DType dt) { return dt == DType::F32 ? DType::F64 : DType::F32; }
+DType ref_dtype(DType dt) {
+  return dt == DType::F32 ? DType::F64 : DType::F32;
+}
 
 class ElementwiseGpu : public ::testing::TestWithParam<DType> {};
 
@@ -224,12 +245,13 @@ TEST_P(ElementwiseGpu, UnaryForwardBackwardAllPaths) {
     Tensor base = unary_input(op, {3, 37, 131}, 30, dt, gpu);
     Tensor dyb = test::randn({3, 37, 131}, 31, dt, gpu);
     // contiguous (with a tail), transposed, and misaligned (offset 1) inputs.
-    std::vector<std::pair<Tensor, Tensor>> inputs = {
-        {base, dyb},
-        {base.transpose(1, 2), dyb.transpose(1, 2)},
-        {base.reshape({-1}).slice(0, 1, 3 * 37 * 131), dyb.reshape({-1}).slice(0, 1, 3 * 37 * 131)}};
+    std::vector<std::pair<Tensor, Tensor>> inputs = {{base, dyb},
+                                                     {base.transpose(1, 2), dyb.transpose(1, 2)},
+                                                     {base.reshape({-1}).slice(0, 1, 3 * 37 * 131),
+                                                      dyb.reshape({-1}).slice(0, 1, 3 * 37 * 131)}};
     for (auto& [x, dy] : inputs) {
-      Tensor xr = x.to(Device::cpu()).to(ref_dtype(dt)), dyr = dy.to(Device::cpu()).to(ref_dtype(dt));
+      Tensor xr = x.to(Device::cpu()).to(ref_dtype(dt)),
+             dyr = dy.to(Device::cpu()).to(ref_dtype(dt));
       EXPECT_TRUE(AllClose(kernels::unary(op, x, kAlpha), kernels::unary(op, xr, kAlpha), Tol{dt}))
           << kernels::unary_name(op) << " " << x.shape_str();
       EXPECT_TRUE(AllClose(kernels::unary_backward(op, x, dy, kAlpha),
@@ -248,18 +270,19 @@ TEST_P(ElementwiseGpu, BinaryBroadcastAllPaths) {
   };
   Tensor big = test::randn({37, 256}, 40, dt, gpu);
   std::vector<Case> cases = {
-      {big, test::randn({37, 256}, 41, dt, gpu)},                 // contiguous
+      {big, test::randn({37, 256}, 41, dt, gpu)},                            // contiguous
       {test::randn({1001}, 42, dt, gpu), test::randn({1001}, 43, dt, gpu)},  // contiguous + tail
-      {big, test::rand({256}, 44, 0.5, 2, dt, gpu)},              // row broadcast, packs
-      {big, test::rand({37, 1}, 45, 0.5, 2, dt, gpu)},            // column broadcast, packs
+      {big, test::rand({256}, 44, 0.5, 2, dt, gpu)},                         // row broadcast, packs
+      {big, test::rand({37, 1}, 45, 0.5, 2, dt, gpu)},  // column broadcast, packs
       {test::randn({3, 1, 5}, 46, dt, gpu), test::rand({4, 1}, 47, 0.5, 2, dt, gpu)},  // strided
       {test::randn({2, 3, 4}, 48, dt, gpu), test::rand({4}, 49, 0.5, 2, dt, gpu)},
-      {big.slice(1, 1, 129), test::rand({128}, 50, 0.5, 2, dt, gpu)},  // misaligned rows
+      {big.slice(1, 1, 129), test::rand({128}, 50, 0.5, 2, dt, gpu)},     // misaligned rows
       {big.transpose(0, 1), test::rand({256, 37}, 51, 0.5, 2, dt, gpu)},  // transposed
       {test::randn({64, 7, 8}, 52, dt, gpu), test::rand({7, 1}, 53, 0.5, 2, dt, gpu)}};
   for (BinaryOp op : kBinaryOps)
     for (const Case& c : cases) {
-      Tensor ar = c.a.to(Device::cpu()).to(ref_dtype(dt)), br = c.b.to(Device::cpu()).to(ref_dtype(dt));
+      Tensor ar = c.a.to(Device::cpu()).to(ref_dtype(dt)),
+             br = c.b.to(Device::cpu()).to(ref_dtype(dt));
       EXPECT_TRUE(AllClose(kernels::binary(op, c.a, c.b), kernels::binary(op, ar, br), Tol{dt}))
           << kernels::binary_name(op) << " " << c.a.shape_str() << " " << c.b.shape_str();
       Dims out = kernels::broadcast_shapes(c.a.shape(), c.b.shape());
@@ -282,7 +305,9 @@ TEST_P(ElementwiseGpu, MixedDtypesAndSumTo) {
   Tensor a = test::randn({9, 33}, 60, DType::BF16, gpu), b = test::randn({33}, 61, DType::F32, gpu);
   Tensor m = kernels::mul(a, b);
   EXPECT_EQ(m.dtype(), DType::F32);
-  EXPECT_TRUE(AllClose(m, kernels::mul(a.to(Device::cpu()).to(DType::F64), b.to(Device::cpu()).to(DType::F64)), Tol{DType::F32}));
+  EXPECT_TRUE(AllClose(
+      m, kernels::mul(a.to(Device::cpu()).to(DType::F64), b.to(Device::cpu()).to(DType::F64)),
+      Tol{DType::F32}));
   Tensor g = test::randn({4, 300, 65}, 62, dt, gpu);
   Tensor gr = g.to(Device::cpu()).to(ref_dtype(dt));
   for (Dims target : {Dims{65}, Dims{300, 1}, Dims{4, 1, 65}, Dims{}})

@@ -87,17 +87,17 @@ TEST(Reduce, MaxTiesTakeFirstIndexAndNaNWins) {
   EXPECT_EQ(v.to_vector<float>()[0], 3.f);
   EXPECT_TRUE(std::isnan(v.to_vector<float>()[1]));
   // Backward routes each gradient to its argmax only.
-  Tensor dx = kernels::max_backward(Tensor::from_vector<float>({10, 20}, {2}), i, x.shape(), 1,
-                                    false);
+  Tensor dx =
+      kernels::max_backward(Tensor::from_vector<float>({10, 20}, {2}), i, x.shape(), 1, false);
   EXPECT_TRUE(AllEqual(dx, Tensor::from_vector<float>({0, 10, 0, 0, 0, 20, 0, 0}, {2, 4})));
 }
 
 TEST(Reduce, BackwardShapes) {
   Tensor dy = Tensor::from_vector<float>({1, 2, 3}, {3});
   Tensor g = kernels::mean_backward(dy, {3, 4}, 1, false);
-  EXPECT_TRUE(AllEqual(g, Tensor::from_vector<float>({.25f, .25f, .25f, .25f, .5f, .5f, .5f, .5f,
-                                                      .75f, .75f, .75f, .75f},
-                                                     {3, 4})));
+  EXPECT_TRUE(AllEqual(
+      g, Tensor::from_vector<float>(
+             {.25f, .25f, .25f, .25f, .5f, .5f, .5f, .5f, .75f, .75f, .75f, .75f}, {3, 4})));
   EXPECT_TRUE(AllEqual(kernels::sum_backward(dy.view({3, 1}), {3, 2}, -1, true),
                        Tensor::from_vector<float>({1, 1, 2, 2, 3, 3}, {3, 2})));
   EXPECT_THROW(kernels::sum_backward(dy, {4, 4}, 1, false), Error);
@@ -122,7 +122,9 @@ TEST(Reduce, RejectsBadInput) {
 
 // ---- GPU against the CPU reference ----
 
-DType ref_dtype(DType dt) { return dt == DType::F32 ? DType::F64 : DType::F32; }
+DType ref_dtype(DType dt) {
+  return dt == DType::F32 ? DType::F64 : DType::F32;
+}
 
 struct ReduceCase {
   Dims shape;

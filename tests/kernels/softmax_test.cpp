@@ -30,7 +30,8 @@ TEST(Softmax, CpuForwardMatchesDefinition) {
       lv.push_back(xv[size_t(r * C + j)] - std::log(z));
     }
   }
-  EXPECT_TRUE(AllClose(kernels::softmax(x), Tensor::from_vector(ev, x.shape()), Tol{DType::F64, C}));
+  EXPECT_TRUE(
+      AllClose(kernels::softmax(x), Tensor::from_vector(ev, x.shape()), Tol{DType::F64, C}));
   EXPECT_TRUE(
       AllClose(kernels::log_softmax(x), Tensor::from_vector(lv, x.shape()), Tol{DType::F64, C}));
   // Last dim of a strided 3-D view.
@@ -97,16 +98,17 @@ TEST(Softmax, RejectsBadInput) {
 
 // ---- GPU against the CPU reference ----
 
-DType ref_dtype(DType dt) { return dt == DType::F32 ? DType::F64 : DType::F32; }
+DType ref_dtype(DType dt) {
+  return dt == DType::F32 ? DType::F64 : DType::F32;
+}
 
 struct Shape {
   int64_t rows, cols;
 };
 // Warp kernels (<= 128, <= 1024), block kernels packed and unpacked, with the shared-memory cache
 // and (f32 50304 backward, 70000) without it.
-const Shape kShapes[] = {{37, 1},    {37, 7},     {65, 128},  {9, 129},   {33, 1000},
-                         {5, 1024},  {5, 1025},   {4, 4096},  {3, 5003},  {2, 32000},
-                         {2, 50304}, {2, 70000}};
+const Shape kShapes[] = {{37, 1},   {37, 7},   {65, 128}, {9, 129},   {33, 1000}, {5, 1024},
+                         {5, 1025}, {4, 4096}, {3, 5003}, {2, 32000}, {2, 50304}, {2, 70000}};
 
 class SoftmaxGpu : public ::testing::TestWithParam<DType> {};
 
