@@ -10,6 +10,8 @@
 // nvcc compiles each .cu twice; only the device pass (__CUDA_ARCH__) knows "#pragma unroll".
 #if defined(__CUDA_ARCH__)
 #define SL_UNROLL _Pragma("unroll")
+#elif defined(__CUDACC__)
+#define SL_UNROLL
 #else
 #define SL_UNROLL _Pragma("GCC unroll 16")
 #endif
