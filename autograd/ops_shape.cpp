@@ -2,6 +2,7 @@
 // backward rules reuse the same kernels.
 #include "autograd/ops_shape.h"
 
+#include "autograd/ops_elementwise.h"
 #include "kernels/shape_ops.h"
 
 namespace sl::ag {
@@ -29,22 +30,6 @@ Var concat(const std::vector<Var>& xs, int dim) {
                      });
 }
 
-Var narrow(const Var& x, int dim, int64_t start, int64_t length) {
-  SL_CHECK(x.defined()) << "narrow: undefined input";
-  const Tensor& v = x.value();
-  int d = v.wrap_dim(dim);
-  SL_CHECK(start >= 0 && length >= 0 && start + length <= v.size(d))
-      << "narrow: [" << start << ", " << start + length << ") is outside dim " << d << " of "
-      << v.str();
-  Dims shape = v.shape();
-  return make_result("narrow", v.slice(d, start, start + length), {x},
-                     [shape, d, start, length](const Tensor& g, const std::vector<bool>&) {
-                       Tensor dx = Tensor::zeros(shape, g.dtype(), g.device());
-                       dx.slice(d, start, start + length).copy_(g);
-                       return std::vector<Tensor>{dx};
-                     });
-}
-
 std::vector<Var> split(const Var& x, const std::vector<int64_t>& sizes, int dim) {
   SL_CHECK(x.defined()) << "split: undefined input";
   int d = x.value().wrap_dim(dim);
@@ -52,7 +37,7 @@ std::vector<Var> split(const Var& x, const std::vector<int64_t>& sizes, int dim)
   std::vector<Var> out;
   int64_t off = 0;
   for (int64_t s : sizes) {
-    out.push_back(narrow(x, d, off, s));
+    out.push_back(slice(x, d, off, off + s));
     off += s;
   }
   return out;

@@ -1,8 +1,8 @@
-// Differentiable shape ops: concat, narrow, split, gather and scatter_add on ag::Var.
+// Differentiable shape ops: concat, split, gather and scatter_add on ag::Var.
 //
-// split is composite: each output is a narrow (a view of the input), whose backward writes its
-// gradient into zeros of the input's shape; the engine sums the pieces (Note [gradient
-// accumulation rule]). So split needs no backward code of its own. gather and scatter_add are each
+// split is composite: each output is an ag::slice (autograd/ops_elementwise.h; a view of the
+// input), whose backward writes its gradient into zeros of the input's shape; the engine sums the
+// pieces (Note [gradient accumulation rule]). So split needs no backward code of its own. gather and scatter_add are each
 // other's backward (kernels/shape_ops.h gives the index rules and the deterministic summation).
 #pragma once
 
@@ -14,9 +14,7 @@ namespace sl::ag {
 
 // Backward: the slice of the gradient that each input occupied.
 Var concat(const std::vector<Var>& xs, int dim);
-// x[..., start : start + length, ...] along dim, as a view. Backward: zeros with g in the slice.
-Var narrow(const Var& x, int dim, int64_t start, int64_t length);
-// Consecutive narrows of the given sizes (which sum to x.size(dim)).
+// Consecutive slices of the given sizes (which sum to x.size(dim)), as views.
 std::vector<Var> split(const Var& x, const std::vector<int64_t>& sizes, int dim);
 // torch.gather. Backward: dx = scatter_add(zeros like x, dim, index, g).
 Var gather(const Var& x, int dim, const Tensor& index);
