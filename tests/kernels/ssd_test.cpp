@@ -268,28 +268,48 @@ struct GpuCase {
 
 class SsdGpu : public ::testing::TestWithParam<GpuCase> {};
 
-TEST_P(SsdGpu, ForwardAndBackwardMatchCpu) {
+// The GPU inputs, and the f32 CPU reference inputs holding the same (rounded) values.
+struct GpuSetup {
+  Inputs in, ref_in;
+  SsdOptions o;
+  Tensor dy, dfin;
+};
+GpuSetup gpu_setup(const GpuCase& c) {
+  GpuSetup g;
+  g.in = make_inputs(c.s, 500 + uint64_t(c.s.t), c.init, c.seq, c.dtype);
+  g.o = SsdOptions{c.chunk, false};
+  g.dy = test::randn(g.in.x.shape(), 600, c.dtype);
+  g.dfin = test::randn({c.s.b, c.s.h, c.s.p, c.s.n}, 601, DType::F32);
+  g.ref_in = g.in;
+  for (Tensor* u : {&g.ref_in.x, &g.ref_in.dt, &g.ref_in.A, &g.ref_in.Bm, &g.ref_in.Cm,
+                    &g.ref_in.D})
+    *u = u->to(DType::F32);
+  return g;
+}
+
+TEST_P(SsdGpu, ForwardMatchesCpu) {
   SL_REQUIRE_GPU();
   const GpuCase c = GetParam();
   const Shape s = c.s;
-  Inputs in = make_inputs(s, 500 + uint64_t(s.t), c.init, c.seq, c.dtype);
-  const SsdOptions o{c.chunk, false};
-  Tensor dy = test::randn(in.x.shape(), 600, c.dtype);
-  Tensor dfin = test::randn({s.b, s.h, s.p, s.n}, 601, DType::F32);
-  // The reference runs on the same (rounded) inputs, in f32.
-  Inputs ref_in = in;
-  for (Tensor* u : {&ref_in.x, &ref_in.dt, &ref_in.A, &ref_in.Bm, &ref_in.Cm, &ref_in.D})
-    *u = u->to(DType::F32);
-  kernels::SsdResult ref = forward(ref_in, o);
-  kernels::SsdResult out = forward(in.to(kGpu), o);
+  GpuSetup g = gpu_setup(c);
+  kernels::SsdResult ref = forward(g.ref_in, g.o);
+  kernels::SsdResult out = forward(g.in.to(kGpu), g.o);
   // bf16: outputs are rounded once; intermediate products may be rounded to bf16 for the tensor
   // cores, whose errors add over a chunk.
   const Tol tol{c.dtype, c.dtype == DType::F32 ? s.t * s.n : c.chunk};
   EXPECT_TRUE(AllClose(out.y, ref.y, tol)) << "y";
   EXPECT_TRUE(AllClose(out.final_state, ref.final_state, Tol{DType::F32, s.t * s.n}))
       << "final state";
-  kernels::SsdGrads gr = backward(ref_in, dy.to(DType::F32), dfin, o);
-  kernels::SsdGrads go = backward(in.to(kGpu), dy.to(kGpu), dfin.to(kGpu), o);
+}
+
+TEST_P(SsdGpu, BackwardMatchesCpu) {
+  SL_REQUIRE_GPU();
+  const GpuCase c = GetParam();
+  const Shape s = c.s;
+  GpuSetup g = gpu_setup(c);
+  kernels::SsdGrads gr = backward(g.ref_in, g.dy.to(DType::F32), g.dfin, g.o);
+  kernels::SsdGrads go = backward(g.in.to(kGpu), g.dy.to(kGpu), g.dfin.to(kGpu), g.o);
+  const Tol tol{c.dtype, c.dtype == DType::F32 ? s.t * s.n : c.chunk};
   const Tol wide{c.dtype, c.dtype == DType::F32 ? s.t * s.p * s.n : c.chunk * s.p};
   EXPECT_TRUE(AllClose(go.dx, gr.dx, tol)) << "dx";
   EXPECT_TRUE(AllClose(go.ddt, gr.ddt, wide)) << "ddt";
