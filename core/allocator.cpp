@@ -145,7 +145,10 @@ void empty_cache(int device) {
 
 #else  // no CUDA in this build
 
-void* allocate(size_t, int) { SL_FAIL() << "this build has no CUDA support"; }
+void* allocate(size_t, int) {
+  SL_FAIL() << "this build has no CUDA support";
+  return nullptr;
+}
 void free(void*, int) {}
 AllocatorStats stats(int) { return {}; }
 void reset_peak(int) {}

@@ -14,6 +14,7 @@ size_t dtype_size(DType t) {
     case DType::F64: return 8;
   }
   SL_FAIL() << "unknown dtype " << int(t);
+  return 0;
 }
 
 const char* dtype_name(DType t) {

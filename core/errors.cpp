@@ -1,14 +1,20 @@
 #include "core/errors.h"
 
+#include <exception>
+
 namespace sl {
 namespace detail {
 
-ErrorBuilder::ErrorBuilder(const char* file, int line, const char* kind, const char* expr) {
+ErrorBuilder::ErrorBuilder(const char* file, int line, const char* kind, const char* expr)
+    : uncaught_at_start_(std::uncaught_exceptions()) {
   os_ << file << ":" << line << ": " << kind;
   if (expr && expr[0]) os_ << ": " << expr;
 }
 
-ErrorBuilder::~ErrorBuilder() noexcept(false) { throw Error(os_.str()); }
+ErrorBuilder::~ErrorBuilder() noexcept(false) {
+  if (std::uncaught_exceptions() > uncaught_at_start_) return;
+  throw Error(os_.str());
+}
 
 }  // namespace detail
 

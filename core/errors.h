@@ -34,7 +34,9 @@ class ErrorBuilder {
   ErrorBuilder(const char* file, int line, const char* kind, const char* expr);
   ErrorBuilder(const ErrorBuilder&) = delete;
   ErrorBuilder& operator=(const ErrorBuilder&) = delete;
-  [[noreturn]] ~ErrorBuilder() noexcept(false);
+  // Throws sl::Error, unless an exception is already propagating (something in the streamed
+  // message threw): that exception then continues instead of terminating the process.
+  ~ErrorBuilder() noexcept(false);
 
   template <class T>
   ErrorBuilder& operator<<(const T& v) {
@@ -49,6 +51,7 @@ class ErrorBuilder {
  private:
   std::ostringstream os_;
   bool has_message_ = false;
+  int uncaught_at_start_;
 };
 
 }  // namespace detail

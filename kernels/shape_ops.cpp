@@ -36,9 +36,10 @@ void throw_index_error(const char* op, const char* target, const Dims& shape, in
   }
   for (int i = 0; i < shape.n; ++i) at << (i ? ", " : "") << coords[size_t(i)];
   at << "]";
-  SL_FAIL() << op << ": index out of range: index" << at.str() << " = " << value << ", but "
-            << target << ".size(" << dim << ") = " << dim_size << " (valid 0.." << dim_size - 1
-            << ")";
+  std::ostringstream msg;
+  msg << op << ": index out of range: index" << at.str() << " = " << value << ", but " << target
+      << ".size(" << dim << ") = " << dim_size << " (valid 0.." << dim_size - 1 << ")";
+  throw Error(msg.str());
 }
 
 Tensor concat(const std::vector<Tensor>& xs, int dim) {

@@ -69,10 +69,9 @@ TEST(Check, IsOneStatementInsideIfElse) {
 }
 
 // An exception thrown while the message is being built (a checked accessor in the message, say
-// `<< x.size(5)`) should propagate like any other error. KNOWN CORE BUG (core/errors.cpp, as of
-// 083ce69): ~ErrorBuilder() throws unconditionally, also while the stack unwinds from that
-// exception, so the process calls std::terminate. The death-test child catches whatever escapes
-// and exits 0; with the bug it aborts instead, and this test fails.
+// `<< x.size(5)`) should propagate like any other error, not terminate the process (the builder's
+// destructor must not throw while that exception unwinds). The death-test child catches whatever
+// escapes and exits 0; a builder that throws regardless makes it abort, and this test fails.
 int throwing_message_part() {
   SL_FAIL() << "inner error";
   return 0;
