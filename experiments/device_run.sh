@@ -11,7 +11,7 @@ export SL_BUILD_DIR=build-device SL_JOBS="$(nproc)"
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv
   nvcc --version | tail -2
   cmake --version | head -1
-  echo "commit: $(git rev-parse --short HEAD 2>/dev/null) $(git diff --quiet 2>/dev/null || echo '(+ uncommitted)')"
+  echo "commit: ${SL_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null)}"
   date -u
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"

@@ -10,7 +10,7 @@ bdir="${SL_BUILD_DIR:-build}"
   echo "# Kernel benchmarks"
   echo
   echo "- card: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo unknown)"
-  echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)')"
+  echo "- commit: ${SL_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
   echo "- date: $(date -u +%Y-%m-%dT%H:%MZ)"
   echo
   for b in "$bdir"/bench_*; do
