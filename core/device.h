@@ -1,6 +1,7 @@
 // Where a tensor's memory lives: the host, or one CUDA device by index.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace sl {
