@@ -76,6 +76,31 @@ std::vector<double> host_f64(const Tensor& t) {
          << first.str();
 }
 
+::testing::AssertionResult AllCloseToNaive(const Tensor& out, const Tensor& naive,
+                                           const Tensor& ref, DType precision) {
+  if (out.shape() != ref.shape() || naive.shape() != ref.shape())
+    return ::testing::AssertionFailure() << "shape mismatch: out " << out.shape_str() << ", naive "
+                                         << naive.shape_str() << ", ref " << ref.shape_str();
+  std::vector<double> a = host_f64(out), n = host_f64(naive), r = host_f64(ref);
+  double sumsq = 0, err_out = 0, err_naive = 0;
+  int64_t worst = -1;
+  for (size_t i = 0; i < r.size(); ++i) {
+    sumsq += r[i] * r[i];
+    double e = std::fabs(a[i] - r[i]);
+    if (std::isnan(a[i]) != std::isnan(r[i])) e = INFINITY;
+    if (e > err_out || std::isnan(e)) err_out = std::isnan(e) ? INFINITY : e, worst = int64_t(i);
+    err_naive = std::max(err_naive, std::fabs(n[i] - r[i]));
+  }
+  double rms = r.empty() ? 0 : std::sqrt(sumsq / double(r.size()));
+  double bound = 2 * err_naive + eps(precision) * rms;
+  if (err_out <= bound) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << "max |out - ref| " << err_out << " at " << index_str(out.shape(), worst) << " (out "
+         << a[size_t(worst)] << ", ref " << r[size_t(worst)] << ") exceeds 2 x max |naive - ref| ("
+         << err_naive << ") + eps(" << dtype_name(precision) << ") x rms(ref) (" << rms
+         << ") = " << bound;
+}
+
 ::testing::AssertionResult AllEqual(const Tensor& out, const Tensor& ref) {
   if (out.shape() != ref.shape())
     return ::testing::AssertionFailure()

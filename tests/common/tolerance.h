@@ -12,6 +12,12 @@
 // rms(ref) term keeps outputs that cancel to near zero from demanding more than their inputs'
 // precision. The factor 2 is the flash-attention rule: a fused low-precision kernel may err at most
 // twice as much as a naive one in the same precision. atol is 0 unless a test says why not.
+//
+// Where a naive implementation in the same precision exists (the CPU reference run on the same
+// f32 inputs), AllCloseToNaive applies that rule literally instead: the max-norm error of `out`
+// against the high-precision `ref` may be at most twice the max-norm error of `naive`, plus
+// eps(P) * rms(ref). Use it for compositions whose conditioning the closed form above cannot
+// know (an activation's derivative near a cancellation, a norm's gradient through its statistics).
 // Integer outputs, and outputs that are exact in P (small integers), are compared exactly
 // (AllEqual).
 #pragma once
@@ -35,6 +41,9 @@ double eps(DType precision);
 
 // Compares any two same-shape tensors (any device, any float dtype) under the rule.
 ::testing::AssertionResult AllClose(const Tensor& out, const Tensor& ref, const Tol& tol);
+// The literal flash-attention rule: max|out - ref| <= 2 max|naive - ref| + eps(P) rms(ref).
+::testing::AssertionResult AllCloseToNaive(const Tensor& out, const Tensor& naive,
+                                           const Tensor& ref, DType precision);
 // Exact comparison (integers, or values exactly representable in both).
 ::testing::AssertionResult AllEqual(const Tensor& out, const Tensor& ref);
 

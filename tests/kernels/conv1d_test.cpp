@@ -140,14 +140,28 @@ TEST_P(Conv1dGpu, ForwardAndBackwardMatchCpu) {
   Tensor ref = kernels::causal_conv1d_silu_forward(f32(x), f32(wt), f32(bias), f32(state), seq);
   Tensor out = kernels::causal_conv1d_silu_forward(gpu(x), gpu(wt), gpu(bias), gpu(state),
                                                    gpu(seq));
-  EXPECT_TRUE(AllClose(out, ref, Tol{k.dtype, k.w + 1}));
   kernels::Conv1dGrads gr =
       kernels::causal_conv1d_silu_backward(f32(dy), f32(x), f32(wt), f32(bias), f32(state), seq);
   kernels::Conv1dGrads go = kernels::causal_conv1d_silu_backward(
       gpu(dy), gpu(x), gpu(wt), gpu(bias), gpu(state), gpu(seq));
-  EXPECT_TRUE(AllClose(go.dx, gr.dx, Tol{k.dtype, k.w + 1})) << "dx";
-  EXPECT_TRUE(AllClose(go.dw, gr.dw, Tol{k.dtype, k.b * k.t})) << "dw";
-  EXPECT_TRUE(AllClose(go.dbias, gr.dbias, Tol{k.dtype, k.b * k.t})) << "dbias";
+  if (k.dtype == DType::F32) {
+    // f32: the literal rule against f64, the CPU f32 run being the naive implementation (silu
+    // and its derivative compose several roundings the closed-form bound does not model).
+    auto f64 = [](const Tensor& t) { return t.defined() ? t.to(DType::F64) : Tensor(); };
+    Tensor r64 =
+        kernels::causal_conv1d_silu_forward(f64(x), f64(wt), f64(bias), f64(state), seq);
+    kernels::Conv1dGrads g64 = kernels::causal_conv1d_silu_backward(f64(dy), f64(x), f64(wt),
+                                                                    f64(bias), f64(state), seq);
+    EXPECT_TRUE(test::AllCloseToNaive(out, ref, r64, DType::F32));
+    EXPECT_TRUE(test::AllCloseToNaive(go.dx, gr.dx, g64.dx, DType::F32)) << "dx";
+    EXPECT_TRUE(test::AllCloseToNaive(go.dw, gr.dw, g64.dw, DType::F32)) << "dw";
+    EXPECT_TRUE(test::AllCloseToNaive(go.dbias, gr.dbias, g64.dbias, DType::F32)) << "dbias";
+  } else {
+    EXPECT_TRUE(AllClose(out, ref, Tol{k.dtype, k.w + 1}));
+    EXPECT_TRUE(AllClose(go.dx, gr.dx, Tol{k.dtype, k.w + 1})) << "dx";
+    EXPECT_TRUE(AllClose(go.dw, gr.dw, Tol{k.dtype, k.b * k.t})) << "dw";
+    EXPECT_TRUE(AllClose(go.dbias, gr.dbias, Tol{k.dtype, k.b * k.t})) << "dbias";
+  }
   if (k.state) {
     EXPECT_TRUE(AllClose(go.d_init_state, gr.d_init_state, Tol{k.dtype, k.w + 1})) << "dstate";
   }

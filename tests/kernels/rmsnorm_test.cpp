@@ -121,14 +121,33 @@ TEST_P(RmsNormGpu, ForwardBackwardMatchCpuAndDwIsDeterministic) {
                  : kernels::rmsnorm_backward(dy.to(d), x.to(d), w.to(d), rstd);
   };
   kernels::RmsNormResult ref = fwd(Device::cpu()), out = fwd(kGpu);
-  EXPECT_TRUE(AllClose(out.rstd, ref.rstd, Tol{DType::F32, gs}));
-  EXPECT_TRUE(AllClose(out.y, ref.y, Tol{k.dtype, gs}));
   kernels::RmsNormGrads gref = bwd(Device::cpu(), ref.rstd), gout = bwd(kGpu, out.rstd);
-  EXPECT_TRUE(AllClose(gout.dx, gref.dx, Tol{k.dtype, gs}));
-  if (gated) {
-    EXPECT_TRUE(AllClose(gout.dz, gref.dz, Tol{k.dtype, gs}));
+  if (k.dtype == DType::F32) {
+    // f32: the literal rule against an f64 reference, the CPU f32 run being the naive one. The
+    // gradients depend on C-long statistics and on cancellations no closed-form bound sees.
+    auto f64 = [](const Tensor& t) { return t.to(DType::F64); };
+    kernels::RmsNormResult r64 = gated
+                                     ? kernels::gated_rmsnorm_forward(f64(x), f64(z), f64(w), gs)
+                                     : kernels::rmsnorm_forward(f64(x), f64(w));
+    kernels::RmsNormGrads g64 =
+        gated ? kernels::gated_rmsnorm_backward(f64(dy), f64(x), f64(z), f64(w), r64.rstd, gs)
+              : kernels::rmsnorm_backward(f64(dy), f64(x), f64(w), r64.rstd);
+    EXPECT_TRUE(test::AllCloseToNaive(out.rstd, ref.rstd, r64.rstd, DType::F32));
+    EXPECT_TRUE(test::AllCloseToNaive(out.y, ref.y, r64.y, DType::F32));
+    EXPECT_TRUE(test::AllCloseToNaive(gout.dx, gref.dx, g64.dx, DType::F32)) << "dx";
+    if (gated) {
+      EXPECT_TRUE(test::AllCloseToNaive(gout.dz, gref.dz, g64.dz, DType::F32)) << "dz";
+    }
+    EXPECT_TRUE(test::AllCloseToNaive(gout.dw, gref.dw, g64.dw, DType::F32)) << "dw";
+  } else {
+    EXPECT_TRUE(AllClose(out.rstd, ref.rstd, Tol{DType::F32, gs}));
+    EXPECT_TRUE(AllClose(out.y, ref.y, Tol{k.dtype, gs}));
+    EXPECT_TRUE(AllClose(gout.dx, gref.dx, Tol{k.dtype, gs}));
+    if (gated) {
+      EXPECT_TRUE(AllClose(gout.dz, gref.dz, Tol{k.dtype, gs}));
+    }
+    EXPECT_TRUE(AllClose(gout.dw, gref.dw, Tol{k.dtype, k.rows}));
   }
-  EXPECT_TRUE(AllClose(gout.dw, gref.dw, Tol{k.dtype, k.rows}));
   kernels::RmsNormGrads again = bwd(kGpu, out.rstd);
   EXPECT_TRUE(test::AllEqual(again.dw, gout.dw));
 }
