@@ -6,68 +6,15 @@
 //   5. chunk_scan:    y = exp(cs_t) Cm_t S_in + sum_{s<=t} CB L dt_s x_s + D x
 // Cumulative sums, states and accumulators are f32. The matmul-shaped steps share one 64x64
 // output tile routine (tile_gemm) with f32 FMA; loaders apply the decays, masks and dtype
-// conversions while staging operands in shared memory. The one non-obvious decision: chunk
-// states are overwritten in place by the entering states (step 4), so the forward needs one
-// [B, chunks, H, P, N] f32 buffer and no second pass over it.
-#include "core/cuda_context.h"
-#include "kernels/dispatch.h"
-#include "kernels/ssd.h"
+// conversions while staging operands in shared memory (kernels/ssd_cuda_common.cuh). The one
+// non-obvious decision: chunk states are overwritten in place by the entering states (step 4),
+// so the forward needs one [B, chunks, H, P, N] f32 buffer and no second pass over it; the
+// backward (kernels/ssd_backward_cuda.cu) reruns steps 1-4 through ssd_chunk_states_cuda.
+#include "kernels/ssd_cuda_common.cuh"
 
 namespace sl::kernels {
+namespace ssd_cuda {
 namespace {
-
-constexpr int kTile = 64;    // output tile edge
-constexpr int kTileK = 16;   // reduction step staged in shared memory
-constexpr int kThreads = 256;
-constexpr int64_t kMaxChunk = 256;
-
-struct SsdDims {
-  int64_t B, T, H, P, G, N, Q, nc, hpg;
-};
-
-SsdDims dims_of(const SsdParams& p) {
-  return SsdDims{p.batch, p.seqlen, p.heads, p.head_dim, p.groups, p.state, p.chunk,
-               (p.seqlen + p.chunk - 1) / p.chunk, p.heads / p.groups};
-}
-
-template <class T>
-__device__ __forceinline__ float ld(const T* p, int64_t i) {
-  return ScalarTraits<T>::to_compute(p[i]);
-}
-
-// acc[i][j] += sum_{k < K} a(row0 + r_i, k) * b(col0 + c_j, k) for the 4x4 outputs of this thread
-// (r_i = 4 * (tid / 16) + i, c_j = 4 * (tid % 16) + j). Loaders take tile-local row/col and k,
-// and return 0 outside the operand. Every thread of the block must call it.
-template <class LA, class LB>
-__device__ void tile_gemm(float (&acc)[4][4], int64_t K, LA la, LB lb) {
-  __shared__ float As[kTileK][kTile + 4];
-  __shared__ float Bs[kTileK][kTile + 4];
-  const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16;
-  for (int64_t k0 = 0; k0 < K; k0 += kTileK) {
-    for (int e = tid; e < kTile * kTileK; e += kThreads) {
-      const int r = e / kTileK, k = e % kTileK;
-      const bool in = k0 + k < K;
-      As[k][r] = in ? la(r, k0 + k) : 0.f;
-      Bs[k][r] = in ? lb(r, k0 + k) : 0.f;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int k = 0; k < kTileK; ++k) {
-      float a[4], b[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) a[i] = As[k][ty * 4 + i], b[i] = Bs[k][tx * 4 + i];
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] += a[i] * b[j];
-    }
-    __syncthreads();
-  }
-}
-
-__device__ __forceinline__ bool is_reset(const int32_t* seq, int64_t b, int64_t T, int64_t t) {
-  return seq && t >= 1 && seq[b * T + t] != seq[b * T + t - 1];
-}
 
 // ---- 1. cumsum: one thread per (b, h, chunk); cs [B, H, T] f32, seg [B, T] i32 ----
 template <class T>
@@ -219,20 +166,9 @@ __global__ void ssd_chunk_scan_kernel(SsdDims d, const T* x, const T* dt, const 
     }
 }
 
-int grid_for(int64_t n) {
-  const int64_t blocks = (n + kThreads - 1) / kThreads;
-  return int(blocks < 132 * 32 ? blocks : 132 * 32);
-}
-
-int64_t tiles(int64_t n) { return (n + kTile - 1) / kTile; }
-
-Tensor scratch(const Dims& shape, DType dt, int device) {
-  return Tensor::empty(shape, dt, Device::cuda(device));
-}
-
 }  // namespace
 
-void ssd_forward_cuda(const SsdParams& p, int device) {
+ChunkStates ssd_chunk_states_cuda(const SsdParams& p, int device, float* final_state) {
   SL_CHECK(p.chunk <= kMaxChunk) << "ssd_scan: the CUDA kernels take chunk_size <= " << kMaxChunk
                                  << ", got " << p.chunk;
   cuda::set_device(device);
@@ -240,40 +176,49 @@ void ssd_forward_cuda(const SsdParams& p, int device) {
   const SsdDims d = dims_of(p);
   SL_CHECK(d.B * d.nc * d.H < (int64_t(1) << 31) && tiles(d.P) <= 65535 && tiles(d.N) <= 65535)
       << "ssd_scan: grid too large for B = " << d.B << ", T = " << d.T << ", H = " << d.H;
-  Tensor cs = scratch({d.B, d.H, d.T}, DType::F32, device);
-  Tensor seg = scratch({d.B, d.T}, DType::I32, device);
-  Tensor CB = scratch({d.B, d.nc, d.G, d.Q, d.Q}, DType::F32, device);
-  Tensor states = scratch({d.B, d.nc, d.H, d.P, d.N}, DType::F32, device);
+  ChunkStates r;
+  r.cs = scratch({d.B, d.H, d.T}, DType::F32, device);
+  r.seg = scratch({d.B, d.T}, DType::I32, device);
+  r.CB = scratch({d.B, d.nc, d.G, d.Q, d.Q}, DType::F32, device);
+  r.states = scratch({d.B, d.nc, d.H, d.P, d.N}, DType::F32, device);
   SL_DISPATCH_CUDA_FLOAT(p.dtype, "ssd_scan", T, {
     const T* x = static_cast<const T*>(p.x);
     const T* dt = static_cast<const T*>(p.dt);
     const T* Bm = static_cast<const T*>(p.Bm);
-    const T* Cm = static_cast<const T*>(p.Cm);
     ssd_cumsum_kernel<T><<<grid_for(d.B * d.H * d.nc), kThreads, 0, s>>>(
-        d, dt, static_cast<const T*>(p.A), p.seq_idx, cs.data<float>(), seg.data<int32_t>());
+        d, dt, static_cast<const T*>(p.A), p.seq_idx, r.cs.data<float>(), r.seg.data<int32_t>());
     SL_CUDA_LAUNCH_CHECK();
     ssd_bmm_kernel<T><<<dim3(unsigned(d.B * d.nc * d.G), unsigned(tiles(d.Q)), unsigned(tiles(d.Q))),
-                        kThreads, 0, s>>>(d, Bm, Cm, CB.data<float>());
+                        kThreads, 0, s>>>(d, Bm, static_cast<const T*>(p.Cm), r.CB.data<float>());
     SL_CUDA_LAUNCH_CHECK();
     ssd_chunk_state_kernel<T>
         <<<dim3(unsigned(d.B * d.nc * d.H), unsigned(tiles(d.P)), unsigned(tiles(d.N))), kThreads,
-           0, s>>>(d, x, dt, Bm, cs.data<float>(), seg.data<int32_t>(), states.data<float>());
+           0, s>>>(d, x, dt, Bm, r.cs.data<float>(), r.seg.data<int32_t>(), r.states.data<float>());
     SL_CUDA_LAUNCH_CHECK();
-    ssd_state_passing_kernel<<<grid_for(d.B * d.H * d.P * d.N), kThreads, 0, s>>>(
-        d, cs.data<float>(), seg.data<int32_t>(), static_cast<const float*>(p.init_state),
-        states.data<float>(), static_cast<float*>(p.final_state));
-    SL_CUDA_LAUNCH_CHECK();
+  });
+  ssd_state_passing_kernel<<<grid_for(d.B * d.H * d.P * d.N), kThreads, 0, s>>>(
+      d, r.cs.data<float>(), r.seg.data<int32_t>(), static_cast<const float*>(p.init_state),
+      r.states.data<float>(), final_state);
+  SL_CUDA_LAUNCH_CHECK();
+  return r;
+}
+
+}  // namespace ssd_cuda
+
+void ssd_forward_cuda(const SsdParams& p, int device) {
+  using namespace ssd_cuda;
+  ChunkStates st = ssd_chunk_states_cuda(p, device, static_cast<float*>(p.final_state));
+  cudaStream_t s = cuda::stream(device);
+  const SsdDims d = dims_of(p);
+  SL_DISPATCH_CUDA_FLOAT(p.dtype, "ssd_scan", T, {
     ssd_chunk_scan_kernel<T>
         <<<dim3(unsigned(d.B * d.nc * d.H), unsigned(tiles(d.Q)), unsigned(tiles(d.P))), kThreads,
-           0, s>>>(d, x, dt, Cm, static_cast<const T*>(p.D), cs.data<float>(),
-                   seg.data<int32_t>(), CB.data<float>(), states.data<float>(),
+           0, s>>>(d, static_cast<const T*>(p.x), static_cast<const T*>(p.dt),
+                   static_cast<const T*>(p.Cm), static_cast<const T*>(p.D), st.cs.data<float>(),
+                   st.seg.data<int32_t>(), st.CB.data<float>(), st.states.data<float>(),
                    static_cast<T*>(p.y));
     SL_CUDA_LAUNCH_CHECK();
   });
-}
-
-void ssd_backward_cuda(const SsdParams&, int) {
-  SL_FAIL() << "ssd_scan: the CUDA backward is not written yet (run the backward on the CPU)";
 }
 
 }  // namespace sl::kernels

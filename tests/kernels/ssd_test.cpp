@@ -1,13 +1,16 @@
 // SSD scan: the sequential CPU recurrence against the explicit quadratic (attention-like) form in
 // f64; the chunked CPU algorithm against the sequential one (forward and backward, odd T, G < H,
 // initial state, document resets); packed documents against separate runs; GPU forward and
-// backward against the CPU chunked reference (f32 and bf16); errors for bad arguments.
+// backward against the CPU chunked reference (f32 and bf16), the backward run twice for
+// bit-identical results; errors for bad arguments.
 #include "kernels/ssd.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
+#include <sstream>
+#include <string>
 
 #include "tests/common/gpu.h"
 #include "tests/common/tolerance.h"
@@ -23,6 +26,14 @@ const Device kGpu = Device::cuda(0);
 struct Shape {
   int64_t b, t, h, p, g, n;
 };
+
+// "B2_T301_H8_G2_P64_N32_chunk64" (+ what the case adds): a test name for gtest.
+std::string case_name(const Shape& s, int64_t chunk, bool init, bool seq) {
+  std::ostringstream n;
+  n << "B" << s.b << "_T" << s.t << "_H" << s.h << "_G" << s.g << "_P" << s.p << "_N" << s.n
+    << "_chunk" << chunk << (init ? "_init" : "") << (seq ? "_resets" : "");
+  return n.str();
+}
 
 struct Inputs {
   Tensor x, dt, A, Bm, Cm, D, init, seq;
@@ -195,7 +206,10 @@ INSTANTIATE_TEST_SUITE_P(
                       ChunkCase{{2, 77, 4, 8, 2, 16}, 16, true, true},
                       ChunkCase{{1, 130, 6, 5, 3, 7}, 64, true, true},
                       ChunkCase{{1, 40, 2, 4, 1, 6}, 64, true, true},  // one short chunk
-                      ChunkCase{{3, 33, 4, 4, 4, 4}, 1, true, true}));  // chunk of one
+                      ChunkCase{{3, 33, 4, 4, 4, 4}, 1, true, true}),  // chunk of one
+    [](const ::testing::TestParamInfo<ChunkCase>& i) {
+      return case_name(i.param.s, i.param.chunk, i.param.init, i.param.seq);
+    });
 
 // A packed row gives, on each document, what the document gives alone (the first document
 // continuing from the initial state, the others from zero).
@@ -264,7 +278,14 @@ struct GpuCase {
   Shape s;
   int64_t chunk;
   bool init, seq;
+  bool dfinal = true;  // a gradient reaching the final state
 };
+
+std::string gpu_case_name(const ::testing::TestParamInfo<GpuCase>& i) {
+  const GpuCase& c = i.param;
+  return case_name(c.s, c.chunk, c.init, c.seq) + "_" + dtype_name(c.dtype) +
+         (c.dfinal ? "" : "_no_dfinal");
+}
 
 class SsdGpu : public ::testing::TestWithParam<GpuCase> {};
 
@@ -279,13 +300,15 @@ GpuSetup gpu_setup(const GpuCase& c) {
   g.in = make_inputs(c.s, 500 + uint64_t(c.s.t), c.init, c.seq, c.dtype);
   g.o = SsdOptions{c.chunk, false};
   g.dy = test::randn(g.in.x.shape(), 600, c.dtype);
-  g.dfin = test::randn({c.s.b, c.s.h, c.s.p, c.s.n}, 601, DType::F32);
+  if (c.dfinal) g.dfin = test::randn({c.s.b, c.s.h, c.s.p, c.s.n}, 601, DType::F32);
   g.ref_in = g.in;
   for (Tensor* u : {&g.ref_in.x, &g.ref_in.dt, &g.ref_in.A, &g.ref_in.Bm, &g.ref_in.Cm,
                     &g.ref_in.D})
     *u = u->to(DType::F32);
   return g;
 }
+
+Tensor on_gpu(const Tensor& t) { return t.defined() ? t.to(kGpu) : t; }
 
 TEST_P(SsdGpu, ForwardMatchesCpu) {
   SL_REQUIRE_GPU();
@@ -302,35 +325,73 @@ TEST_P(SsdGpu, ForwardMatchesCpu) {
       << "final state";
 }
 
+// The tolerance of one gradient against the f32 CPU reference on the same inputs. f32: both
+// sides round every partial sum; n_f32 counts the products summed into one gradient (its sums
+// over time, over P and N, over the heads of a group). bf16: every sum is f32 on both sides and
+// the output is rounded to bf16 once, so n_reduce is 1 (the f32 part is far below bf16's eps).
+Tol grad_tol(DType dtype, int64_t n_f32) {
+  return dtype == DType::F32 ? Tol{DType::F32, n_f32} : Tol{dtype, 1};
+}
+
 TEST_P(SsdGpu, BackwardMatchesCpu) {
   SL_REQUIRE_GPU();
   const GpuCase c = GetParam();
   const Shape s = c.s;
   GpuSetup g = gpu_setup(c);
-  kernels::SsdGrads gr = backward(g.ref_in, g.dy.to(DType::F32), g.dfin, g.o);
-  kernels::SsdGrads go = backward(g.in.to(kGpu), g.dy.to(kGpu), g.dfin.to(kGpu), g.o);
-  const Tol tol{c.dtype, c.dtype == DType::F32 ? s.t * s.n : c.chunk};
-  const Tol wide{c.dtype, c.dtype == DType::F32 ? s.t * s.p * s.n : c.chunk * s.p};
-  EXPECT_TRUE(AllClose(go.dx, gr.dx, tol)) << "dx";
-  EXPECT_TRUE(AllClose(go.ddt, gr.ddt, wide)) << "ddt";
-  EXPECT_TRUE(AllClose(go.dA, gr.dA, Tol{c.dtype, s.b * s.t * s.p * s.n})) << "dA";
-  EXPECT_TRUE(AllClose(go.dBm, gr.dBm, wide)) << "dBm";
-  EXPECT_TRUE(AllClose(go.dCm, gr.dCm, wide)) << "dCm";
-  EXPECT_TRUE(AllClose(go.dD, gr.dD, Tol{c.dtype, s.b * s.t * s.p})) << "dD";
+  kernels::SsdGrads ref = backward(g.ref_in, g.dy.to(DType::F32), g.dfin, g.o);
+  const Inputs in = g.in.to(kGpu);
+  const Tensor dy = g.dy.to(kGpu), dfin = on_gpu(g.dfin);
+  kernels::SsdGrads out = backward(in, dy, dfin, g.o);
+  const int64_t T = s.t, hpg = s.h / s.g;
+  // dx sums dy over later positions through the state (T x N products); dBm, dCm sum over
+  // positions, P and the group's heads; ddt and dA go through <S, dS> (P x N) at every position.
+  EXPECT_TRUE(AllClose(out.dx, ref.dx, grad_tol(c.dtype, T * s.n))) << "dx";
+  EXPECT_TRUE(AllClose(out.dBm, ref.dBm, grad_tol(c.dtype, hpg * T * s.p))) << "dBm";
+  EXPECT_TRUE(AllClose(out.dCm, ref.dCm, grad_tol(c.dtype, hpg * T * s.p))) << "dCm";
+  EXPECT_TRUE(AllClose(out.ddt, ref.ddt, grad_tol(c.dtype, T * s.p * s.n))) << "ddt";
+  EXPECT_TRUE(AllClose(out.dA, ref.dA, grad_tol(c.dtype, s.b * T * s.p * s.n))) << "dA";
+  EXPECT_TRUE(AllClose(out.dD, ref.dD, grad_tol(c.dtype, s.b * T * s.p))) << "dD";
+  ASSERT_EQ(out.d_init_state.defined(), c.init);
   if (c.init) {
-    EXPECT_TRUE(AllClose(go.d_init_state, gr.d_init_state, Tol{DType::F32, s.t * s.p * s.n}))
-        << "dinit";
+    EXPECT_TRUE(AllClose(out.d_init_state, ref.d_init_state, Tol{DType::F32, T})) << "d_init_state";
+  }
+  // Deterministic: the same inputs give the same bits (no reduction depends on scheduling).
+  kernels::SsdGrads again = backward(in, dy, dfin, g.o);
+  EXPECT_TRUE(test::AllEqual(again.dx, out.dx)) << "dx";
+  EXPECT_TRUE(test::AllEqual(again.ddt, out.ddt)) << "ddt";
+  EXPECT_TRUE(test::AllEqual(again.dA, out.dA)) << "dA";
+  EXPECT_TRUE(test::AllEqual(again.dBm, out.dBm)) << "dBm";
+  EXPECT_TRUE(test::AllEqual(again.dCm, out.dCm)) << "dCm";
+  EXPECT_TRUE(test::AllEqual(again.dD, out.dD)) << "dD";
+  if (c.init) {
+    EXPECT_TRUE(test::AllEqual(again.d_init_state, out.d_init_state)) << "d_init_state";
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, SsdGpu,
-    ::testing::Values(GpuCase{DType::F32, {2, 301, 8, 64, 2, 32}, 64, false, false},
-                      GpuCase{DType::F32, {2, 301, 8, 64, 2, 32}, 64, true, true},
-                      GpuCase{DType::F32, {1, 517, 4, 24, 1, 40}, 128, true, true},
-                      GpuCase{DType::F32, {3, 37, 6, 16, 3, 16}, 64, true, false},
-                      GpuCase{DType::BF16, {2, 301, 8, 64, 2, 32}, 64, true, true},
-                      GpuCase{DType::BF16, {1, 1000, 4, 64, 2, 128}, 128, true, true}));
+    ::testing::Values(
+        GpuCase{DType::F32, {2, 301, 8, 64, 2, 32}, 64, false, false},
+        GpuCase{DType::F32, {2, 301, 8, 64, 2, 32}, 64, true, true},
+        GpuCase{DType::F32, {1, 517, 4, 24, 1, 40}, 128, true, true},
+        GpuCase{DType::F32, {3, 37, 6, 16, 3, 16}, 64, true, false},        // one short chunk
+        GpuCase{DType::F32, {1, 700, 2, 72, 1, 80}, 256, true, true},       // P, N over a tile
+        GpuCase{DType::F32, {2, 200, 4, 32, 4, 24}, 32, false, true, false},  // G = H
+        GpuCase{DType::BF16, {2, 301, 8, 64, 2, 32}, 64, true, true},
+        GpuCase{DType::BF16, {1, 1000, 4, 64, 2, 128}, 128, true, true}),
+    gpu_case_name);
+
+TEST(SsdGpuErrors, ChunkAbove256Throws) {
+  SL_REQUIRE_GPU();
+  const Shape s{1, 300, 2, 4, 1, 8};
+  const Inputs in = make_inputs(s, 700, false, false).to(kGpu);
+  try {
+    forward(in, SsdOptions{257, false});
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("ssd_scan"), std::string::npos) << e.what();
+  }
+}
 
 }  // namespace
 }  // namespace sl
