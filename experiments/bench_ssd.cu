@@ -1,18 +1,19 @@
-// Benchmark of the Mamba-2 kernels: the chunked SSD scan (Nemotron-H-like head: B = 1, H = 64
-// heads x P = 64, N = 128, G = 8 groups, chunk Q = 128, bf16) over T = 4K .. 64K, and the causal
-// conv1d + SiLU over xBC (Cc = H*P + 2*G*N = 6144, W = 4).
+// Benchmark of the Mamba-2 kernels: the chunked SSD scan forward and backward (Nemotron-H-like
+// head: B = 1, H = 64 heads x P = 64, N = 128, G = 8 groups, chunk Q = 128, bf16) over T = 4K ..
+// 64K, and the causal conv1d + SiLU over xBC (Cc = H*P + 2*G*N = 6144, W = 4).
 //
-// FLOPs are those of the chunked algorithm as implemented, per chunk (nc = ceil(T / Q) chunks):
-//   CB = Cm Bm^T        2 Q^2 N per group   (only the lower-triangle tiles are computed; counted
-//                                            in full, as the algorithm's nominal work)
-//   chunk states        2 Q P N per head
-//   state -> output     2 Q N P per head
-//   intra-chunk y       2 Q^2 P per head    (the causal half is masked; counted in full)
-// i.e. nc * (G * 2 Q^2 N + H * (4 Q P N + 2 Q^2 P)); state passing (2 P N per chunk and head) is
-// left out. Bytes: x, dt, Bm, Cm read and y written once (scratch buffers not counted). The
-// ceiling for TFLOP/s is the card's f32 FMA rate (the kernels use f32 FMA, not tensor cores);
-// for GB/s the device-to-device copy rate. The backward is not benchmarked: its CUDA kernels are
-// not written yet.
+// FLOPs are those of the chunked algorithm as implemented, per chunk (nc = ceil(T / Q) chunks);
+// causally masked halves of Q x Q products are counted in full, as the algorithm's nominal work:
+//   forward:  CB = Cm Bm^T 2 Q^2 N per group; chunk states 2 Q P N, state -> output 2 Q N P and
+//             intra-chunk y 2 Q^2 P per head:  nc * (G * 2 Q^2 N + H * (4 Q P N + 2 Q^2 P))
+//   backward: the forward's CB and chunk states again; per head dS_local 2 Q P N, dx (dS_out Bm
+//             and CB^T dy) 2 Q N P + 2 Q^2 P, y - D x again 2 Q N P + 2 Q^2 P, dCB 2 Q^2 P, the
+//             state parts of dCm and dBm 2 x 2 Q P N; per group dCm = dCB Bm and dBm = dCB^T Cm
+//             2 x 2 Q^2 N:  nc * (G * 6 Q^2 N + H * (12 Q P N + 6 Q^2 P))
+// State passing (2 P N per chunk and head, each way) is left out. Bytes: forward reads x, dt,
+// Bm, Cm and writes y; backward reads x, dt, Bm, Cm, dy and writes dx, ddt, dBm, dCm (each once;
+// f32 scratch not counted). The ceiling for TFLOP/s is the card's f32 FMA rate (the kernels use
+// f32 FMA, not tensor cores); for GB/s the device-to-device copy rate.
 #include <cstdio>
 #include <string>
 
@@ -43,29 +44,58 @@ double fp32_peak_tflops() {
   return double(p.multiProcessorCount) * 128 * 2 * double(khz) * 1e3 / 1e12;
 }
 
-void bench_ssd(int64_t T, double copy, double peak) {
+struct SsdBench {
+  Tensor x, dt, A, D, Bm, Cm, y, fin, dy, dx, ddt, dA, dBm, dCm, dD;
+  kernels::SsdParams p;
+};
+
+SsdBench make_ssd(int64_t T) {
   const int64_t B = 1, H = 64, P = 64, N = 128, G = 8, Q = 128;
   const DType dt = DType::BF16;
-  Tensor x = randn({B, T, H, P}, dt, 1), dtv = rand({B, T, H}, dt, 2, 0.01, 0.1);
-  Tensor A = rand({H}, dt, 3, -4, -1), D = randn({H}, dt, 4);
-  Tensor Bm = randn({B, T, G, N}, dt, 5, 0.3), Cm = randn({B, T, G, N}, dt, 6, 0.3);
-  Tensor y = Tensor::empty(x.shape(), dt, kGpu);
-  Tensor fin = Tensor::empty({B, H, P, N}, DType::F32, kGpu);
-  kernels::SsdParams p;
+  SsdBench s;
+  s.x = randn({B, T, H, P}, dt, 1), s.dt = rand({B, T, H}, dt, 2, 0.01, 0.1);
+  s.A = rand({H}, dt, 3, -4, -1), s.D = randn({H}, dt, 4);
+  s.Bm = randn({B, T, G, N}, dt, 5, 0.3), s.Cm = randn({B, T, G, N}, dt, 6, 0.3);
+  s.y = Tensor::empty(s.x.shape(), dt, kGpu);
+  s.fin = Tensor::empty({B, H, P, N}, DType::F32, kGpu);
+  s.dy = randn({B, T, H, P}, dt, 7);
+  s.dx = Tensor::empty(s.x.shape(), dt, kGpu), s.ddt = Tensor::empty(s.dt.shape(), dt, kGpu);
+  s.dA = Tensor::empty({H}, dt, kGpu), s.dD = Tensor::empty({H}, dt, kGpu);
+  s.dBm = Tensor::empty(s.Bm.shape(), dt, kGpu), s.dCm = Tensor::empty(s.Cm.shape(), dt, kGpu);
+  kernels::SsdParams& p = s.p;
   p.dtype = dt;
   p.batch = B, p.seqlen = T, p.heads = H, p.head_dim = P, p.groups = G, p.state = N, p.chunk = Q;
-  p.x = x.data_ptr(), p.dt = dtv.data_ptr(), p.A = A.data_ptr(), p.Bm = Bm.data_ptr();
-  p.Cm = Cm.data_ptr(), p.D = D.data_ptr(), p.y = y.data_ptr(), p.final_state = fin.data_ptr();
-  const float ms = bench::time_ms([&] { kernels::ssd_forward_cuda(p, 0); }, 3, 10);
-  const double nc = double((T + Q - 1) / Q);
-  const double flops = nc * (G * 2.0 * Q * Q * N + H * (4.0 * Q * P * N + 2.0 * Q * Q * P));
-  const double es = double(dtype_size(dt));
-  const double bytes = es * (2.0 * B * T * H * P + B * T * H + 2.0 * B * T * G * N);
-  const std::string size = "T=" + std::to_string(T) + " bf16";
-  bench::row("ssd fwd (H64 P64 N128 G8 Q128)", size, ms, bench::tflops(flops, ms), "TFLOP/s",
-             peak, 30);
+  p.x = s.x.data_ptr(), p.dt = s.dt.data_ptr(), p.A = s.A.data_ptr(), p.Bm = s.Bm.data_ptr();
+  p.Cm = s.Cm.data_ptr(), p.D = s.D.data_ptr(), p.y = s.y.data_ptr();
+  p.final_state = s.fin.data_ptr();
+  p.dy = s.dy.data_ptr(), p.dx = s.dx.data_ptr(), p.ddt = s.ddt.data_ptr(), p.dA = s.dA.data_ptr();
+  p.dBm = s.dBm.data_ptr(), p.dCm = s.dCm.data_ptr(), p.dD = s.dD.data_ptr();
+  return s;
+}
+
+void ssd_rows(const char* name, const std::string& size, float ms, double flops, double bytes,
+              double copy, double peak) {
+  bench::row(name, size, ms, bench::tflops(flops, ms), "TFLOP/s", peak, 30);
   std::printf("|   (same run) | %s | %.4f | %.1f GB/s | %.1f%% of copy | |\n", size.c_str(), ms,
               bench::gbps(bytes, ms), 100.0 * bench::gbps(bytes, ms) / copy);
+}
+
+void bench_ssd(int64_t T, double copy, double peak) {
+  SsdBench s = make_ssd(T);
+  const kernels::SsdParams& p = s.p;
+  const double B = double(p.batch), H = double(p.heads), P = double(p.head_dim);
+  const double N = double(p.state), G = double(p.groups), Q = double(p.chunk);
+  const double nc = double((T + p.chunk - 1) / p.chunk), Tn = double(T);
+  const double es = double(dtype_size(p.dtype));
+  const std::string size = "T=" + std::to_string(T) + " bf16";
+  float ms = bench::time_ms([&] { kernels::ssd_forward_cuda(p, 0); }, 3, 10);
+  ssd_rows("ssd fwd (H64 P64 N128 G8 Q128)", size, ms,
+           nc * (G * 2 * Q * Q * N + H * (4 * Q * P * N + 2 * Q * Q * P)),
+           es * (2 * B * Tn * H * P + B * Tn * H + 2 * B * Tn * G * N), copy, peak);
+  ms = bench::time_ms([&] { kernels::ssd_backward_cuda(p, 0); }, 3, 10);
+  ssd_rows("ssd bwd (H64 P64 N128 G8 Q128)", size, ms,
+           nc * (G * 6 * Q * Q * N + H * (12 * Q * P * N + 6 * Q * Q * P)),
+           es * (3 * B * Tn * H * P + 2 * B * Tn * H + 4 * B * Tn * G * N), copy, peak);
 }
 
 void bench_conv(int64_t T, double copy) {
