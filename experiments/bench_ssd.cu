@@ -105,15 +105,14 @@ void bench_conv(int64_t T, double copy) {
   Tensor dy = randn({B, T, C}, dt, 10);
   const std::string size = "T=" + std::to_string(T) + " Cc=" + std::to_string(C) + " bf16";
   const double es = double(dtype_size(dt));
-  float ms = bench::time_ms(
-      [&] { kernels::causal_conv1d_silu_forward(x, w, bias, Tensor(), Tensor()); });
-  bench::row("conv1d+silu fwd", size, ms, bench::gbps(2.0 * B * T * C * es, ms), "GB/s", copy,
-             60);
+  float ms =
+      bench::time_ms([&] { kernels::causal_conv1d_silu_forward(x, w, bias, Tensor(), Tensor()); });
+  bench::row("conv1d+silu fwd", size, ms, bench::gbps(2.0 * B * T * C * es, ms), "GB/s", copy, 60);
   ms = bench::time_ms(
       [&] { kernels::causal_conv1d_silu_backward(dy, x, w, bias, Tensor(), Tensor()); });
   // dy, x read, dx written; the f32 dz buffer written once and read twice.
-  bench::row("conv1d+silu bwd", size, ms,
-             bench::gbps(3.0 * B * T * C * es + 12.0 * B * T * C, ms), "GB/s", copy, 60);
+  bench::row("conv1d+silu bwd", size, ms, bench::gbps(3.0 * B * T * C * es + 12.0 * B * T * C, ms),
+             "GB/s", copy, 60);
 }
 
 }  // namespace
@@ -123,7 +122,8 @@ int main() {
   const double peak = fp32_peak_tflops();
   std::printf("device: %s, copy %.0f GB/s, f32 FMA peak %.1f TFLOP/s\n\n",
               bench::device_name().c_str(), copy, peak);
-  std::printf("| kernel | size | ms | rate | %% of ceiling | verdict |\n|---|---|---|---|---|---|\n");
+  std::printf(
+      "| kernel | size | ms | rate | %% of ceiling | verdict |\n|---|---|---|---|---|---|\n");
   for (int64_t T : {4096, 8192, 16384, 32768, 65536}) bench_ssd(T, copy, peak);
   for (int64_t T : {4096, 65536}) bench_conv(T, copy);
   return 0;

@@ -47,7 +47,7 @@ struct ChunkIdx {
   }
 };
 
-// Writes a [rows, cols] tile of `out` (row stride ld) from acc, inside rows < R and cols < C.
+// Writes this thread's 4x4 of the tile at (r0, c0) to out[offset(row, col)], rows < R, cols < C.
 template <class T, class F>
 __device__ void store_tile(const float (&acc)[4][4], int64_t r0, int64_t c0, int64_t R, int64_t C,
                            F offset, T* out) {
@@ -76,7 +76,8 @@ __global__ void ssd_bwd_dstate_local_kernel(SsdDims d, const T* dy, const T* Cm,
       [&](int r, int64_t t) { return p0 + r < d.P ? ld(dy, ci.xo(d, h, t, p0 + r)) * w[t] : 0.f; },
       [&](int r, int64_t t) { return n0 + r < d.N ? ld(Cm, ci.bo(d, g, t, n0 + r)) : 0.f; });
   float* out = dstates + ((ci.b * d.nc + ci.c) * d.H + h) * d.P * d.N;
-  store_tile(acc, p0, n0, d.P, d.N, [&](int64_t p, int64_t n) { return p * d.N + n; }, out);
+  store_tile(
+      acc, p0, n0, d.P, d.N, [&](int64_t p, int64_t n) { return p * d.N + n; }, out);
 }
 
 // ---- 2. one thread per (b, h, p, n), reverse over chunks: dS_in = decay dS_out + U ----
@@ -106,8 +107,8 @@ template <class T>
 __global__ void ssd_bwd_dx_kernel(SsdDims d, const T* x, const T* dt, const T* Bm, const T* Cm,
                                   const T* D, const T* dy, const float* cs, const int32_t* seg,
                                   const float* CB, const float* states, const float* final_state,
-                                  const float* dstates, T* dx, float* wx, float* rowdot,
-                                  float* dyx, float* sdot) {
+                                  const float* dstates, T* dx, float* wx, float* rowdot, float* dyx,
+                                  float* sdot) {
   __shared__ float css[kMaxChunk], dts[kMaxChunk], red[kThreads];
   __shared__ int32_t segs[kMaxChunk];
   const ChunkIdx ci(d, d.H);
@@ -122,8 +123,8 @@ __global__ void ssd_bwd_dx_kernel(SsdDims d, const T* x, const T* dt, const T* B
   const float* Sin = states + sidx * PN;
   const float* dSout = dstates + sidx * PN;
   if (blockIdx.y == 0) {
-    const float* Sout = ci.c + 1 < d.nc ? states + (sidx + d.H) * PN
-                                        : final_state + (ci.b * d.H + h) * PN;
+    const float* Sout =
+        ci.c + 1 < d.nc ? states + (sidx + d.H) * PN : final_state + (ci.b * d.H + h) * PN;
     float v = 0.f;
     for (int64_t e = threadIdx.x; e < PN; e += blockDim.x) v += Sout[e] * dSout[e];
     red[threadIdx.x] = v;
@@ -202,8 +203,8 @@ __global__ void ssd_bwd_dx_kernel(SsdDims d, const T* x, const T* dt, const T* B
 
 // ---- 4. dCB [B, nc, G, Q, Q] f32; grid (B*nc*G, t tiles, s tiles), lower-triangle tiles ----
 template <class T>
-__global__ void ssd_bwd_dcb_kernel(SsdDims d, const T* x, const T* dt, const T* dy,
-                                   const float* cs, const int32_t* seg, float* dCB) {
+__global__ void ssd_bwd_dcb_kernel(SsdDims d, const T* x, const T* dt, const T* dy, const float* cs,
+                                   const int32_t* seg, float* dCB) {
   if (blockIdx.z > blockIdx.y) return;
   const ChunkIdx ci(d, d.G);
   const int64_t g = ci.k, L = ci.L;
@@ -215,18 +216,21 @@ __global__ void ssd_bwd_dcb_kernel(SsdDims d, const T* x, const T* dt, const T* 
     const int64_t h = g * d.hpg + hk;
     float acc[4][4] = {};
     tile_gemm(
-        acc, d.P, [&](int r, int64_t p) { return r0 + r < L ? ld(dy, ci.xo(d, h, r0 + r, p)) : 0.f; },
+        acc, d.P,
+        [&](int r, int64_t p) { return r0 + r < L ? ld(dy, ci.xo(d, h, r0 + r, p)) : 0.f; },
         [&](int r, int64_t p) { return s0 + r < L ? ld(x, ci.xo(d, h, s0 + r, p)) : 0.f; });
     const float* csh = cs + (ci.b * d.H + h) * d.T + ci.t0;
     for (int i = 0; i < 4; ++i)
       for (int j = 0; j < 4; ++j) {
         const int64_t t = r0 + ty * 4 + i, s = s0 + tx * 4 + j;
         if (t < L && s <= t && s >= seg[ci.b * d.T + ci.t0 + t])
-          tot[i][j] += acc[i][j] * expf(csh[t] - csh[s]) * ld(dt, (ci.b * d.T + ci.t0 + s) * d.H + h);
+          tot[i][j] +=
+              acc[i][j] * expf(csh[t] - csh[s]) * ld(dt, (ci.b * d.T + ci.t0 + s) * d.H + h);
       }
   }
   float* out = dCB + ((ci.b * d.nc + ci.c) * d.G + g) * d.Q * d.Q;
-  store_tile(tot, r0, s0, L, L, [&](int64_t t, int64_t s) { return t * d.Q + s; }, out);
+  store_tile(
+      tot, r0, s0, L, L, [&](int64_t t, int64_t s) { return t * d.Q + s; }, out);
 }
 
 // ---- 5. dCm; grid (B*nc*G, t tiles, N tiles) ----
@@ -265,14 +269,15 @@ __global__ void ssd_bwd_dC_kernel(SsdDims d, const T* dy, const T* Bm, const flo
       }
     }
   }
-  store_tile(acc, r0, n0, L, d.N, [&](int64_t t, int64_t n) { return ci.bo(d, g, t, n); }, dCm);
+  store_tile(
+      acc, r0, n0, L, d.N, [&](int64_t t, int64_t n) { return ci.bo(d, g, t, n); }, dCm);
 }
 
 // ---- 6. dBm; grid (B*nc*G, s tiles, N tiles) ----
 template <class T>
-__global__ void ssd_bwd_dB_kernel(SsdDims d, const T* x, const T* dt, const T* Cm,
-                                  const float* cs, const int32_t* seg, const float* dCB,
-                                  const float* dstates, T* dBm) {
+__global__ void ssd_bwd_dB_kernel(SsdDims d, const T* x, const T* dt, const T* Cm, const float* cs,
+                                  const int32_t* seg, const float* dCB, const float* dstates,
+                                  T* dBm) {
   const ChunkIdx ci(d, d.G);
   const int64_t g = ci.k, L = ci.L;
   const int64_t r0 = int64_t(blockIdx.y) * kTile, n0 = int64_t(blockIdx.z) * kTile;
@@ -294,7 +299,8 @@ __global__ void ssd_bwd_dB_kernel(SsdDims d, const T* x, const T* dt, const T* C
       const float* dSout = dstates + ((ci.b * d.nc + ci.c) * d.H + h) * d.P * d.N;
       float st[4][4] = {};
       tile_gemm(
-          st, d.P, [&](int r, int64_t p) { return r0 + r < L ? ld(x, ci.xo(d, h, r0 + r, p)) : 0.f; },
+          st, d.P,
+          [&](int r, int64_t p) { return r0 + r < L ? ld(x, ci.xo(d, h, r0 + r, p)) : 0.f; },
           [&](int r, int64_t p) { return n0 + r < d.N ? dSout[p * d.N + n0 + r] : 0.f; });
       const float* csh = cs + (ci.b * d.H + h) * d.T + ci.t0;
       for (int i = 0; i < 4; ++i) {
@@ -306,14 +312,15 @@ __global__ void ssd_bwd_dB_kernel(SsdDims d, const T* x, const T* dt, const T* C
       }
     }
   }
-  store_tile(acc, r0, n0, L, d.N, [&](int64_t s, int64_t n) { return ci.bo(d, g, s, n); }, dBm);
+  store_tile(
+      acc, r0, n0, L, d.N, [&](int64_t s, int64_t n) { return ci.bo(d, g, s, n); }, dBm);
 }
 
 // ---- 7. ddt and per-chunk dA, dD: one thread per (b, h, chunk), Note [SSD gradient through cs]
 template <class T>
 __global__ void ssd_bwd_ddt_kernel(SsdDims d, const T* dt, const T* A, const float* wx,
-                                   const float* rowdot, const float* dyx, const float* sdot,
-                                   T* ddt, float* dA_part, float* dD_part) {
+                                   const float* rowdot, const float* dyx, const float* sdot, T* ddt,
+                                   float* dA_part, float* dD_part) {
   const int64_t n = d.B * d.H * d.nc;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
@@ -336,8 +343,8 @@ __global__ void ssd_bwd_ddt_kernel(SsdDims d, const T* dt, const T* A, const flo
 
 // ---- 8. dA, dD: one thread per head, summing (b, chunk) in order ----
 template <class T>
-__global__ void ssd_bwd_heads_kernel(SsdDims d, const float* dA_part, const float* dD_part,
-                                     T* dA, T* dD) {
+__global__ void ssd_bwd_heads_kernel(SsdDims d, const float* dA_part, const float* dD_part, T* dA,
+                                     T* dD) {
   for (int64_t h = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; h < d.H;
        h += int64_t(gridDim.x) * blockDim.x) {
     float sa = 0.f, sd = 0.f;
@@ -356,6 +363,7 @@ __global__ void ssd_bwd_heads_kernel(SsdDims d, const float* dA_part, const floa
 
 void ssd_backward_cuda(const SsdParams& p, int device) {
   using namespace ssd_cuda;
+  cuda::set_device(device);
   const SsdDims d = dims_of(p);
   Tensor fin = scratch({d.B, d.H, d.P, d.N}, DType::F32, device);
   const ChunkStates st = ssd_chunk_states_cuda(p, device, fin.data<float>());
@@ -372,7 +380,8 @@ void ssd_backward_cuda(const SsdParams& p, int device) {
   float* dD_part = dA_part + d.B * d.H * d.nc;
   const float* cs = st.cs.data<float>();
   const int32_t* seg = st.seg.data<int32_t>();
-  const unsigned heads_blocks = unsigned(d.B * d.nc * d.H), group_blocks = unsigned(d.B * d.nc * d.G);
+  const unsigned heads_blocks = unsigned(d.B * d.nc * d.H),
+                 group_blocks = unsigned(d.B * d.nc * d.G);
   const unsigned qt = unsigned(tiles(d.Q)), pt = unsigned(tiles(d.P)), nt = unsigned(tiles(d.N));
   SL_DISPATCH_CUDA_FLOAT(p.dtype, "ssd_scan", T, {
     const T* x = static_cast<const T*>(p.x);
@@ -380,8 +389,8 @@ void ssd_backward_cuda(const SsdParams& p, int device) {
     const T* Bm = static_cast<const T*>(p.Bm);
     const T* Cm = static_cast<const T*>(p.Cm);
     const T* dy = static_cast<const T*>(p.dy);
-    ssd_bwd_dstate_local_kernel<T><<<dim3(heads_blocks, pt, nt), kThreads, 0, s>>>(
-        d, dy, Cm, cs, seg, dstates.data<float>());
+    ssd_bwd_dstate_local_kernel<T>
+        <<<dim3(heads_blocks, pt, nt), kThreads, 0, s>>>(d, dy, Cm, cs, seg, dstates.data<float>());
     SL_CUDA_LAUNCH_CHECK();
     ssd_bwd_state_passing_kernel<<<grid_for(d.B * d.H * d.P * d.N), kThreads, 0, s>>>(
         d, cs, seg, static_cast<const float*>(p.d_final_state), dstates.data<float>(),
@@ -392,8 +401,8 @@ void ssd_backward_cuda(const SsdParams& p, int device) {
         st.states.data<float>(), fin.data<float>(), dstates.data<float>(), static_cast<T*>(p.dx),
         wx, rowdot, dyx, sdot);
     SL_CUDA_LAUNCH_CHECK();
-    ssd_bwd_dcb_kernel<T><<<dim3(group_blocks, qt, qt), kThreads, 0, s>>>(d, x, dt, dy, cs, seg,
-                                                                          dCB.data<float>());
+    ssd_bwd_dcb_kernel<T>
+        <<<dim3(group_blocks, qt, qt), kThreads, 0, s>>>(d, x, dt, dy, cs, seg, dCB.data<float>());
     SL_CUDA_LAUNCH_CHECK();
     ssd_bwd_dC_kernel<T><<<dim3(group_blocks, qt, nt), kThreads, 0, s>>>(
         d, dy, Bm, cs, seg, dCB.data<float>(), st.states.data<float>(), static_cast<T*>(p.dCm));

@@ -18,8 +18,8 @@ namespace {
 
 // ---- 1. cumsum: one thread per (b, h, chunk); cs [B, H, T] f32, seg [B, T] i32 ----
 template <class T>
-__global__ void ssd_cumsum_kernel(SsdDims d, const T* dt, const T* A, const int32_t* seq,
-                                  float* cs, int32_t* seg) {
+__global__ void ssd_cumsum_kernel(SsdDims d, const T* dt, const T* A, const int32_t* seq, float* cs,
+                                  int32_t* seg) {
   const int64_t n = d.B * d.H * d.nc;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
@@ -50,8 +50,9 @@ __global__ void ssd_bmm_kernel(SsdDims d, const T* Bm, const T* Cm, float* CB) {
   auto row = [&](const T* M, int64_t t, int64_t n) {
     return t < L ? ld(M, ((b * d.T + t0 + t) * d.G + g) * d.N + n) : 0.f;
   };
-  tile_gemm(acc, d.N, [&](int r, int64_t n) { return row(Cm, r0 + r, n); },
-            [&](int r, int64_t n) { return row(Bm, s0 + r, n); });
+  tile_gemm(
+      acc, d.N, [&](int r, int64_t n) { return row(Cm, r0 + r, n); },
+      [&](int r, int64_t n) { return row(Bm, s0 + r, n); });
   float* out = CB + ((b * d.nc + c) * d.G + g) * d.Q * d.Q;
   const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
   for (int i = 0; i < 4; ++i)
@@ -188,8 +189,9 @@ ChunkStates ssd_chunk_states_cuda(const SsdParams& p, int device, float* final_s
     ssd_cumsum_kernel<T><<<grid_for(d.B * d.H * d.nc), kThreads, 0, s>>>(
         d, dt, static_cast<const T*>(p.A), p.seq_idx, r.cs.data<float>(), r.seg.data<int32_t>());
     SL_CUDA_LAUNCH_CHECK();
-    ssd_bmm_kernel<T><<<dim3(unsigned(d.B * d.nc * d.G), unsigned(tiles(d.Q)), unsigned(tiles(d.Q))),
-                        kThreads, 0, s>>>(d, Bm, static_cast<const T*>(p.Cm), r.CB.data<float>());
+    ssd_bmm_kernel<T>
+        <<<dim3(unsigned(d.B * d.nc * d.G), unsigned(tiles(d.Q)), unsigned(tiles(d.Q))), kThreads,
+           0, s>>>(d, Bm, static_cast<const T*>(p.Cm), r.CB.data<float>());
     SL_CUDA_LAUNCH_CHECK();
     ssd_chunk_state_kernel<T>
         <<<dim3(unsigned(d.B * d.nc * d.H), unsigned(tiles(d.P)), unsigned(tiles(d.N))), kThreads,

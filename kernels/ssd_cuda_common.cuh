@@ -21,11 +21,14 @@ struct SsdDims {
 };
 
 inline SsdDims dims_of(const SsdParams& p) {
-  return SsdDims{p.batch, p.seqlen, p.heads, p.head_dim, p.groups, p.state, p.chunk,
-                 (p.seqlen + p.chunk - 1) / p.chunk, p.heads / p.groups};
+  return SsdDims{p.batch,           p.seqlen, p.heads, p.head_dim,
+                 p.groups,          p.state,  p.chunk, (p.seqlen + p.chunk - 1) / p.chunk,
+                 p.heads / p.groups};
 }
 
-inline int64_t tiles(int64_t n) { return (n + kTile - 1) / kTile; }
+inline int64_t tiles(int64_t n) {
+  return (n + kTile - 1) / kTile;
+}
 
 inline int grid_for(int64_t n) {
   const int64_t blocks = (n + kThreads - 1) / kThreads;

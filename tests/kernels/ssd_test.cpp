@@ -84,13 +84,18 @@ kernels::SsdResult forward(const Inputs& in, const SsdOptions& o) {
 }
 kernels::SsdGrads backward(const Inputs& in, const Tensor& dy, const Tensor& dfin,
                            const SsdOptions& o) {
-  return kernels::ssd_backward(dy, dfin, in.x, in.dt, in.A, in.Bm, in.Cm, in.D, in.init, in.seq,
-                               o);
+  return kernels::ssd_backward(dy, dfin, in.x, in.dt, in.A, in.Bm, in.Cm, in.D, in.init, in.seq, o);
 }
 
 Inputs as_f64(const Inputs& in) {
-  Inputs o{in.x.to(DType::F64),  in.dt.to(DType::F64), in.A.to(DType::F64), in.Bm.to(DType::F64),
-           in.Cm.to(DType::F64), in.D.to(DType::F64),  Tensor(),            in.seq};
+  Inputs o{in.x.to(DType::F64),
+           in.dt.to(DType::F64),
+           in.A.to(DType::F64),
+           in.Bm.to(DType::F64),
+           in.Cm.to(DType::F64),
+           in.D.to(DType::F64),
+           Tensor(),
+           in.seq};
   if (in.init.defined()) o.init = in.init.to(DType::F64);
   return o;
 }
@@ -131,7 +136,8 @@ kernels::SsdResult dense_form(const Inputs& in_any, const Shape& s) {
         const int64_t tt = fin ? s.t - 1 : t;
         for (int64_t p = 0; p < s.p; ++p) {
           std::vector<double> st(size_t(s.n), 0.0);  // the state S_tt, row p
-          for (int64_t n = 0; n < s.n; ++n) st[size_t(n)] = decay(-1, tt) * I[size_t(io + p * s.n + n)];
+          for (int64_t n = 0; n < s.n; ++n)
+            st[size_t(n)] = decay(-1, tt) * I[size_t(io + p * s.n + n)];
           for (int64_t s0 = 0; s0 <= tt; ++s0) {
             const double w = decay(s0, tt) * dtv(b, s0, h) * xi(b, s0, h, p);
             for (int64_t n = 0; n < s.n; ++n) st[size_t(n)] += w * bc(Bv, b, s0, h, n);
@@ -146,8 +152,7 @@ kernels::SsdResult dense_form(const Inputs& in_any, const Shape& s) {
         }
       }
     }
-  return {Tensor::from_vector(Y, in.x.shape()),
-          Tensor::from_vector(F, {s.b, s.h, s.p, s.n})};
+  return {Tensor::from_vector(Y, in.x.shape()), Tensor::from_vector(F, {s.b, s.h, s.p, s.n})};
 }
 
 TEST(SsdCpu, SequentialMatchesQuadraticForm) {
@@ -183,8 +188,8 @@ TEST_P(SsdChunkedCpu, MatchesSequential) {
   // Backward, with gradients reaching both outputs.
   Tensor dy = test::randn(in.x.shape(), 200, DType::F32);
   Tensor dfin = test::randn({s.b, s.h, s.p, s.n}, 201, DType::F32);
-  kernels::SsdGrads gr = backward(as_f64(in), dy.to(DType::F64), dfin.to(DType::F64),
-                                  SsdOptions{c.chunk, true});
+  kernels::SsdGrads gr =
+      backward(as_f64(in), dy.to(DType::F64), dfin.to(DType::F64), SsdOptions{c.chunk, true});
   kernels::SsdGrads go = backward(in, dy, dfin, SsdOptions{c.chunk, false});
   // dt and A gradients add exp-weighted sums over the whole sequence and every state element.
   const Tol wide{DType::F32, s.t * s.p * s.n};
@@ -224,8 +229,14 @@ TEST(SsdCpu, PackedDocumentsEqualSeparateRuns) {
   kernels::SsdResult packed = forward(in, SsdOptions{16, false});
   for (int d = 0; d < 4; ++d) {
     const int64_t a = starts[d], e = starts[d + 1];
-    Inputs part{in.x.slice(1, a, e), in.dt.slice(1, a, e), in.A,  in.Bm.slice(1, a, e),
-                in.Cm.slice(1, a, e), in.D,                 d == 0 ? in.init : Tensor(), Tensor()};
+    Inputs part{in.x.slice(1, a, e),
+                in.dt.slice(1, a, e),
+                in.A,
+                in.Bm.slice(1, a, e),
+                in.Cm.slice(1, a, e),
+                in.D,
+                d == 0 ? in.init : Tensor(),
+                Tensor()};
     kernels::SsdResult alone = forward(part, SsdOptions{1, true});
     EXPECT_TRUE(AllClose(packed.y.slice(1, a, e), alone.y, Tol{DType::F32, s.t * s.n}))
         << "document " << d;
@@ -302,13 +313,15 @@ GpuSetup gpu_setup(const GpuCase& c) {
   g.dy = test::randn(g.in.x.shape(), 600, c.dtype);
   if (c.dfinal) g.dfin = test::randn({c.s.b, c.s.h, c.s.p, c.s.n}, 601, DType::F32);
   g.ref_in = g.in;
-  for (Tensor* u : {&g.ref_in.x, &g.ref_in.dt, &g.ref_in.A, &g.ref_in.Bm, &g.ref_in.Cm,
-                    &g.ref_in.D})
+  for (Tensor* u :
+       {&g.ref_in.x, &g.ref_in.dt, &g.ref_in.A, &g.ref_in.Bm, &g.ref_in.Cm, &g.ref_in.D})
     *u = u->to(DType::F32);
   return g;
 }
 
-Tensor on_gpu(const Tensor& t) { return t.defined() ? t.to(kGpu) : t; }
+Tensor on_gpu(const Tensor& t) {
+  return t.defined() ? t.to(kGpu) : t;
+}
 
 TEST_P(SsdGpu, ForwardMatchesCpu) {
   SL_REQUIRE_GPU();
@@ -374,8 +387,8 @@ INSTANTIATE_TEST_SUITE_P(
         GpuCase{DType::F32, {2, 301, 8, 64, 2, 32}, 64, false, false},
         GpuCase{DType::F32, {2, 301, 8, 64, 2, 32}, 64, true, true},
         GpuCase{DType::F32, {1, 517, 4, 24, 1, 40}, 128, true, true},
-        GpuCase{DType::F32, {3, 37, 6, 16, 3, 16}, 64, true, false},        // one short chunk
-        GpuCase{DType::F32, {1, 700, 2, 72, 1, 80}, 256, true, true},       // P, N over a tile
+        GpuCase{DType::F32, {3, 37, 6, 16, 3, 16}, 64, true, false},          // one short chunk
+        GpuCase{DType::F32, {1, 700, 2, 72, 1, 80}, 256, true, true},         // P, N over a tile
         GpuCase{DType::F32, {2, 200, 4, 32, 4, 24}, 32, false, true, false},  // G = H
         GpuCase{DType::BF16, {2, 301, 8, 64, 2, 32}, 64, true, true},
         GpuCase{DType::BF16, {1, 1000, 4, 64, 2, 128}, 128, true, true}),
