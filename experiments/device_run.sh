@@ -20,8 +20,9 @@ if ! bash scripts/build.sh > "$OUT/build.log" 2>&1; then
   echo "BUILD FAILED"; grep -E "error|Error" "$OUT/build.log" | head -40; exit 1
 fi
 echo "build: $(( $(date +%s) - start )) s"
-(cd build-device && ctest --output-on-failure --timeout 300 -j 8 "$@" > "$OUT/ctest.log" 2>&1)
+(cd build-device && ctest --output-on-failure --timeout 300 -j 8 --output-junit "$OUT/ctest.xml" "$@" > "$OUT/ctest.log" 2>&1)
 echo "ctest exit: $?"
+python3 experiments/summarize_tests.py "$OUT/ctest.xml" > "$OUT/tests.md" 2>&1 && tail -n 30 "$OUT/tests.md"
 grep -E "tests passed|tests failed|Failed|\*\*\*|Skipped" "$OUT/ctest.log" | grep -v "^ *[0-9]*/[0-9]* Test.*Passed" | head -60
 if [ "${SL_SKIP_BENCH:-0}" != 1 ]; then
   bash experiments/run_benchmarks.sh "$OUT/bench.md" > /dev/null 2> "$OUT/bench.err" || echo "benchmarks failed: $(tail -5 "$OUT/bench.err")"
