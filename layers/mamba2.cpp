@@ -44,8 +44,8 @@ Mamba2Mixer::Mamba2Mixer(const ModelConfig& cfg, Generator& gen)
   A_log_ = register_parameter("A_log", Tensor::from_vector(a_log, {H}));
   D_ = register_parameter("D", Tensor::full({H}, 1.0, f32));
   const double cb = 1.0 / std::sqrt(double(K));
-  conv_w_ = register_parameter("conv1d.weight",
-                               Tensor::rand({conv_dim_, 1, K}, gen, f32, cpu, -cb, cb));
+  conv_w_ =
+      register_parameter("conv1d.weight", Tensor::rand({conv_dim_, 1, K}, gen, f32, cpu, -cb, cb));
   if (m_.use_conv_bias)
     conv_b_ = register_parameter("conv1d.bias", Tensor::rand({conv_dim_}, gen, f32, cpu, -cb, cb));
   in_w_ = register_parameter("in_proj.weight",

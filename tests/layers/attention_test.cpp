@@ -71,7 +71,8 @@ void rope(std::vector<double>& x, int64_t B, int64_t T, int64_t H, int64_t D, do
       for (int64_t h = 0; h < H; ++h) {
         double* v = &x[size_t(((b * T + t) * H + h) * D)];
         for (int64_t i = 0; i < half; ++i) {
-          double ang = double(pos[size_t(b * T + t)]) * std::pow(theta, -2.0 * double(i) / double(D));
+          double ang =
+              double(pos[size_t(b * T + t)]) * std::pow(theta, -2.0 * double(i) / double(D));
           double a = v[i], c = v[i + half];
           v[i] = a * std::cos(ang) - c * std::sin(ang);
           v[i + half] = c * std::cos(ang) + a * std::sin(ang);
@@ -133,9 +134,8 @@ TEST(Attention, ParameterNamesAndShapesAreHfs) {
   Generator gen(1);
   Attention a(config({0, false, false, true}, 8, 6, 2, 4), gen);
   const std::vector<std::pair<std::string, Dims>> want = {
-      {"q_proj.weight", Dims{24, 8}}, {"q_proj.bias", Dims{24}},
-      {"k_proj.weight", Dims{8, 8}},  {"k_proj.bias", Dims{8}},
-      {"v_proj.weight", Dims{8, 8}},  {"v_proj.bias", Dims{8}},
+      {"q_proj.weight", Dims{24, 8}}, {"q_proj.bias", Dims{24}},     {"k_proj.weight", Dims{8, 8}},
+      {"k_proj.bias", Dims{8}},       {"v_proj.weight", Dims{8, 8}}, {"v_proj.bias", Dims{8}},
       {"o_proj.weight", Dims{8, 24}}, {"o_proj.bias", Dims{8}}};
   auto got = a.named_parameters();
   ASSERT_EQ(got.size(), want.size());
@@ -171,7 +171,8 @@ TEST_P(AttentionForward, MatchesExplicitSoftmaxLoops) {
 INSTANTIATE_TEST_SUITE_P(Masks, AttentionForward,
                          ::testing::Values(Case{0, false, false, false}, Case{0, true, false, true},
                                            Case{3, false, false, false}, Case{3, true, true, false},
-                                           Case{0, false, true, true}, Case{1, false, false, false}));
+                                           Case{0, false, true, true},
+                                           Case{1, false, false, false}));
 
 TEST(Attention, PackedDocumentsEqualSeparateRows) {
   ModelConfig cfg = config({0, true, true, true});
@@ -197,12 +198,12 @@ TEST(Attention, GradcheckInputAndEveryParameter) {
   randomize(a, 70);
   a.to(Device::cpu(), kF64);
   const int64_t B = 2, T = 6;
-  SequenceInfo si{Tensor::from_vector(std::vector<int32_t>{0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 2, 2},
-                                      {B, T})};
+  SequenceInfo si{
+      Tensor::from_vector(std::vector<int32_t>{0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 2, 2}, {B, T})};
   std::vector<ag::Var> inputs{ag::Var(test::randn({B, T, cfg.d_model}, 7, kF64), true, "x")};
   for (auto& [n, v] : a.named_parameters()) inputs.push_back(v);
-  auto res = ag::gradcheck(
-      [&](const std::vector<ag::Var>& in) { return a.forward(in[0], si); }, inputs);
+  auto res =
+      ag::gradcheck([&](const std::vector<ag::Var>& in) { return a.forward(in[0], si); }, inputs);
   EXPECT_TRUE(res.ok) << res.message;
 }
 

@@ -45,28 +45,32 @@ std::vector<double> param(const Module& m, const std::string& name) {
   return v.value().to(kF64).contiguous().to_vector<double>();
 }
 
-double softplus(double x) { return x > 20 ? x : std::log1p(std::exp(x)); }
-double silu(double x) { return x / (1 + std::exp(-x)); }
+double softplus(double x) {
+  return x > 20 ? x : std::log1p(std::exp(x));
+}
+double silu(double x) {
+  return x / (1 + std::exp(-x));
+}
 
 // HF NemotronHMamba2Mixer read literally, one token at a time, in f64. x [B, T, d].
 std::vector<double> reference(const Module& m, const ModelConfig& c, const std::vector<double>& x,
                               int64_t B, int64_t T, const std::vector<int32_t>& seq) {
   const Mamba2Config& mc = c.mamba;
-  const int64_t d = c.d_model, H = mc.n_heads, P = mc.head_dim, N = mc.state_size,
-                G = mc.n_groups, K = mc.conv_kernel, I = H * P, Cc = I + 2 * G * N,
-                proj = I + Cc + H;
+  const int64_t d = c.d_model, H = mc.n_heads, P = mc.head_dim, N = mc.state_size, G = mc.n_groups,
+                K = mc.conv_kernel, I = H * P, Cc = I + 2 * G * N, proj = I + Cc + H;
   const std::vector<double> win = param(m, "in_proj.weight"), bin = param(m, "in_proj.bias"),
                             cw = param(m, "conv1d.weight"), cb = param(m, "conv1d.bias"),
-                            dtb = param(m, "dt_bias"), alog = param(m, "A_log"),
-                            Dp = param(m, "D"), nw = param(m, "norm.weight"),
-                            wout = param(m, "out_proj.weight"), bout = param(m, "out_proj.bias");
+                            dtb = param(m, "dt_bias"), alog = param(m, "A_log"), Dp = param(m, "D"),
+                            nw = param(m, "norm.weight"), wout = param(m, "out_proj.weight"),
+                            bout = param(m, "out_proj.bias");
   std::vector<double> out(size_t(B * T * d));
   for (int64_t b = 0; b < B; ++b) {
     std::vector<double> zx(size_t(T * proj));
     for (int64_t t = 0; t < T; ++t)
       for (int64_t o = 0; o < proj; ++o) {
         double s = bin[size_t(o)];
-        for (int64_t i = 0; i < d; ++i) s += x[size_t((b * T + t) * d + i)] * win[size_t(o * d + i)];
+        for (int64_t i = 0; i < d; ++i)
+          s += x[size_t((b * T + t) * d + i)] * win[size_t(o * d + i)];
         zx[size_t(t * proj + o)] = s;
       }
     std::vector<double> S(size_t(H * P * N), 0.0);
@@ -128,17 +132,16 @@ TEST(Mamba2Mixer, ParameterNamesAndShapesAreHfs) {
   Generator gen(1);
   Mamba2Mixer m(c, gen);
   const int64_t I = 8, Cc = I + 2 * 2 * 3, H = 4;
-  const std::vector<std::pair<std::string, Dims>> want = {
-      {"dt_bias", Dims{H}},
-      {"A_log", Dims{H}},
-      {"D", Dims{H}},
-      {"conv1d.weight", Dims{Cc, 1, 3}},
-      {"conv1d.bias", Dims{Cc}},
-      {"in_proj.weight", Dims{I + Cc + H, 6}},
-      {"in_proj.bias", Dims{I + Cc + H}},
-      {"norm.weight", Dims{I}},
-      {"out_proj.weight", Dims{6, I}},
-      {"out_proj.bias", Dims{6}}};
+  const std::vector<std::pair<std::string, Dims>> want = {{"dt_bias", Dims{H}},
+                                                          {"A_log", Dims{H}},
+                                                          {"D", Dims{H}},
+                                                          {"conv1d.weight", Dims{Cc, 1, 3}},
+                                                          {"conv1d.bias", Dims{Cc}},
+                                                          {"in_proj.weight", Dims{I + Cc + H, 6}},
+                                                          {"in_proj.bias", Dims{I + Cc + H}},
+                                                          {"norm.weight", Dims{I}},
+                                                          {"out_proj.weight", Dims{6, I}},
+                                                          {"out_proj.bias", Dims{6}}};
   auto got = m.named_parameters();
   ASSERT_EQ(got.size(), want.size());
   for (size_t i = 0; i < want.size(); ++i) {
@@ -251,12 +254,12 @@ TEST(Mamba2Mixer, GradcheckInputAndEveryParameter) {
   randomize(m, 300);
   m.to(Device::cpu(), kF64);
   const int64_t B = 2, T = 6;
-  SequenceInfo si{Tensor::from_vector(std::vector<int32_t>{0, 0, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3},
-                                      {B, T})};
+  SequenceInfo si{
+      Tensor::from_vector(std::vector<int32_t>{0, 0, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3}, {B, T})};
   std::vector<ag::Var> inputs{ag::Var(test::randn({B, T, c.d_model}, 11, kF64), true, "x")};
   for (auto& [n, v] : m.named_parameters()) inputs.push_back(v);
-  auto res = ag::gradcheck(
-      [&](const std::vector<ag::Var>& in) { return m.forward(in[0], si); }, inputs);
+  auto res =
+      ag::gradcheck([&](const std::vector<ag::Var>& in) { return m.forward(in[0], si); }, inputs);
   EXPECT_TRUE(res.ok) << res.message;
 }
 
