@@ -27,15 +27,16 @@ Tensor attention_mask(const AttentionMaskInfo& mask, int64_t B, int64_t T, DType
                       Device device) {
   std::vector<int32_t> seq;
   if (mask.seq_idx.defined()) seq = host_seq_idx(mask.seq_idx, B, T, "attention_core");
-  std::vector<double> m(size_t(B * T * T), -std::numeric_limits<double>::infinity());
-  for (int64_t b = 0; b < B; ++b)
+  const int64_t rows = seq.empty() ? 1 : B;  // without documents every row has the same mask
+  std::vector<float> m(size_t(rows * T * T), -std::numeric_limits<float>::infinity());
+  for (int64_t b = 0; b < rows; ++b)
     for (int64_t t = 0; t < T; ++t)
       for (int64_t u = 0; u <= t; ++u) {
         if (mask.sliding_window > 0 && t - u >= mask.sliding_window) continue;
         if (!seq.empty() && seq[size_t(b * T + u)] != seq[size_t(b * T + t)]) continue;
         m[size_t((b * T + t) * T + u)] = 0;
       }
-  return Tensor::from_vector(m, {B, 1, 1, T, T}).to(dtype).to(device);
+  return Tensor::from_vector(m, {rows, 1, 1, T, T}).to(dtype).to(device);
 }
 
 Tensor positions_from_seq_idx(const Tensor& seq_idx, int64_t B, int64_t T, Device device) {

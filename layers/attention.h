@@ -30,8 +30,8 @@ struct AttentionMaskInfo {
 ag::Var attention_core(const ag::Var& q, const ag::Var& k, const ag::Var& v,
                        const AttentionMaskInfo& mask);
 
-// The additive mask of attention_core: [B, 1, 1, T, T] of `dtype` on `device`, 0 where key u is
-// visible to query t and -inf elsewhere.
+// The additive mask of attention_core: [B, 1, 1, T, T] ([1, 1, 1, T, T] without seq_idx) of
+// `dtype` on `device`, 0 where key u is visible to query t and -inf elsewhere.
 Tensor attention_mask(const AttentionMaskInfo& mask, int64_t B, int64_t T, DType dtype,
                       Device device);
 
