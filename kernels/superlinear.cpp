@@ -239,7 +239,7 @@ SuperlinearForward superlinear_forward(const Tensor& qa_in, const Tensor& qs_in,
   }
   if (f.out.numel() == 0) return f;
   if (dev.is_cuda()) {
-    SL_FAIL() << kOp << ": no CUDA kernel yet (CPU reference only)";
+    SL_CUDA_CALL(kOp, superlinear_forward_cuda(p, dev.index));
   } else {
     superlinear_forward_cpu(p);
   }
@@ -292,7 +292,7 @@ SuperlinearGrads superlinear_backward(const Tensor& dout_in, const Tensor& qa_in
   p.dv = g.dv.data_ptr();
   if (qa.numel() == 0) return g;
   if (dev.is_cuda()) {
-    SL_FAIL() << kOp << ": no CUDA kernel yet (CPU reference only)";
+    SL_CUDA_CALL(kOp, superlinear_backward_cuda(p, dev.index));
   } else {
     superlinear_backward_cpu(p);
   }

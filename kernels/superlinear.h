@@ -196,6 +196,10 @@ struct SuperlinearBackwardParams {
   SuperlinearParams fwd;  // out, work counters unused
   const void* dout;
   void *dqa, *dqs, *dk, *dv;
+  // CUDA only (the CPU reference is always deterministic): true reduces dK/dV in a fixed order
+  // with no floating-point atomics, bitwise reproducible run to run; false accumulates them with
+  // f32 atomicAdd (faster, not reproducible in the last bits).
+  bool deterministic = true;
 };
 
 struct SuperlinearForward {
@@ -221,6 +225,13 @@ SuperlinearGrads superlinear_backward(const Tensor& dout, const Tensor& qa, cons
 
 void superlinear_forward_cpu(const SuperlinearParams& p);
 void superlinear_backward_cpu(const SuperlinearBackwardParams& p);
+#if SL_WITH_CUDA
+// CUDA kernels (kernels/superlinear_cuda.cu, kernels/superlinear_bwd_cuda.cu): f32 and bf16,
+// fp32 accumulation, k <= 8, D <= 256; work counters must be null. Throw sl::Error naming
+// "superlinear_attention" outside those limits.
+void superlinear_forward_cuda(const SuperlinearParams& p, int device);
+void superlinear_backward_cuda(const SuperlinearBackwardParams& p, int device);
+#endif
 
 // Per-document start of every position from cu_seqlens ([n_docs + 1] int32, 0 .. L): int32 [1, L].
 Tensor doc_starts_from_cu_seqlens(const std::vector<int32_t>& cu_seqlens);

@@ -1,0 +1,175 @@
+// Benchmark of superlinear attention on the GPU: balanced config (p = q = 1/2, s = 0, k = 3,
+// f_b = 2, f_f = 0), B = 1, Hq = 16 query heads, Hkv in {16, 2}, D = 128, bf16, L = 4K .. 128K,
+// then 256K and 1M while the time budget (~55 s in all) and memory allow.
+//
+// FLOPs follow spec §11: forward = 4 * (attended keys) * D per query and head, the attended keys
+// (window + every kept span) counted exactly by superlinear_work from the anchors the GPU kept;
+// backward = 2.5 x forward. The search (2 D per candidate) is reported apart and not counted.
+// Peak memory is the caching allocator's high-water mark during the call minus what was allocated
+// before it (inputs and saved forward tensors excluded); for the backward, minus the gradients.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/allocator.h"
+#include "experiments/bench_util.h"
+#include "kernels/superlinear.h"
+
+using namespace sl;
+using namespace sl::kernels;
+
+namespace {
+
+const Device kGpu = Device::cuda(0);
+
+Tensor randn(const Dims& shape, uint64_t seed, double std = 1) {
+  Generator g(seed);
+  return Tensor::randn(shape, g, DType::BF16, kGpu, 0, std);
+}
+
+struct Problem {
+  Tensor qa, qs, k, v, dout;
+  SuperlinearConfig cfg = SuperlinearConfig::balanced();
+};
+
+// The fast (f32 atomic) backward through its launcher; the op-level call is deterministic.
+void backward_fast(const Problem& pr, const SuperlinearForward& f, SuperlinearGrads& g) {
+  SuperlinearBackwardParams p{};
+  SuperlinearParams& q = p.fwd;
+  q.qa = pr.qa.data_ptr();
+  q.qs = pr.qs.data_ptr();
+  q.k = pr.k.data_ptr();
+  q.v = pr.v.data_ptr();
+  q.anchors = f.anchors.data<int32_t>();
+  q.scores = f.scores.data_ptr();
+  q.lse_w = f.lse_w.data_ptr();
+  q.lse_s = f.lse_s.data_ptr();
+  q.dtype = DType::BF16;
+  q.stat_dtype = DType::F32;
+  q.B = pr.qa.size(0);
+  q.Hq = pr.qa.size(1);
+  q.Lq = pr.qa.size(2);
+  q.D = pr.qa.size(3);
+  q.Hkv = pr.k.size(1);
+  q.Lkv = pr.k.size(2);
+  q.q_start = 0;
+  q.cfg = pr.cfg;
+  p.dout = pr.dout.data_ptr();
+  p.dqa = g.dqa.data_ptr();
+  p.dqs = g.dqs.data_ptr();
+  p.dk = g.dk.data_ptr();
+  p.dv = g.dv.data_ptr();
+  p.deterministic = false;
+  superlinear_backward_cuda(p, 0);
+}
+
+double mib(int64_t bytes) { return double(bytes) / (1024.0 * 1024.0); }
+
+// Peak bytes allocated by fn beyond what was allocated before it.
+template <class F>
+int64_t peak_extra(F&& fn) {
+  cuda::synchronize(0);
+  const int64_t before = cuda_alloc::stats(0).allocated;
+  cuda_alloc::reset_peak(0);
+  fn();
+  cuda::synchronize(0);
+  return cuda_alloc::stats(0).peak_allocated - before;
+}
+
+// Median ms of fn with a repetition count that keeps each measurement near 1.5 s.
+float time_auto(const std::function<void()>& fn) {
+  cuda::Event a, b;
+  a.record(cuda::stream(0));
+  fn();
+  b.record(cuda::stream(0));
+  b.synchronize();
+  const float once = b.elapsed_ms(a);
+  const int reps = std::max(1, std::min(10, int(1500.f / std::max(once, 1e-3f))));
+  return bench::time_ms(fn, reps > 2 ? 1 : 0, reps);
+}
+
+}  // namespace
+
+int main() {
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
+  const double kBudget = 55.0;
+  const int64_t B = 1, Hq = 16, D = 128;
+  std::printf("# superlinear attention, %s, balanced config (%s), B=%lld Hq=%lld D=%lld bf16\n\n",
+              bench::device_name().c_str(), SuperlinearConfig::balanced().str().c_str(),
+              (long long)B, (long long)Hq, (long long)D);
+  std::printf(
+      "| L | Hkv | keys/query | fwd ms | fwd TFLOP/s | search GFLOP | bwd det ms | bwd det "
+      "TFLOP/s | bwd fast ms | bwd fast TFLOP/s | fwd MiB | bwd det MiB | bwd fast MiB |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  for (int64_t Hkv : {int64_t(16), int64_t(2)}) {
+    double last_s = 0;
+    int64_t last_L = 0;
+    for (int64_t L : {int64_t(4) << 10, int64_t(16) << 10, int64_t(64) << 10, int64_t(128) << 10,
+                      int64_t(256) << 10, int64_t(1) << 20}) {
+      const double predicted = last_L ? last_s * std::pow(double(L) / double(last_L), 1.5) : 0;
+      if (elapsed() + predicted > kBudget) {
+        std::printf("| %lld | %lld | skipped: ~%.0f s predicted, %.0f s of %.0f s used |\n",
+                    (long long)L, (long long)Hkv, predicted, elapsed(), kBudget);
+        continue;
+      }
+      const double case_t0 = elapsed();
+      cuda_alloc::empty_cache(0);
+      Problem pr;
+      pr.qa = randn({B, Hq, L, D}, 1);
+      pr.qs = randn({B, Hq, L, D}, 2, 1.0 / std::sqrt(double(D)));
+      pr.k = randn({B, Hkv, L, D}, 3);
+      pr.v = randn({B, Hkv, L, D}, 4);
+      pr.dout = randn({B, Hq, L, D}, 5);
+
+      SuperlinearForward f;
+      const int64_t fwd_mem = peak_extra(
+          [&] { f = superlinear_forward(pr.qa, pr.qs, pr.k, pr.v, pr.cfg); });
+      const float fwd_ms = time_auto([&] {
+        (void)superlinear_forward(pr.qa, pr.qs, pr.k, pr.v, pr.cfg);
+      });
+
+      // Exact attended keys and searched candidates from the kept anchors, head by head.
+      const std::vector<int32_t> anchors = f.anchors.to(Device::cpu()).to_vector<int32_t>();
+      int64_t keys = 0, search = 0;
+      for (int64_t h = 0; h < Hq; ++h) {
+        const auto first = anchors.begin() + h * L * pr.cfg.k;
+        SuperlinearWork w = superlinear_work(pr.cfg, L, 0, {},
+                                             std::vector<int32_t>(first, first + L * pr.cfg.k));
+        keys += w.total_keys;
+        search += w.total_search;
+      }
+      const double fwd_flops = 4.0 * double(keys) * double(D), bwd_flops = 2.5 * fwd_flops;
+
+      SuperlinearGrads g;
+      const int64_t det_mem = peak_extra([&] {
+        g = superlinear_backward(pr.dout, pr.qa, pr.qs, pr.k, pr.v, f, pr.cfg);
+      });
+      const float det_ms = time_auto([&] {
+        (void)superlinear_backward(pr.dout, pr.qa, pr.qs, pr.k, pr.v, f, pr.cfg);
+      });
+      const int64_t grads_bytes = int64_t(2 * (g.dqa.nbytes() + g.dk.nbytes()));
+      const int64_t fast_mem = peak_extra([&] { backward_fast(pr, f, g); });
+      const float fast_ms = time_auto([&] { backward_fast(pr, f, g); });
+
+      std::printf(
+          "| %lldK | %lld | %.0f | %.3f | %.1f | %.1f | %.3f | %.1f | %.3f | %.1f | %.0f | %.0f | "
+          "%.0f |\n",
+          (long long)(L >> 10), (long long)Hkv, double(keys) / double(Hq * L), fwd_ms,
+          bench::tflops(fwd_flops, fwd_ms), 2.0 * double(search) * double(D) / 1e9, det_ms,
+          bench::tflops(bwd_flops, det_ms), fast_ms, bench::tflops(bwd_flops, fast_ms),
+          mib(fwd_mem), mib(det_mem - grads_bytes), mib(fast_mem));
+      std::fflush(stdout);
+      last_s = elapsed() - case_t0;
+      last_L = L;
+    }
+  }
+  std::printf("\nfwd MiB: output and saved metadata; bwd MiB: scratch beyond the four gradients "
+              "(det: terms + pair index + sort; fast: f32 dK/dV accumulators).\n");
+  return 0;
+}

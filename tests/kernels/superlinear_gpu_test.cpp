@@ -1,0 +1,329 @@
+// CUDA superlinear attention against the CPU reference (kernels/superlinear_cpu.cpp): forward
+// (anchors, gate scores, statistics, output) and backward (dQa, dQs, dK, dV) in both backward
+// modes, chunked prefill and decode against prefill rows, bitwise reproducibility, anchors on
+// unquantised inputs away from near-ties, and argument errors.
+//
+// Non-obvious decisions:
+// - Qs and K sit on a coarse grid (Qs = m/32, K = m/2, m in [-4, 4]): every search score is then
+//   exact in f32, bf16 and f64, so the GPU must pick exactly the CPU's anchors (ties included,
+//   which exercises the tie rule) and the float outputs can be compared under the tolerance rule
+//   without one flipped top-k slot deciding the test. SuperlinearGpuRandom covers unquantised
+//   inputs.
+// - f32 results are checked with AllClose against the f64 reference with n_reduce = the longest
+//   sum behind an output, not with AllCloseToNaive: the CPU reference computes in f64 even for
+//   f32 tensors (it only rounds its output), so its "naive f32" error is half an ulp and the
+//   literal 2x-naive rule would demand an f32-accumulating kernel be as exact as f64.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "kernels/superlinear.h"
+#include "tests/common/gpu.h"
+#include "tests/common/tolerance.h"
+
+namespace sl::kernels {
+namespace {
+
+using test::AllClose;
+using test::AllEqual;
+using test::Tol;
+
+const Device kGpu = Device::cuda(0);
+
+SuperlinearConfig cfg_int(int n, double q, int64_t s, int k, double fb, double ff) {
+  return {n, 0.0, q, s, k, fb, ff};
+}
+
+// Packed documents: batch b splits [0, L) at L/3 + b and L/2 + 2b (when inside).
+Tensor make_docs(int64_t B, int64_t L) {
+  std::vector<int32_t> ds(size_t(B * L));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < L; ++t) {
+      int64_t c1 = L / 3 + b, c2 = L / 2 + 2 * b, s = 0;
+      if (c1 > 0 && t >= c1) s = c1;
+      if (c2 > c1 && t >= c2) s = c2;
+      ds[size_t(b * L + t)] = int32_t(s);
+    }
+  return Tensor::from_vector(ds, {B, L});
+}
+
+// m / den with m uniform in [-4, 4] (f32, CPU).
+Tensor grid_values(const Dims& shape, uint64_t seed, double den) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int> m(-4, 4);
+  std::vector<float> v(size_t(shape.numel()));
+  for (float& x : v) x = float(m(rng) / den);
+  return Tensor::from_vector(v, shape);
+}
+
+struct Case {
+  std::string name;
+  int64_t B, Hq, Hkv, Lq, Lkv, D;
+  SuperlinearConfig cfg;
+  bool docs;
+};
+
+// Inputs on the CPU, already rounded to the dtype under test.
+struct Inputs {
+  Tensor qa, qs, k, v, dout, ds;
+};
+Inputs make_inputs(const Case& c, DType dt, uint64_t seed) {
+  Inputs in;
+  in.qa = test::randn({c.B, c.Hq, c.Lq, c.D}, seed + 1, dt);
+  in.qs = grid_values({c.B, c.Hq, c.Lq, c.D}, seed + 2, 32).to(dt);
+  in.k = grid_values({c.B, c.Hkv, c.Lkv, c.D}, seed + 3, 2).to(dt);
+  in.v = test::randn({c.B, c.Hkv, c.Lkv, c.D}, seed + 4, dt);
+  in.dout = test::randn({c.B, c.Hq, c.Lq, c.D}, seed + 5, dt);
+  if (c.docs) in.ds = make_docs(c.B, c.Lkv);
+  return in;
+}
+Inputs convert(const Inputs& in, DType dt, Device dev) {
+  auto cv = [&](const Tensor& t) { return t.to(dt).to(dev); };
+  return {cv(in.qa), cv(in.qs), cv(in.k),
+          cv(in.v),  cv(in.dout), in.ds.defined() ? in.ds.to(dev) : Tensor()};
+}
+
+SuperlinearForward forward(const Inputs& in, const SuperlinearConfig& cfg,
+                           SuperlinearWork* work = nullptr) {
+  return superlinear_forward(in.qa, in.qs, in.k, in.v, cfg, in.ds, -1, work);
+}
+SuperlinearGrads backward(const Inputs& in, const SuperlinearForward& f,
+                          const SuperlinearConfig& cfg) {
+  return superlinear_backward(in.dout, in.qa, in.qs, in.k, in.v, f, cfg, in.ds);
+}
+
+// The fast (atomic) backward, called through the launcher: the op-level function always runs
+// the default deterministic mode.
+SuperlinearGrads backward_fast(const Inputs& in, const SuperlinearForward& f,
+                               const SuperlinearConfig& cfg) {
+  SuperlinearGrads g;
+  g.dqa = Tensor::empty(in.qa.shape(), in.qa.dtype(), kGpu);
+  g.dqs = Tensor::empty(in.qa.shape(), in.qa.dtype(), kGpu);
+  g.dk = Tensor::empty(in.k.shape(), in.k.dtype(), kGpu);
+  g.dv = Tensor::empty(in.k.shape(), in.k.dtype(), kGpu);
+  SuperlinearBackwardParams p{};
+  SuperlinearParams& q = p.fwd;
+  q.qa = in.qa.data_ptr();
+  q.qs = in.qs.data_ptr();
+  q.k = in.k.data_ptr();
+  q.v = in.v.data_ptr();
+  q.anchors = f.anchors.data<int32_t>();
+  q.scores = f.scores.data_ptr();
+  q.lse_w = f.lse_w.data_ptr();
+  q.lse_s = f.lse_s.data_ptr();
+  q.doc_starts = in.ds.defined() ? in.ds.data<int32_t>() : nullptr;
+  q.dtype = in.qa.dtype();
+  q.stat_dtype = DType::F32;
+  q.B = in.qa.size(0);
+  q.Hq = in.qa.size(1);
+  q.Lq = in.qa.size(2);
+  q.D = in.qa.size(3);
+  q.Hkv = in.k.size(1);
+  q.Lkv = in.k.size(2);
+  q.q_start = q.Lkv - q.Lq;
+  q.cfg = cfg;
+  p.dout = in.dout.data_ptr();
+  p.dqa = g.dqa.data_ptr();
+  p.dqs = g.dqs.data_ptr();
+  p.dk = g.dk.data_ptr();
+  p.dv = g.dv.data_ptr();
+  p.deterministic = false;
+  superlinear_backward_cuda(p, 0);
+  return g;
+}
+
+// -inf marks an empty window or span: its positions must agree exactly; the finite values are
+// then compared under the rule (with the -inf entries in, rms(ref) would be inf).
+::testing::AssertionResult StatsClose(const Tensor& out, const Tensor& ref, const Tol& tol) {
+  std::vector<double> a = out.to(Device::cpu()).to(DType::F64).contiguous().to_vector<double>();
+  std::vector<double> r = ref.to(Device::cpu()).to(DType::F64).contiguous().to_vector<double>();
+  if (a.size() != r.size()) return ::testing::AssertionFailure() << "size mismatch";
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::isinf(a[i]) || std::isinf(r[i])) {
+      if (a[i] != r[i])
+        return ::testing::AssertionFailure() << "element " << i << ": " << a[i] << " vs " << r[i];
+      a[i] = r[i] = 0;
+    }
+  return AllClose(Tensor::from_vector(a, out.shape()), Tensor::from_vector(r, ref.shape()), tol);
+}
+
+void ExpectGradsClose(const SuperlinearGrads& g, const SuperlinearGrads& ref, DType dt,
+                      int64_t n_q, int64_t n_kv, const std::string& what) {
+  EXPECT_TRUE(AllClose(g.dqa, ref.dqa, Tol{dt, n_q})) << what << " dqa";
+  EXPECT_TRUE(AllClose(g.dqs, ref.dqs, Tol{dt, n_q})) << what << " dqs";
+  EXPECT_TRUE(AllClose(g.dk, ref.dk, Tol{dt, n_kv})) << what << " dk";
+  EXPECT_TRUE(AllClose(g.dv, ref.dv, Tol{dt, n_kv})) << what << " dv";
+}
+
+class SuperlinearGpu : public ::testing::TestWithParam<std::tuple<Case, DType>> {};
+
+TEST_P(SuperlinearGpu, ForwardAndBackwardMatchCpu) {
+  SL_REQUIRE_GPU();
+  const Case& c = std::get<0>(GetParam());
+  const DType dt = std::get<1>(GetParam());
+  const Inputs in = make_inputs(c, dt, std::hash<std::string>()(c.name) + uint64_t(dt));
+  const Inputs in64 = convert(in, DType::F64, Device::cpu());
+  const Inputs gin = convert(in, dt, kGpu);
+  SuperlinearWork work;
+  const SuperlinearForward ref = forward(in64, c.cfg, &work);
+  const SuperlinearForward gf = forward(gin, c.cfg);
+
+  // Longest sums: an output row attends at most max(keys) keys of D-long logits; a K/V row
+  // collects at most (k + 1) terms from each of the r * Lq query rows of its group.
+  const int64_t max_keys = *std::max_element(work.keys.begin(), work.keys.end());
+  const int64_t n_q = max_keys + c.D, n_kv = (c.Hq / c.Hkv) * c.Lq * (c.cfg.k + 1) + c.D;
+  EXPECT_TRUE(AllEqual(gf.anchors, ref.anchors));
+  EXPECT_TRUE(AllEqual(gf.scores, ref.scores));
+  EXPECT_TRUE(StatsClose(gf.lse_w, ref.lse_w, Tol{DType::F32, n_q}));
+  EXPECT_TRUE(StatsClose(gf.lse_s, ref.lse_s, Tol{DType::F32, n_q}));
+  EXPECT_TRUE(AllClose(gf.out, ref.out, Tol{dt, n_q}));
+
+  const SuperlinearGrads gr = backward(in64, ref, c.cfg);
+  const SuperlinearGrads gd = backward(gin, gf, c.cfg);
+  ExpectGradsClose(gd, gr, dt, n_q, n_kv, "deterministic");
+  const SuperlinearGrads gd2 = backward(gin, gf, c.cfg);
+  EXPECT_TRUE(AllEqual(gd2.dqa, gd.dqa) && AllEqual(gd2.dqs, gd.dqs) &&
+              AllEqual(gd2.dk, gd.dk) && AllEqual(gd2.dv, gd.dv))
+      << "the deterministic backward must be bitwise reproducible";
+  ExpectGradsClose(backward_fast(gin, gf, c.cfg), gr, dt, n_q, n_kv, "fast");
+}
+
+const Case kCases[] = {
+    {"L1_balanced_d64", 1, 2, 2, 1, 1, 64, SuperlinearConfig::balanced(), false},
+    {"L37_gqa4_s3_k1_ff1_d64_docs", 2, 4, 1, 37, 37, 64, cfg_int(2, 0.5, 3, 1, 2, 1), true},
+    {"L37_gqa1_s0_k3_d128", 1, 2, 2, 37, 37, 128, SuperlinearConfig::balanced(), false},
+    {"L300_gqa16_s0_k3_d128", 1, 16, 1, 300, 300, 128, SuperlinearConfig::balanced(), false},
+    {"L300_gqa1_s3_k3_ff1_d128_docs", 1, 2, 2, 300, 300, 128, cfg_int(2, 0.5, 3, 3, 2, 1), true},
+    {"L300_float055_s3_ff1_d64_docs", 1, 4, 2, 300, 300, 64,
+     SuperlinearConfig{0, 0.55, 0.55, 3, 3, 3, 1}, true},
+    {"L1000_gqa4_s0_k1_d64", 1, 4, 1, 1000, 1000, 64, cfg_int(2, 0.5, 0, 1, 2, 0), false},
+    {"L1000_gqa16_s3_k3_ff1_d128_docs", 1, 16, 1, 1000, 1000, 128, cfg_int(2, 0.5, 3, 3, 2, 1),
+     true},
+    {"chunk100_of401_gqa2_s3_ff1_d64_docs", 2, 4, 2, 100, 401, 64, cfg_int(2, 0.5, 3, 3, 2, 1),
+     true},
+    {"decode_t999_gqa16_d128", 1, 16, 1, 1, 1000, 128, SuperlinearConfig::balanced(), false},
+    {"odd_d38_L77_gqa2_s3_docs", 1, 4, 2, 77, 77, 38, cfg_int(2, 0.5, 3, 3, 2, 0), true},
+};
+
+INSTANTIATE_TEST_SUITE_P(Sweep, SuperlinearGpu,
+                         ::testing::Combine(::testing::ValuesIn(kCases),
+                                            ::testing::Values(DType::F32, DType::BF16)),
+                         [](const ::testing::TestParamInfo<std::tuple<Case, DType>>& i) {
+                           return std::get<0>(i.param).name + "_" +
+                                  dtype_name(std::get<1>(i.param));
+                         });
+
+class SuperlinearGpuChunks : public ::testing::TestWithParam<DType> {};
+
+TEST_P(SuperlinearGpuChunks, ChunkAndDecodeEqualPrefillRows) {
+  SL_REQUIRE_GPU();
+  const DType dt = GetParam();
+  const int64_t L = 301;
+  for (SuperlinearConfig cfg : {cfg_int(2, 0.5, 3, 3, 2, 1), SuperlinearConfig::balanced()}) {
+    const Case c{"chunks", 2, 4, 2, L, L, 64, cfg, true};
+    const Inputs g = convert(make_inputs(c, dt, 77), dt, kGpu);
+    const SuperlinearForward full = forward(g, cfg);
+    struct Chunk {
+      int64_t start, len;
+    };
+    for (Chunk ch : {Chunk{100, 81}, Chunk{0, 5}, Chunk{300, 1}, Chunk{150, 1}, Chunk{0, 1}}) {
+      const int64_t end = ch.start + ch.len;
+      auto rows = [&](const Tensor& t) { return t.slice(2, ch.start, end).contiguous(); };
+      const SuperlinearForward part = superlinear_forward(
+          rows(g.qa), rows(g.qs), g.k.slice(2, 0, end).contiguous(),
+          g.v.slice(2, 0, end).contiguous(), cfg, g.ds.slice(1, 0, end).contiguous());
+      EXPECT_TRUE(AllEqual(part.out, rows(full.out))) << ch.start;
+      EXPECT_TRUE(AllEqual(part.anchors, rows(full.anchors))) << ch.start;
+      EXPECT_TRUE(AllEqual(part.lse_s, rows(full.lse_s))) << ch.start;
+      const SuperlinearForward longer =
+          superlinear_forward(rows(g.qa), rows(g.qs), g.k, g.v, cfg, g.ds, ch.start);
+      EXPECT_TRUE(AllEqual(longer.out, rows(full.out))) << ch.start;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, SuperlinearGpuChunks, ::testing::Values(DType::F32, DType::BF16),
+                         [](const ::testing::TestParamInfo<DType>& i) {
+                           return std::string(dtype_name(i.param));
+                         });
+
+TEST(SuperlinearGpuRandom, AnchorsMatchCpuAwayFromNearTies) {
+  SL_REQUIRE_GPU();
+  // Unquantised f32 inputs: the GPU's f32 scores differ from the CPU's f64 ones in the last
+  // bits, so a row is compared only if its k + 1 best candidate scores are 1e-3 apart.
+  const int64_t Hq = 4, L = 300, D = 64;
+  const SuperlinearConfig cfg = SuperlinearConfig::balanced();
+  const int k = cfg.k;
+  Inputs in;
+  in.qa = test::randn({1, Hq, L, D}, 91);
+  in.qs = test::randn({1, Hq, L, D}, 92);
+  in.k = test::randn({1, 1, L, D}, 93);
+  in.v = test::randn({1, 1, L, D}, 94);
+  in.dout = test::randn({1, Hq, L, D}, 95);
+  const SuperlinearForward ref = forward(convert(in, DType::F64, Device::cpu()), cfg);
+  const SuperlinearForward gf = forward(convert(in, DType::F32, kGpu), cfg);
+  const std::vector<double> qs = in.qs.to(DType::F64).to_vector<double>();
+  const std::vector<double> kv = in.k.to(DType::F64).to_vector<double>();
+  const std::vector<int32_t> ga = gf.anchors.to(Device::cpu()).to_vector<int32_t>();
+  const std::vector<int32_t> ra = ref.anchors.to_vector<int32_t>();
+  const std::vector<double> go = gf.out.to(Device::cpu()).to(DType::F64).to_vector<double>();
+  const std::vector<double> ro = ref.out.to_vector<double>();
+  std::vector<double> clean_g, clean_r;
+  int64_t clean = 0, mismatched = 0;
+  for (int64_t h = 0; h < Hq; ++h)
+    for (int64_t t = 0; t < L; ++t) {
+      std::vector<double> s;
+      for (int64_t a : candidate_anchors(cfg, t, 0)) {
+        double x = 0;
+        for (int64_t d = 0; d < D; ++d) x += qs[size_t((h * L + t) * D + d)] * kv[size_t(a * D + d)];
+        s.push_back(x);
+      }
+      std::sort(s.begin(), s.end(), std::greater<double>());
+      bool near_tie = false;
+      for (size_t j = 0; j + 1 < s.size() && j < size_t(k); ++j)
+        near_tie = near_tie || s[j] - s[j + 1] < 1e-3;
+      if (near_tie) continue;
+      ++clean;
+      const size_t row = size_t(h * L + t);
+      for (int j = 0; j < k; ++j) mismatched += ga[row * k + j] != ra[row * k + j];
+      for (int64_t d = 0; d < D; ++d) {
+        clean_g.push_back(go[row * D + d]);
+        clean_r.push_back(ro[row * D + d]);
+      }
+    }
+  EXPECT_GE(clean, Hq * L * 9 / 10) << "too many near-ties for the test to mean much";
+  EXPECT_EQ(mismatched, 0);
+  const int64_t n = int64_t(clean_g.size());
+  EXPECT_TRUE(AllClose(Tensor::from_vector(clean_g, {n}), Tensor::from_vector(clean_r, {n}),
+                       Tol{DType::F32, L + D}));
+}
+
+TEST(SuperlinearGpuErrors, UnsupportedArgumentsNameTheOp) {
+  SL_REQUIRE_GPU();
+  auto expect_error = [](const std::function<void()>& fn, const std::string& why) {
+    try {
+      fn();
+      ADD_FAILURE() << "no error for " << why;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("superlinear_attention"), std::string::npos)
+          << why << ": " << e.what();
+    }
+  };
+  auto run = [](int64_t D, int k, DType dt) {
+    const Case c{"err", 1, 2, 1, 9, 9, D, cfg_int(2, 0.5, 0, k, 2, 0), false};
+    Inputs g = convert(make_inputs(c, DType::F32, 5), dt, kGpu);
+    forward(g, c.cfg);
+  };
+  expect_error([&] { run(64, 9, DType::F32); }, "k = 9 > 8");
+  expect_error([&] { run(264, 3, DType::F32); }, "D = 264 > 256");
+  expect_error([&] { run(64, 3, DType::F16); }, "f16");
+}
+
+}  // namespace
+}  // namespace sl::kernels
