@@ -67,7 +67,9 @@ void backward_fast(const Problem& pr, const SuperlinearForward& f, SuperlinearGr
   superlinear_backward_cuda(p, 0);
 }
 
-double mib(int64_t bytes) { return double(bytes) / (1024.0 * 1024.0); }
+double mib(int64_t bytes) {
+  return double(bytes) / (1024.0 * 1024.0);
+}
 
 // Peak bytes allocated by fn beyond what was allocated before it.
 template <class F>
@@ -107,12 +109,14 @@ int main() {
       "| L | Hkv | keys/query | fwd ms | fwd TFLOP/s | search GFLOP | bwd det ms | bwd det "
       "TFLOP/s | bwd fast ms | bwd fast TFLOP/s | fwd MiB | bwd det MiB | bwd fast MiB |\n"
       "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-  for (int64_t Hkv : {int64_t(16), int64_t(2)}) {
-    double last_s = 0;
-    int64_t last_L = 0;
-    for (int64_t L : {int64_t(4) << 10, int64_t(16) << 10, int64_t(64) << 10, int64_t(128) << 10,
-                      int64_t(256) << 10, int64_t(1) << 20}) {
-      const double predicted = last_L ? last_s * std::pow(double(L) / double(last_L), 1.5) : 0;
+  double last_s[2] = {0, 0};
+  int64_t last_L[2] = {0, 0};
+  for (int64_t L : {int64_t(4) << 10, int64_t(16) << 10, int64_t(64) << 10, int64_t(128) << 10,
+                    int64_t(256) << 10, int64_t(1) << 20}) {
+    for (int hi = 0; hi < 2; ++hi) {
+      const int64_t Hkv = hi == 0 ? 16 : 2;
+      const double predicted =
+          last_L[hi] ? last_s[hi] * std::pow(double(L) / double(last_L[hi]), 1.5) : 0;
       if (elapsed() + predicted > kBudget) {
         std::printf("| %lld | %lld | skipped: ~%.0f s predicted, %.0f s of %.0f s used |\n",
                     (long long)L, (long long)Hkv, predicted, elapsed(), kBudget);
@@ -128,31 +132,28 @@ int main() {
       pr.dout = randn({B, Hq, L, D}, 5);
 
       SuperlinearForward f;
-      const int64_t fwd_mem = peak_extra(
-          [&] { f = superlinear_forward(pr.qa, pr.qs, pr.k, pr.v, pr.cfg); });
-      const float fwd_ms = time_auto([&] {
-        (void)superlinear_forward(pr.qa, pr.qs, pr.k, pr.v, pr.cfg);
-      });
+      const int64_t fwd_mem =
+          peak_extra([&] { f = superlinear_forward(pr.qa, pr.qs, pr.k, pr.v, pr.cfg); });
+      const float fwd_ms =
+          time_auto([&] { (void)superlinear_forward(pr.qa, pr.qs, pr.k, pr.v, pr.cfg); });
 
       // Exact attended keys and searched candidates from the kept anchors, head by head.
       const std::vector<int32_t> anchors = f.anchors.to(Device::cpu()).to_vector<int32_t>();
       int64_t keys = 0, search = 0;
       for (int64_t h = 0; h < Hq; ++h) {
         const auto first = anchors.begin() + h * L * pr.cfg.k;
-        SuperlinearWork w = superlinear_work(pr.cfg, L, 0, {},
-                                             std::vector<int32_t>(first, first + L * pr.cfg.k));
+        SuperlinearWork w =
+            superlinear_work(pr.cfg, L, 0, {}, std::vector<int32_t>(first, first + L * pr.cfg.k));
         keys += w.total_keys;
         search += w.total_search;
       }
       const double fwd_flops = 4.0 * double(keys) * double(D), bwd_flops = 2.5 * fwd_flops;
 
       SuperlinearGrads g;
-      const int64_t det_mem = peak_extra([&] {
-        g = superlinear_backward(pr.dout, pr.qa, pr.qs, pr.k, pr.v, f, pr.cfg);
-      });
-      const float det_ms = time_auto([&] {
-        (void)superlinear_backward(pr.dout, pr.qa, pr.qs, pr.k, pr.v, f, pr.cfg);
-      });
+      const int64_t det_mem = peak_extra(
+          [&] { g = superlinear_backward(pr.dout, pr.qa, pr.qs, pr.k, pr.v, f, pr.cfg); });
+      const float det_ms = time_auto(
+          [&] { (void)superlinear_backward(pr.dout, pr.qa, pr.qs, pr.k, pr.v, f, pr.cfg); });
       const int64_t grads_bytes = int64_t(2 * (g.dqa.nbytes() + g.dk.nbytes()));
       const int64_t fast_mem = peak_extra([&] { backward_fast(pr, f, g); });
       const float fast_ms = time_auto([&] { backward_fast(pr, f, g); });
@@ -165,11 +166,12 @@ int main() {
           bench::tflops(bwd_flops, det_ms), fast_ms, bench::tflops(bwd_flops, fast_ms),
           mib(fwd_mem), mib(det_mem - grads_bytes), mib(fast_mem));
       std::fflush(stdout);
-      last_s = elapsed() - case_t0;
-      last_L = L;
+      last_s[hi] = elapsed() - case_t0;
+      last_L[hi] = L;
     }
   }
-  std::printf("\nfwd MiB: output and saved metadata; bwd MiB: scratch beyond the four gradients "
-              "(det: terms + pair index + sort; fast: f32 dK/dV accumulators).\n");
+  std::printf(
+      "\nfwd MiB: output and saved metadata; bwd MiB: scratch beyond the four gradients "
+      "(det: terms + pair index + sort; fast: f32 dK/dV accumulators).\n");
   return 0;
 }

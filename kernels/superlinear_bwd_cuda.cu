@@ -191,8 +191,8 @@ __global__ void __launch_bounds__(kRowWarps * 32)
                      dv_acc);
   for (int j = 0; j < k; ++j) {
     if (an[j] < 0 || g[j] == 0.f) continue;
-    sweep_grad<T, E>(K, V, lo[j], hi[j], qa_s, do_s, scale, lam[j], g[j], g[j] * y[j], D, vec,
-                     dqa, dk_acc, dv_acc);
+    sweep_grad<T, E>(K, V, lo[j], hi[j], qa_s, do_s, scale, lam[j], g[j], g[j] * y[j], D, vec, dqa,
+                     dk_acc, dv_acc);
   }
   T* dqa_row = static_cast<T*>(bp.dqa) + r.row * D;
   T* dqs_row = static_cast<T*>(bp.dqs) + r.row * D;
@@ -437,8 +437,8 @@ void backward_typed(const SuperlinearBackwardParams& bp, int device, cudaStream_
   SL_CUDA_LAUNCH_CHECK();
 
   const SuperlinearConfig& c = p.cfg;
-  KeyIndex ix{vals_out, offsets.data<int32_t>(), (p.Lkv + kKeyBlock - 1) / kKeyBlock,
-              len_b(c, p.Lkv), len_f(c, p.Lkv), window_len(c)};
+  KeyIndex ix{vals_out,        offsets.data<int32_t>(), (p.Lkv + kKeyBlock - 1) / kKeyBlock,
+              len_b(c, p.Lkv), len_f(c, p.Lkv),         window_len(c)};
   if (p.D <= 64)
     launch_keys<T, 2>(bp, tm, ix, vec, s);
   else if (p.D <= 128)

@@ -161,8 +161,7 @@ __global__ void __launch_bounds__(kRowWarps * 32)
 template <class T, int E>
 void launch_forward(const SuperlinearParams& p, bool vec, cudaStream_t s) {
   const size_t smem = size_t(kRowWarps) * 2 * size_t(p.D) * sizeof(float);
-  superlinear_fwd_kernel<T, E>
-      <<<row_blocks(p.B * p.Hq * p.Lq), kRowWarps * 32, smem, s>>>(p, vec);
+  superlinear_fwd_kernel<T, E><<<row_blocks(p.B * p.Hq * p.Lq), kRowWarps * 32, smem, s>>>(p, vec);
   SL_CUDA_LAUNCH_CHECK();
 }
 

@@ -28,7 +28,9 @@ constexpr int kMaxK = 8;    // spans kept (cfg.k) supported on the GPU
 constexpr int kMaxD = 256;  // head dim supported on the GPU (E = ceil(D / 32) <= 8)
 constexpr int kRowWarps = 4;
 
-__device__ __forceinline__ int lane_id() { return int(threadIdx.x & 31); }
+__device__ __forceinline__ int lane_id() {
+  return int(threadIdx.x & 31);
+}
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll

@@ -85,7 +85,7 @@ Inputs make_inputs(const Case& c, DType dt, uint64_t seed) {
 }
 Inputs convert(const Inputs& in, DType dt, Device dev) {
   auto cv = [&](const Tensor& t) { return t.to(dt).to(dev); };
-  return {cv(in.qa), cv(in.qs), cv(in.k),
+  return {cv(in.qa), cv(in.qs),   cv(in.k),
           cv(in.v),  cv(in.dout), in.ds.defined() ? in.ds.to(dev) : Tensor()};
 }
 
@@ -153,8 +153,8 @@ SuperlinearGrads backward_fast(const Inputs& in, const SuperlinearForward& f,
   return AllClose(Tensor::from_vector(a, out.shape()), Tensor::from_vector(r, ref.shape()), tol);
 }
 
-void ExpectGradsClose(const SuperlinearGrads& g, const SuperlinearGrads& ref, DType dt,
-                      int64_t n_q, int64_t n_kv, const std::string& what) {
+void ExpectGradsClose(const SuperlinearGrads& g, const SuperlinearGrads& ref, DType dt, int64_t n_q,
+                      int64_t n_kv, const std::string& what) {
   EXPECT_TRUE(AllClose(g.dqa, ref.dqa, Tol{dt, n_q})) << what << " dqa";
   EXPECT_TRUE(AllClose(g.dqs, ref.dqs, Tol{dt, n_q})) << what << " dqs";
   EXPECT_TRUE(AllClose(g.dk, ref.dk, Tol{dt, n_kv})) << what << " dk";
@@ -188,8 +188,8 @@ TEST_P(SuperlinearGpu, ForwardAndBackwardMatchCpu) {
   const SuperlinearGrads gd = backward(gin, gf, c.cfg);
   ExpectGradsClose(gd, gr, dt, n_q, n_kv, "deterministic");
   const SuperlinearGrads gd2 = backward(gin, gf, c.cfg);
-  EXPECT_TRUE(AllEqual(gd2.dqa, gd.dqa) && AllEqual(gd2.dqs, gd.dqs) &&
-              AllEqual(gd2.dk, gd.dk) && AllEqual(gd2.dv, gd.dv))
+  EXPECT_TRUE(AllEqual(gd2.dqa, gd.dqa) && AllEqual(gd2.dqs, gd.dqs) && AllEqual(gd2.dk, gd.dk) &&
+              AllEqual(gd2.dv, gd.dv))
       << "the deterministic backward must be bitwise reproducible";
   ExpectGradsClose(backward_fast(gin, gf, c.cfg), gr, dt, n_q, n_kv, "fast");
 }
@@ -281,7 +281,8 @@ TEST(SuperlinearGpuRandom, AnchorsMatchCpuAwayFromNearTies) {
       std::vector<double> s;
       for (int64_t a : candidate_anchors(cfg, t, 0)) {
         double x = 0;
-        for (int64_t d = 0; d < D; ++d) x += qs[size_t((h * L + t) * D + d)] * kv[size_t(a * D + d)];
+        for (int64_t d = 0; d < D; ++d)
+          x += qs[size_t((h * L + t) * D + d)] * kv[size_t(a * D + d)];
         s.push_back(x);
       }
       std::sort(s.begin(), s.end(), std::greater<double>());
