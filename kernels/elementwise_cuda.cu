@@ -13,8 +13,12 @@
 //      1].
 //  (3) strided: anything else (misaligned views, transposes), one element per step.
 // Paths (2) and (3) keep kUnroll steps per thread in flight.
-// The op switch runs once per pack (apply()), never per lane.
+// The op switch runs once per pack (apply()), never per lane. For bf16, SiLU and sigmoid (forward
+// and backward) use __expf / __fdividef: the result is rounded to bf16 (2^-8) and the intrinsics
+// err by ~2^-22, while precise expf and IEEE division made the bf16 SiLU instruction-bound (8
+// lanes per 16-byte pack). f32 keeps the precise math of the CPU reference.
 #include <algorithm>
+#include <type_traits>
 
 #include "core/cuda_context.h"
 #include "kernels/dispatch.h"
@@ -28,6 +32,10 @@ constexpr int kUnroll = 2;
 
 template <class T>
 constexpr int kVec = int(16 / sizeof(T));
+
+// bf16 outputs round to 2^-8: the hot activations may use fast-math intrinsics there.
+template <class T>
+constexpr bool kFast = std::is_same_v<T, bf16>;
 
 template <class T>
 struct alignas(16) Pack {
@@ -43,8 +51,37 @@ __device__ __forceinline__ T from_f(float v) {
   return ScalarTraits<T>::from_compute(v);
 }
 
+// sigmoid with __expf and __fdividef (each within 2 ulp of f32 for these arguments: the exponent
+// is <= 0 and the divisor in [1, 2]), for bf16 outputs only (see Note [elementwise paths]).
+__device__ __forceinline__ float fast_sigmoid(float x) {
+  float e = __expf(-fabsf(x));
+  return __fdividef(x >= 0.f ? 1.f : e, 1.f + e);
+}
+
+// SiLU and sigmoid (forward and backward) in fast math into `out`; false for every other op,
+// which then takes the precise path.
 template <EwKind K, int O>
+__device__ __forceinline__ bool eval_fast(float a, float b, float& out) {
+  if constexpr (O == int(UnaryOp::Silu) || O == int(UnaryOp::Sigmoid)) {
+    float s = fast_sigmoid(a);
+    if constexpr (K == EwKind::UnaryFwd) {
+      out = O == int(UnaryOp::Silu) ? a * s : s;
+      return true;
+    } else if constexpr (K == EwKind::UnaryBwd) {
+      out = O == int(UnaryOp::Silu) ? b * s * (1.f + a * (1.f - s)) : b * s * (1.f - s);
+      return true;
+    }
+  }
+  (void)a, (void)b, (void)out;
+  return false;
+}
+
+template <EwKind K, int O, bool kFast>
 __device__ __forceinline__ float eval(float a, float b, float alpha) {
+  if constexpr (kFast && K != EwKind::Binary) {
+    float r;
+    if (eval_fast<K, O>(a, b, r)) return r;
+  }
   if constexpr (K == EwKind::UnaryFwd) {
     return ew::unary_fwd(UnaryOp(O), a, alpha);
   } else if constexpr (K == EwKind::UnaryBwd) {
@@ -54,13 +91,13 @@ __device__ __forceinline__ float eval(float a, float b, float alpha) {
   }
 }
 
-#define SL_EW_CASE(O)                                                                   \
-  case O:                                                                               \
-    _Pragma("unroll") for (int v = 0; v < V; ++v) a[v] = eval<K, O>(a[v], b[v], alpha); \
+#define SL_EW_CASE(O)                                                                          \
+  case O:                                                                                      \
+    _Pragma("unroll") for (int v = 0; v < V; ++v) a[v] = eval<K, O, kFast>(a[v], b[v], alpha); \
     break;
 
 // a[v] = op(a[v], b[v]) for the V lanes of one pack.
-template <EwKind K, int V>
+template <EwKind K, int V, bool kFast>
 __device__ __forceinline__ void apply(uint8_t op, float alpha, float (&a)[V], const float (&b)[V]) {
   if constexpr (K == EwKind::Binary) {
     switch (op) { SL_EW_CASE(0) SL_EW_CASE(1) SL_EW_CASE(2) SL_EW_CASE(3) }
@@ -102,7 +139,7 @@ __global__ void __launch_bounds__(kThreads)
         a[v] = to_f(pa[u].v[v]);
         b[v] = kTwo ? to_f(pb[u].v[v]) : 0.f;
       }
-      apply<K, V>(op, alpha, a, b);
+      apply<K, V, kFast<T>>(op, alpha, a, b);
       Pack<T> po;
       _Pragma("unroll") for (int v = 0; v < V; ++v) po.v[v] = from_f<T>(a[v]);
       reinterpret_cast<Pack<T>*>(out)[i] = po;
@@ -111,7 +148,7 @@ __global__ void __launch_bounds__(kThreads)
   int64_t i = npack * V + int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (i < n) {
     float a[1] = {to_f(in0[i])}, b[1] = {kTwo ? to_f(in1[i]) : 0.f};
-    apply<K, 1>(op, alpha, a, b);
+    apply<K, 1, kFast<T>>(op, alpha, a, b);
     out[i] = from_f<T>(a[0]);
   }
 }
@@ -182,7 +219,7 @@ __global__ void __launch_bounds__(kThreads)
         a[v] = to_f(ra[u][v]);
         b[v] = kTwo ? to_f(rb[u][v]) : 0.f;
       }
-      apply<K, V>(op, alpha, a, b);
+      apply<K, V, kFast<T>>(op, alpha, a, b);
       if constexpr (V == 1) {
         out[i] = from_f<T>(a[0]);
       } else {

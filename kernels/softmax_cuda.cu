@@ -2,17 +2,30 @@
 //
 // Note [softmax kernels]
 // Rows of up to 1024 elements: one warp per row, the row held in registers (kPer values per
-// lane), max and sum by warp shuffles. Longer rows: one block per row. The forward pass reads the
-// row once, keeping a running (max, sum of exp) per thread — the sum is rescaled only when a new
-// maximum appears — while copying the raw row into shared memory; the second pass writes the
-// output from shared memory. When the row does not fit in shared memory the second pass reads
-// global memory again (mostly from L2). The backward pass caches y and dy the same way.
+// lane), max and sum by warp shuffles. Longer rows whose 16-byte packs fit kRegPacks per thread in
+// at most kMaxCluster blocks of kRegThreads: the register kernels. Each block of a cluster holds
+// its slice of the row in registers (read once, with all its loads in flight before any use),
+// reduces the slice's (max, sum of exp) or sum(dy * y), and the blocks of the cluster merge their
+// partials through distributed shared memory in rank order; then each block writes its slice.
+// Every row byte is read once and written once, with no shared-memory copy; a long row spreads
+// over a cluster instead of being re-read from global memory (which misses L2 when ~260 rows of
+// 256 KB are in flight). The forward keeps exp(x - m_thread) and rescales it by
+// exp(m_thread - m_row) / sum, one exponential per element.
+// Other long rows (unaligned, or longer than the clusters hold): one block per row. The forward
+// pass reads the row once, keeping a running (max, sum of exp) per thread, while copying the raw
+// row into shared memory; the second pass writes the output from shared memory. When the row does
+// not fit in shared memory the second pass reads global memory again. The backward pass caches y
+// and dy the same way.
 // Exponentials use __expf (ex2.approx): its error grows with |x - max|, where the values are tiny
 // next to the row's largest, which is what the tolerance rule's rms term allows for.
 #include <algorithm>
 #include <cmath>
+#include <limits>
+
+#include <cooperative_groups.h>
 
 #include "core/cuda_context.h"
+#include "kernels/cuda_utils.cuh"
 #include "kernels/dispatch.h"
 #include "kernels/softmax.h"
 
@@ -219,6 +232,147 @@ __global__ void softmax_bwd_block(const T* __restrict__ y, const T* __restrict__
                [&](float v, float g) { return log ? g - __expf(v) * s : v * (g - s); });
 }
 
+// ---- register kernels: a row in the registers of a cluster of blocks ----
+
+constexpr int kRegPacks = 4;      // 16-byte packs per thread (per operand)
+constexpr int kRegThreads = 512;  // most threads of one block
+constexpr int kMaxCluster = 8;    // most blocks per row (the portable cluster size)
+
+// Block b handles packs [rank * blockDim.x * kRegPacks, ...) of row b / csize, rank = b % csize;
+// thread t holds packs base + t + k * blockDim.x, k < kRegPacks.
+template <class T>
+__global__ void __launch_bounds__(kRegThreads)
+    softmax_fwd_reg(const T* __restrict__ x, T* __restrict__ y, int64_t cols, int csize, bool log) {
+  using P = cu::Pack<T>;
+  constexpr int V = P::V;
+  __shared__ float2 partial;
+  const int64_t row = blockIdx.x / csize;
+  const int rank = int(blockIdx.x % csize);
+  const int64_t npack = cols / V;
+  const int64_t base = int64_t(rank) * blockDim.x * kRegPacks + threadIdx.x;
+  const P* xr = reinterpret_cast<const P*>(x + row * cols);
+  P raw[kRegPacks];
+  _Pragma("unroll") for (int k = 0; k < kRegPacks; ++k) {
+    int64_t j = base + int64_t(k) * blockDim.x;
+    if (j < npack) raw[k] = xr[j];
+  }
+  float v[kRegPacks][V];
+  float lm = -INFINITY;
+  _Pragma("unroll") for (int k = 0; k < kRegPacks; ++k) {
+    bool ok = base + int64_t(k) * blockDim.x < npack;
+    _Pragma("unroll") for (int e = 0; e < V; ++e) {
+      v[k][e] = ok ? cu::to_f(raw[k].v[e]) : -INFINITY;
+      lm = fmaxf(lm, v[k][e]);
+    }
+  }
+  // This thread's sum of exp(v - lm); the forward keeps exp(v - lm) in v (0 where lm is -inf).
+  float ls = 0.f;
+  _Pragma("unroll") for (int k = 0; k < kRegPacks; ++k) {
+    _Pragma("unroll") for (int e = 0; e < V; ++e) {
+      float ex = lm == -INFINITY ? 0.f : __expf(v[k][e] - lm);
+      ls += ex;
+      if (!log) v[k][e] = ex;
+    }
+  }
+  float m = lm, s = ls;
+  block_reduce_ms(m, s);
+  if (csize > 1) {
+    namespace cg = cooperative_groups;
+    cg::cluster_group cluster = cg::this_cluster();
+    if (threadIdx.x == 0) partial = make_float2(m, s);
+    cluster.sync();
+    float M = -INFINITY, S = 0.f;
+    for (int q = 0; q < csize; ++q) {
+      float2 o = *cluster.map_shared_rank(&partial, q);
+      merge_ms(M, S, o.x, o.y);
+    }
+    cluster.sync();  // no block leaves while another may still read its partial
+    m = M;
+    s = S;
+  }
+  P* yr = reinterpret_cast<P*>(y + row * cols);
+  float inv = 1.f / s, log_s = logf(s);
+  float sc = __expf(lm - m) * inv;  // lm == -inf: its v are 0 and sc is 0
+  _Pragma("unroll") for (int k = 0; k < kRegPacks; ++k) {
+    int64_t j = base + int64_t(k) * blockDim.x;
+    if (j >= npack) continue;
+    P o;
+    _Pragma("unroll") for (int e = 0; e < V; ++e) o.v[e] =
+        cu::from_f<T>(log ? v[k][e] - m - log_s : v[k][e] * sc);
+    yr[j] = o;
+  }
+}
+
+template <class T>
+__global__ void __launch_bounds__(kRegThreads)
+    softmax_bwd_reg(const T* __restrict__ y, const T* __restrict__ dy, T* __restrict__ dx,
+                    int64_t cols, int csize, bool log) {
+  using P = cu::Pack<T>;
+  constexpr int V = P::V;
+  __shared__ float scratch[32];
+  __shared__ float partial;
+  const int64_t row = blockIdx.x / csize;
+  const int rank = int(blockIdx.x % csize);
+  const int64_t npack = cols / V;
+  const int64_t base = int64_t(rank) * blockDim.x * kRegPacks + threadIdx.x;
+  const P* yr = reinterpret_cast<const P*>(y + row * cols);
+  const P* gr = reinterpret_cast<const P*>(dy + row * cols);
+  P py[kRegPacks], pg[kRegPacks];
+  _Pragma("unroll") for (int k = 0; k < kRegPacks; ++k) {
+    int64_t j = base + int64_t(k) * blockDim.x;
+    if (j < npack) {
+      py[k] = yr[j];
+      pg[k] = gr[j];
+    }
+  }
+  float s = 0.f;
+  _Pragma("unroll") for (int k = 0; k < kRegPacks; ++k) {
+    if (base + int64_t(k) * blockDim.x >= npack) continue;
+    _Pragma("unroll") for (int e = 0; e < V; ++e) {
+      float g = cu::to_f(pg[k].v[e]);
+      s += log ? g : g * cu::to_f(py[k].v[e]);
+    }
+  }
+  s = cu::block_sum(s, scratch);
+  if (csize > 1) {
+    namespace cg = cooperative_groups;
+    cg::cluster_group cluster = cg::this_cluster();
+    if (threadIdx.x == 0) partial = s;
+    cluster.sync();
+    float S = 0.f;
+    for (int q = 0; q < csize; ++q) S += *cluster.map_shared_rank(&partial, q);
+    cluster.sync();  // no block leaves while another may still read its partial
+    s = S;
+  }
+  // Convert y and dy again below instead of keeping 2 * kRegPacks * V floats alive (bf16: 64).
+  cu::launder(py);
+  cu::launder(pg);
+  P* dr = reinterpret_cast<P*>(dx + row * cols);
+  _Pragma("unroll") for (int k = 0; k < kRegPacks; ++k) {
+    int64_t j = base + int64_t(k) * blockDim.x;
+    if (j >= npack) continue;
+    P o;
+    _Pragma("unroll") for (int e = 0; e < V; ++e) {
+      float v = cu::to_f(py[k].v[e]), g = cu::to_f(pg[k].v[e]);
+      o.v[e] = cu::from_f<T>(log ? g - __expf(v) * s : v * (g - s));
+    }
+    dr[j] = o;
+  }
+}
+
+// The cluster size and block size of the register kernels for rows of `npack` packs, or false
+// when the row does not fit.
+bool reg_config(int64_t npack, int& csize, int& threads) {
+  const int64_t per_block = int64_t(kRegThreads) * kRegPacks;
+  int c = 1;
+  while (c < kMaxCluster && c * per_block < npack) c *= 2;
+  if (c * per_block < npack) return false;
+  int64_t t = (npack + int64_t(c) * kRegPacks - 1) / (int64_t(c) * kRegPacks);
+  csize = c;
+  threads = int((t + 31) / 32 * 32);
+  return true;
+}
+
 bool aligned16(const void* p) {
   return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }
@@ -251,6 +405,19 @@ void launch(const SoftmaxParams& p, int device, cudaStream_t s) {
   constexpr int V = Pack<T>::V;
   bool packed =
       p.cols % V == 0 && aligned16(in0) && aligned16(out) && (!p.backward || aligned16(in1));
+  int csize = 0, rthreads = 0;
+  if (packed && reg_config(p.cols / V, csize, rthreads) &&
+      p.rows * csize <= std::numeric_limits<int>::max()) {
+    dim3 grid(unsigned(p.rows * csize)), cluster{unsigned(csize), 1, 1};
+    if (!p.backward) {
+      cu::launch_clustered(softmax_fwd_reg<T>, grid, dim3(rthreads), cluster, s, in0, out, p.cols,
+                           csize, p.log);
+    } else {
+      cu::launch_clustered(softmax_bwd_reg<T>, grid, dim3(rthreads), cluster, s, in0, in1, out,
+                           p.cols, csize, p.log);
+    }
+    return;
+  }
   int64_t units = packed ? p.cols / V : p.cols;
   int threads = int(std::clamp<int64_t>((units / 2 + 31) / 32 * 32, 128, 1024));
   size_t bytes = size_t(p.cols) * sizeof(T) * (p.backward ? 2 : 1);
