@@ -155,9 +155,17 @@ SuperlinearGrads backward_fast(const Inputs& in, const SuperlinearForward& f,
 
 void ExpectGradsClose(const SuperlinearGrads& g, const SuperlinearGrads& ref, DType dt, int64_t n_q,
                       int64_t n_kv, const std::string& what) {
+  // dQs, and the routing part of dK, are dscore_j * K and dscore_j * Qs with
+  // dscore_j = g_j (<dO, O_j> - sum_m g_m <dO, O_m>): a difference of nearly equal D-long sums
+  // whose cancellation the closed-form bound cannot see. The reference computes in f64, so there
+  // is no naive f32 run to compare against; an H200 run measured up to 3.2x the plain bound in
+  // f32, hence the factor 4 on these two.
+  constexpr double kRoutingFactor = 4;
   EXPECT_TRUE(AllClose(g.dqa, ref.dqa, Tol{dt, n_q})) << what << " dqa";
-  EXPECT_TRUE(AllClose(g.dqs, ref.dqs, Tol{dt, n_q})) << what << " dqs";
-  EXPECT_TRUE(AllClose(g.dk, ref.dk, Tol{dt, n_kv})) << what << " dk";
+  EXPECT_TRUE(AllClose(g.dqs, ref.dqs, Tol{dt, n_q, 0, kRoutingFactor}))
+      << what << " dqs";
+  EXPECT_TRUE(AllClose(g.dk, ref.dk, Tol{dt, n_kv, 0, kRoutingFactor}))
+      << what << " dk";
   EXPECT_TRUE(AllClose(g.dv, ref.dv, Tol{dt, n_kv})) << what << " dv";
 }
 
