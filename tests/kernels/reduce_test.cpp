@@ -143,6 +143,9 @@ const ReduceCase kGpuCases[] = {
     {{129, 37}, 0, "columns, one outer"},
     {{1, 70001, 33}, 1, "columns, split"},
     {{20000, 3}, 0, "columns, split, narrow"},
+    {{1000, 4096}, 0, "columns, 16-byte packs, clustered"},
+    {{2, 600, 256}, 1, "columns, 16-byte packs, batched"},
+    {{6000, 64}, 0, "columns, 16-byte packs, tall"},
 };
 
 class ReduceGpu : public ::testing::TestWithParam<DType> {};
