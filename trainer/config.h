@@ -1,0 +1,94 @@
+// The typed training configuration: one struct per section, defaults in one place.
+//
+//   model:       layers/config.h (parsed by layers::parse_model_config)
+//   data:        data/synthetic.h (SyntheticConfig)
+//   optimizer:   AdamW hyper-parameters and the no-weight-decay name patterns
+//   schedule:    learning-rate schedule (trainer/schedule.h)
+//   checkpoint:  directory, interval, how many to keep, resume policy (trainer/checkpoint.h)
+//   logging:     progress interval, metrics JSONL file, evaluation interval
+//   debug:       test hooks (NaN gradients injected at chosen steps)
+//   top level:   device, precision, seed, steps, batch_size, seq_len, grad_accum, grad_clip,
+//                max_skipped_steps
+//
+// Errors are Status values (InvalidArgument) whose message starts with where the offending key
+// came from: "file:line: section.key: ..." for a key of the file, "--set section.key=value: ..."
+// for an override. Unknown keys, values of the wrong type and values out of range are errors.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/errors.h"
+#include "data/synthetic.h"
+#include "layers/config.h"
+
+namespace sl::trainer {
+
+struct OptimizerConfig {
+  double lr = 3e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.1;
+  // Parameters whose dotted name matches one of these globs (fnmatch) get no weight decay:
+  // norms, biases, embeddings and Mamba's A_log / D by default.
+  std::vector<std::string> no_decay = {"*norm*", "*bias", "*embeddings*", "*.A_log", "*.D"};
+};
+
+struct ScheduleConfig {
+  std::string kind = "cosine";  // "cosine", "linear", "constant" or "wsd"
+  int64_t warmup_steps = 0;     // linear warmup from lr / warmup_steps to lr
+  double min_lr_ratio = 0.1;    // the lr at the end of the decay, relative to optimizer.lr
+  double decay_fraction = 0.2;  // wsd: the last fraction of the steps decays linearly
+};
+
+struct CheckpointConfig {
+  std::string dir;              // empty: no checkpoints
+  int64_t every = 0;            // steps between checkpoints; 0: only at the end and on a signal
+  int64_t keep = 3;             // the last `keep` checkpoints are kept
+  std::string resume = "auto";  // "auto" (latest valid one in dir), "none", or a file path
+};
+
+struct LoggingConfig {
+  int64_t every = 10;        // steps between progress lines and metrics records
+  std::string metrics;       // JSONL file; empty: <checkpoint.dir>/metrics.jsonl (none without dir)
+  int64_t eval_every = 0;    // steps between evaluations; 0: at the end only
+  int64_t eval_batches = 4;  // held-out batches per evaluation
+};
+
+struct DebugConfig {
+  std::vector<int64_t> nan_grad_steps;  // steps whose gradients are replaced by NaN
+};
+
+struct TrainConfig {
+  layers::ModelConfig model;
+  data::SyntheticConfig data;
+  OptimizerConfig optimizer;
+  ScheduleConfig schedule;
+  CheckpointConfig checkpoint;
+  LoggingConfig logging;
+  DebugConfig debug;
+  std::string device = "auto";     // "auto", "cpu", "cuda" or "cuda:N"
+  std::string precision = "auto";  // "f32", "bf16" (f32 master weights) or "auto" (bf16 on GPU)
+  uint64_t seed = 1234;
+  int64_t steps = 200;
+  int64_t batch_size = 16;
+  int64_t seq_len = 64;
+  int64_t grad_accum = 1;
+  double grad_clip = 1.0;          // max global gradient norm; 0: no clipping
+  int64_t max_skipped_steps = 10;  // NaN/Inf steps tolerated before the run stops
+};
+
+// Parses YAML text (`file` names it in messages), after applying overrides "a.b=value" (value is
+// YAML: a scalar or a flow list). The result is validated.
+StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, const std::string& file,
+                                         const std::vector<std::string>& overrides = {});
+// Reads the file and calls parse_train_config.
+StatusOr<TrainConfig> load_train_config(const std::string& path,
+                                        const std::vector<std::string>& overrides = {});
+
+// The resolved configuration as YAML that parse_train_config reads back to the same config.
+std::string to_yaml(const TrainConfig& cfg);
+
+}  // namespace sl::trainer

@@ -1,0 +1,381 @@
+// The training loop (trainer/train.h).
+#include "trainer/train.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+
+#include "autograd/ops.h"
+#include "core/device.h"
+#include "data/synthetic.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/reduce.h"
+#include "layers/config_io.h"
+#include "layers/hybrid_lm.h"
+#include "trainer/checkpoint.h"
+#include "trainer/metrics.h"
+#include "trainer/optimizer.h"
+#include "trainer/schedule.h"
+
+namespace sl::trainer {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+volatile std::sig_atomic_t g_signal = 0;
+extern "C" void on_stop_signal(int sig) { g_signal = sig; }
+
+// Installs the SIGINT/SIGTERM handlers for its lifetime and restores the previous ones.
+class SignalGuard {
+ public:
+  SignalGuard() {
+    g_signal = 0;
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~SignalGuard() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  SignalGuard(const SignalGuard&) = delete;
+  SignalGuard& operator=(const SignalGuard&) = delete;
+
+ private:
+  struct sigaction old_int_ {}, old_term_ {};
+};
+
+std::string fixed(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
+  return buf;
+}
+
+StatusOr<Device> resolve_device(const std::string& d) {
+  if (d == "auto") return default_device();
+  if (d == "cpu") return Device::cpu();
+  int index = d == "cuda" ? 0 : std::stoi(d.substr(5));
+  int n = cuda_device_count();
+  if (index >= n)
+    return Status::InvalidArgument(
+        "device: \"" + d + "\" requested but " +
+        (SL_WITH_CUDA ? std::to_string(n) + " CUDA device(s) are visible"
+                      : std::string("this is a CPU-only build")) +
+        " (use device: auto or cpu)");
+  return Device::cuda(index);
+}
+
+struct Eval {
+  double loss = TrainResult::kNaN, accuracy = TrainResult::kNaN;
+};
+
+// Mean cross-entropy and accuracy of the argmax over the scored positions of the held-out split.
+Eval evaluate(layers::HybridLM& model, const TrainConfig& c, Device dev) {
+  ag::NoGradGuard no_grad;
+  const int64_t B = c.batch_size, T = c.seq_len, V = c.model.vocab_size;
+  double loss_sum = 0;
+  int64_t scored = 0, correct = 0;
+  for (int64_t i = 0; i < c.logging.eval_batches; ++i) {
+    data::Batch b = data::synthetic_batch(c.data, V, B, T, c.seed, i, 0, data::Split::kEval);
+    Tensor logits = model.forward(b.ids.to(dev)).value().reshape({B * T, V});
+    Tensor targets = b.targets.reshape({B * T});
+    loss_sum += kernels::cross_entropy_forward(logits, targets.to(dev), data::kIgnoreIndex,
+                                               kernels::CeReduction::kSum)
+                    .loss.item();
+    std::vector<int64_t> pred = kernels::max(logits, 1).second.to_vector<int64_t>();
+    std::vector<int64_t> want = targets.to_vector<int64_t>();
+    for (size_t j = 0; j < want.size(); ++j) {
+      if (want[j] == data::kIgnoreIndex) continue;
+      ++scored;
+      correct += pred[j] == want[j];
+    }
+  }
+  if (scored == 0) return {};
+  return {loss_sum / double(scored), double(correct) / double(scored)};
+}
+
+Tensor i64s(const std::vector<int64_t>& v) {
+  return Tensor::from_vector(v, {int64_t(v.size())});
+}
+
+class Run {
+ public:
+  Run(const TrainConfig& c, const TrainHooks& hooks, Device dev, DType compute)
+      : c_(c),
+        hooks_(hooks),
+        dev_(dev),
+        compute_(compute),
+        gen_(c.seed),
+        model_(c.model, gen_),
+        con_(hooks.out, hooks.quiet),
+        config_text_(to_yaml(c)),
+        model_text_(layers::to_yaml(c.model)) {
+    model_.to(dev, DType::F32);
+    opt_ = std::make_unique<AdamW>(model_.named_parameters(), c.optimizer, compute);
+  }
+
+  Status resume();
+  StatusOr<TrainResult> loop();
+
+ private:
+  Status restore(const CheckpointData& ck, const std::string& path);
+  Status save();
+  void report_eval(const Eval& e, const char* when);
+
+  const TrainConfig& c_;
+  const TrainHooks& hooks_;
+  Device dev_;
+  DType compute_;
+  Generator gen_;
+  layers::HybridLM model_;
+  std::unique_ptr<AdamW> opt_;
+  Console con_;
+  MetricsFile metrics_;
+  std::string config_text_, model_text_;
+  int64_t step_ = 0, skipped_ = 0;
+  TrainResult result_;
+};
+
+Status Run::restore(const CheckpointData& ck, const std::string& path) {
+  auto it = ck.texts.find("model_config");
+  if (it == ck.texts.end()) return Status::Corruption(path + ": no model_config record");
+  if (it->second != model_text_)
+    return Status::InvalidArgument(
+        path + ": written for a different model configuration (stored:\n" + it->second +
+        "); start fresh with --set checkpoint.resume=none or use another checkpoint.dir");
+  auto get = [&](const std::string& name, const Dims& shape, DType dt) -> StatusOr<Tensor> {
+    const Tensor* t = ck.find(name);
+    if (!t) return Status::Corruption(path + ": no tensor '" + name + "'");
+    if (t->shape() != shape || t->dtype() != dt)
+      return Status::Corruption(path + ": tensor '" + name + "' is " + t->str() + ", expected " +
+                                dtype_name(dt) + shape.str());
+    return *t;
+  };
+  for (ParamState& s : opt_->states()) {
+    for (auto [suffix, dst] : {std::pair<const char*, Tensor*>{"", &s.master},
+                               {"/exp_avg", &s.exp_avg},
+                               {"/exp_avg_sq", &s.exp_avg_sq}}) {
+      std::string name = (*suffix ? "adam/" : "param/") + s.name + suffix;
+      StatusOr<Tensor> t = get(name, s.master.shape(), DType::F32);
+      if (!t.ok()) return t.status();
+      dst->copy_(t.value());
+    }
+    StatusOr<Tensor> st = get("adam/" + s.name + "/step", {1}, DType::I64);
+    if (!st.ok()) return st.status();
+    s.step = st.value().to_vector<int64_t>()[0];
+  }
+  StatusOr<Tensor> state = get("trainer/state", {4}, DType::I64);
+  if (!state.ok()) return state.status();
+  std::vector<int64_t> v = state.value().to_vector<int64_t>();
+  step_ = v[0];
+  skipped_ = v[1];
+  gen_ = Generator(uint64_t(v[2]), uint64_t(v[3]));
+  opt_->sync_params();
+  return Status::Ok();
+}
+
+Status Run::resume() {
+  const std::string& mode = c_.checkpoint.resume;
+  if (mode == "none") return Status::Ok();
+  CheckpointData ck;
+  std::string path;
+  if (mode == "auto") {
+    if (c_.checkpoint.dir.empty()) return Status::Ok();
+    std::vector<std::string> warnings;
+    StatusOr<std::string> p = latest_valid_checkpoint(c_.checkpoint.dir, &ck, &warnings);
+    for (const std::string& w : warnings) con_.line("warning: " + w);
+    if (!p.ok()) return Status::Ok();  // nothing to resume: a fresh run
+    path = p.value();
+  } else {
+    StatusOr<CheckpointData> d = read_checkpoint(mode);
+    if (!d.ok()) return d.status();
+    ck = std::move(d).value();
+    path = mode;
+  }
+  Status s = restore(ck, path);
+  if (!s.ok()) return s;
+  result_.start_step = step_;
+  con_.line("resumed from " + path + " at step " + std::to_string(step_));
+  return Status::Ok();
+}
+
+Status Run::save() {
+  if (c_.checkpoint.dir.empty()) return Status::Ok();
+  CheckpointData d;
+  for (const ParamState& s : opt_->states()) {
+    d.add("param/" + s.name, s.master);
+    d.add("adam/" + s.name + "/exp_avg", s.exp_avg);
+    d.add("adam/" + s.name + "/exp_avg_sq", s.exp_avg_sq);
+    d.add("adam/" + s.name + "/step", i64s({s.step}));
+  }
+  d.add("trainer/state", i64s({step_, skipped_, int64_t(gen_.seed), int64_t(gen_.offset)}));
+  d.texts["config"] = config_text_;
+  d.texts["model_config"] = model_text_;
+  std::string path = checkpoint_path(c_.checkpoint.dir, step_);
+  Status s = write_checkpoint(path, d);
+  if (!s.ok()) return s;
+  prune_checkpoints(c_.checkpoint.dir, c_.checkpoint.keep);
+  result_.last_checkpoint = path;
+  return Status::Ok();
+}
+
+void Run::report_eval(const Eval& e, const char* when) {
+  metrics_.write(step_, {{"eval_loss", e.loss}, {"eval_accuracy", e.accuracy}});
+  con_.line(std::string("eval ") + when + " step " + std::to_string(step_) + ": loss " +
+            fixed(e.loss, 4) + ", accuracy " + fixed(e.accuracy, 3));
+}
+
+StatusOr<TrainResult> Run::loop() {
+  const auto t_start = Clock::now();
+  const std::string metrics_path =
+      !c_.logging.metrics.empty()
+          ? c_.logging.metrics
+          : (c_.checkpoint.dir.empty() ? "" : c_.checkpoint.dir + "/metrics.jsonl");
+  Status ms = metrics_.open(metrics_path);
+  if (!ms.ok()) return ms;
+  con_.line("model: " + std::to_string(model_.num_parameters()) + " parameters, pattern \"" +
+            c_.model.pattern + "\"; device " + dev_.str() + ", " + dtype_name(compute_) +
+            (compute_ == DType::BF16 ? " with f32 master weights" : "") + "; " +
+            std::to_string(c_.batch_size * c_.seq_len * c_.grad_accum) + " tokens per step");
+  if (step_ >= c_.steps) {
+    con_.line("nothing to do: resumed at step " + std::to_string(step_) + " of " +
+              std::to_string(c_.steps) + " (--set checkpoint.resume=none to train again)");
+    result_.end_step = step_;
+    return std::move(result_);
+  }
+  if (c_.logging.eval_batches > 0) {
+    Eval e = evaluate(model_, c_, dev_);
+    result_.initial_eval_loss = e.loss;
+    result_.initial_eval_accuracy = e.accuracy;
+    report_eval(e, "at");
+  }
+
+  SignalGuard signals;
+  const std::vector<int64_t>& nan_steps = c_.debug.nan_grad_steps;
+  const int64_t B = c_.batch_size, T = c_.seq_len, V = c_.model.vocab_size;
+  const int64_t accum = c_.grad_accum;
+  double win_loss = 0, win_norm = 0;
+  int64_t win_steps = 0, win_finite = 0;
+  auto win_start = Clock::now();
+  while (step_ < c_.steps) {
+    const double lr = lr_at(c_.schedule, c_.optimizer.lr, step_, c_.steps);
+    double loss = 0;
+    for (int64_t m = 0; m < accum; ++m) {
+      data::Batch b = data::synthetic_batch(c_.data, V, B, T, c_.seed, step_ * accum + m);
+      layers::LmLoss l = model_.loss(b.ids.to(dev_), b.targets.to(dev_));
+      loss += l.total.value().item() / double(accum);
+      ag::scale(l.total, 1.0 / double(accum)).backward();
+    }
+    if (std::find(nan_steps.begin(), nan_steps.end(), step_) != nan_steps.end())
+      for (ParamState& s : opt_->states())
+        if (s.param.grad().defined()) {
+          Tensor g = s.param.grad();
+          g.fill_(std::nan(""));
+          break;
+        }
+    const double norm = opt_->grad_norm();
+    if (std::isfinite(loss) && std::isfinite(norm)) {
+      double clip = c_.grad_clip > 0 ? std::min(1.0, c_.grad_clip / (norm + 1e-6)) : 1.0;
+      opt_->step(lr, clip);
+      win_loss += loss;
+      win_norm += norm;
+      ++win_finite;
+    } else {
+      ++skipped_;
+      con_.line("step " + std::to_string(step_ + 1) + ": loss " + fixed(loss, 4) +
+                ", gradient norm " + fixed(norm, 4) + ": update skipped (" +
+                std::to_string(skipped_) + " so far, max_skipped_steps " +
+                std::to_string(c_.max_skipped_steps) + ")");
+    }
+    opt_->zero_grad();
+    ++step_;
+    ++win_steps;
+    if (skipped_ > c_.max_skipped_steps)
+      return Status::InvalidArgument(
+          "training stopped at step " + std::to_string(step_) + ": " + std::to_string(skipped_) +
+          " steps had a NaN/Inf loss or gradient, more than max_skipped_steps = " +
+          std::to_string(c_.max_skipped_steps) +
+          " (lower optimizer.lr, raise schedule.warmup_steps or grad_clip)");
+
+    if (step_ % c_.logging.every == 0 || step_ == c_.steps) {
+      double secs = std::chrono::duration<double>(Clock::now() - win_start).count();
+      Progress p;
+      p.step = step_;
+      p.total = c_.steps;
+      p.loss = win_finite ? win_loss / double(win_finite) : TrainResult::kNaN;
+      p.grad_norm = win_finite ? win_norm / double(win_finite) : TrainResult::kNaN;
+      p.lr = lr;
+      p.tokens_per_s = double(win_steps * B * T * accum) / std::max(secs, 1e-9);
+      p.eta_s = secs / double(win_steps) * double(c_.steps - step_);
+      p.skipped = skipped_;
+      con_.progress(p);
+      metrics_.write(step_, {{"loss", p.loss},
+                             {"lr", lr},
+                             {"tokens_per_s", p.tokens_per_s},
+                             {"grad_norm", p.grad_norm},
+                             {"skipped", double(skipped_)}});
+      if (std::isnan(result_.first_loss)) result_.first_loss = p.loss;
+      result_.last_loss = p.loss;
+      win_loss = win_norm = 0;
+      win_steps = win_finite = 0;
+      win_start = Clock::now();
+    }
+    if (c_.logging.eval_every > 0 && step_ % c_.logging.eval_every == 0 && step_ < c_.steps &&
+        c_.logging.eval_batches > 0)
+      report_eval(evaluate(model_, c_, dev_), "at");
+
+    bool stop = hooks_.after_step && !hooks_.after_step(step_);
+    if (g_signal != 0 || stop) {
+      result_.interrupted = true;
+      result_.interrupt_signal = g_signal;
+      Status s = save();
+      if (!s.ok()) return s;
+      const char* why = g_signal == SIGINT ? "SIGINT" : g_signal == SIGTERM ? "SIGTERM" : "a hook";
+      con_.line(std::string("stopped by ") + why + " after step " + std::to_string(step_) +
+                (result_.last_checkpoint.empty()
+                     ? "; no checkpoint.dir, nothing saved"
+                     : ": checkpoint " + result_.last_checkpoint +
+                           "; run the same command to resume"));
+      break;
+    }
+    if (c_.checkpoint.every > 0 && step_ % c_.checkpoint.every == 0 && step_ < c_.steps) {
+      Status s = save();
+      if (!s.ok()) return s;
+    }
+  }
+  if (!result_.interrupted) {
+    Status s = save();
+    if (!s.ok()) return s;
+    if (c_.logging.eval_batches > 0) {
+      Eval e = evaluate(model_, c_, dev_);
+      result_.final_eval_loss = e.loss;
+      result_.final_eval_accuracy = e.accuracy;
+      report_eval(e, "at");
+    }
+  }
+  result_.end_step = step_;
+  result_.skipped = skipped_;
+  result_.seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
+  if (hooks_.keep_params)
+    for (const ParamState& s : opt_->states())
+      result_.params.emplace_back(s.name, s.master.to(Device::cpu()).clone());
+  return std::move(result_);
+}
+
+}  // namespace
+
+StatusOr<TrainResult> train(const TrainConfig& cfg, const TrainHooks& hooks) {
+  StatusOr<Device> dev = resolve_device(cfg.device);
+  if (!dev.ok()) return dev.status();
+  const bool bf16 = cfg.precision == "bf16" || (cfg.precision == "auto" && dev.value().is_cuda());
+  Run run(cfg, hooks, dev.value(), bf16 ? DType::BF16 : DType::F32);
+  Status s = run.resume();
+  if (!s.ok()) return s;
+  return run.loop();
+}
+
+}  // namespace sl::trainer
