@@ -124,5 +124,13 @@ TEST(TrainConfig, MissingFileIsAnIoError) {
   EXPECT_HAS(c.status().message(), "/nonexistent/dir/cfg.yaml");
 }
 
+TEST(TrainConfig, RepositoryConfigsParse) {
+  const std::string root = std::string(__FILE__).substr(0, std::string(__FILE__).rfind("/tests/"));
+  for (const char* f : {"/configs/quickstart.yaml", "/configs/tiny_hybrid.yaml"}) {
+    StatusOr<TrainConfig> c = load_train_config(root + f);
+    EXPECT_TRUE(c.ok()) << f << ": " << c.status().message();
+  }
+}
+
 }  // namespace
 }  // namespace sl::trainer

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <csignal>
 #include <cstring>
 #include <filesystem>
@@ -13,6 +14,7 @@
 
 #include "core/device.h"
 #include "layers/hybrid_lm.h"
+#include "tests/common/gpu.h"
 #include "trainer/checkpoint.h"
 
 namespace sl::trainer {
@@ -217,6 +219,44 @@ TEST_F(TrainTest, CudaWithoutAGpuIsAClearError) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("device: \"cuda\""), std::string::npos)
       << r.status().message();
+}
+
+TEST_F(TrainTest, Bf16MixedPrecisionTrainsOnTheCpu) {
+  TrainResult r = run(config({"precision=bf16", "checkpoint.dir="}));
+  EXPECT_EQ(r.skipped, 0);
+  EXPECT_TRUE(std::isfinite(r.final_eval_loss));
+  EXPECT_LT(r.final_eval_loss, r.initial_eval_loss);
+  for (const auto& [name, t] : r.params) EXPECT_EQ(t.dtype(), DType::F32) << name;
+}
+
+// The GPU run in f32 follows the CPU run (same data, same init) to within accumulated rounding;
+// in bf16 (the default on a GPU) it trains, and its resume is bit for bit.
+TEST_F(TrainTest, GpuTrainsLikeTheCpu) {
+  SL_REQUIRE_GPU();
+  TrainResult cpu = run(config({"checkpoint.dir="}));
+  TrainResult gpu = run(config({"checkpoint.dir=", "device=cuda", "precision=f32"}));
+  ASSERT_EQ(cpu.params.size(), gpu.params.size());
+  // Adam turns near-zero gradient noise into full-size steps, so compare the weights as a whole
+  // (relative L2 over every parameter) rather than element by element.
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < cpu.params.size(); ++i) {
+    std::vector<float> a = cpu.params[i].second.to_vector<float>();
+    std::vector<float> b = gpu.params[i].second.to_vector<float>();
+    ASSERT_EQ(a.size(), b.size()) << cpu.params[i].first;
+    for (size_t j = 0; j < a.size(); ++j) {
+      diff += (double(a[j]) - b[j]) * (double(a[j]) - b[j]);
+      norm += double(a[j]) * a[j];
+    }
+  }
+  EXPECT_LT(std::sqrt(diff / norm), 1e-2);
+  EXPECT_NEAR(cpu.final_eval_loss, gpu.final_eval_loss, 2e-2 * cpu.final_eval_loss);
+
+  TrainResult straight = run(config({"checkpoint.dir=", "device=cuda"}));
+  EXPECT_LT(straight.final_eval_loss, straight.initial_eval_loss);
+  TrainHooks stop_at_4;
+  stop_at_4.after_step = [](int64_t done) { return done < 4; };
+  run(config({"device=cuda"}), stop_at_4);
+  expect_bit_identical(straight, run(config({"device=cuda"})));
 }
 
 }  // namespace
