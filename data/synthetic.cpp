@@ -90,14 +90,13 @@ Status validate_synthetic(const SyntheticConfig& c, int64_t vocab_size, int64_t 
   if (c.n_keys < 1) return bad("n_keys", std::to_string(c.n_keys) + " must be positive");
   if (c.n_values < 1) return bad("n_values", std::to_string(c.n_values) + " must be positive");
   if (kFirstKeyToken + c.n_keys + c.n_values > vocab_size)
-    return bad("n_values", "2 + n_keys + n_values = " +
-                               std::to_string(kFirstKeyToken + c.n_keys + c.n_values) +
-                               " tokens do not fit model.vocab_size = " +
-                               std::to_string(vocab_size));
+    return bad("n_values",
+               "2 + n_keys + n_values = " + std::to_string(kFirstKeyToken + c.n_keys + c.n_values) +
+                   " tokens do not fit model.vocab_size = " + std::to_string(vocab_size));
   if (c.task == "assoc_recall") {
     if (c.n_pairs < 1 || c.n_pairs > c.n_keys)
-      return bad("n_pairs", std::to_string(c.n_pairs) + " must be in [1, data.n_keys = " +
-                                std::to_string(c.n_keys) + "]");
+      return bad("n_pairs", std::to_string(c.n_pairs) +
+                                " must be in [1, data.n_keys = " + std::to_string(c.n_keys) + "]");
     if (c.n_queries < 0) return bad("n_queries", std::to_string(c.n_queries) + " < 0");
     int64_t need = 2 * c.n_pairs + 1 + 2 * std::max<int64_t>(n_queries(c, seq_len), 1);
     if (need > seq_len)
@@ -109,9 +108,9 @@ Status validate_synthetic(const SyntheticConfig& c, int64_t vocab_size, int64_t 
     if (c.copy_len < 0) return bad("copy_len", std::to_string(c.copy_len) + " < 0");
     int64_t n = copy_len(c, seq_len);
     if (n < 1 || 2 * n + 1 > seq_len)
-      return bad("copy_len", std::to_string(n) + " tokens need 2 * copy_len + 1 = " +
-                                 std::to_string(2 * n + 1) + " <= seq_len = " +
-                                 std::to_string(seq_len));
+      return bad("copy_len", std::to_string(n) +
+                                 " tokens need 2 * copy_len + 1 = " + std::to_string(2 * n + 1) +
+                                 " <= seq_len = " + std::to_string(seq_len));
   }
   return Status::Ok();
 }

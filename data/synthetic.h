@@ -34,11 +34,11 @@ constexpr int64_t kIgnoreIndex = -100;
 // The `data:` section of a training configuration.
 struct SyntheticConfig {
   std::string task = "assoc_recall";  // "assoc_recall" or "copy"
-  int64_t n_pairs = 8;     // assoc_recall: key-value pairs per sequence
-  int64_t n_queries = 0;   // assoc_recall: queries per sequence; 0: as many as seq_len allows
-  int64_t n_keys = 32;     // size of the key alphabet (>= n_pairs)
-  int64_t n_values = 32;   // size of the value alphabet
-  int64_t copy_len = 0;    // copy: tokens to copy; 0: (seq_len - 1) / 2
+  int64_t n_pairs = 8;                // assoc_recall: key-value pairs per sequence
+  int64_t n_queries = 0;  // assoc_recall: queries per sequence; 0: as many as seq_len allows
+  int64_t n_keys = 32;    // size of the key alphabet (>= n_pairs)
+  int64_t n_values = 32;  // size of the value alphabet
+  int64_t copy_len = 0;   // copy: tokens to copy; 0: (seq_len - 1) / 2
 };
 
 enum class Split : uint32_t { kTrain = 0, kEval = 1 };

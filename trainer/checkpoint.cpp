@@ -110,7 +110,9 @@ Status write_checkpoint(const std::string& path, const CheckpointData& data) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return Status::IoError(dir.string() + ": cannot create directory: " + ec.message());
-  std::string tmp = (dir / ("." + final_path.filename().string() + ".tmp")).string();
+  fs::path tmp_name = final_path.filename();
+  tmp_name += ".tmp";
+  std::string tmp = (dir / ".").string() + tmp_name.string();  // a hidden ".ckpt_....slck.tmp"
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Status::IoError(tmp + ": cannot create: " + std::strerror(errno));
   FdCloser closer{fd};
@@ -144,7 +146,8 @@ Status write_checkpoint(const std::string& path, const CheckpointData& data) {
   if (::fsync(fd) != 0) return fail("fsync failed", errno);
   ::close(fd);
   closer.fd = -1;
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) return fail("rename to " + path + " failed", errno);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0)
+    return fail("rename to " + path + " failed", errno);
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     ::fsync(dfd);

@@ -150,7 +150,8 @@ class Section {
 Status apply_override(YAML::Node& root, const std::string& arg, Context* ctx) {
   size_t eq = arg.find('=');
   if (eq == std::string::npos || eq == 0)
-    return Status::InvalidArgument("--set " + arg + ": expected key=value (e.g. optimizer.lr=1e-3)");
+    return Status::InvalidArgument("--set " + arg +
+                                   ": expected key=value (e.g. optimizer.lr=1e-3)");
   std::string key = arg.substr(0, eq), value = arg.substr(eq + 1);
   std::vector<std::string> parts;
   for (size_t start = 0;;) {
@@ -227,8 +228,7 @@ void check_ranges(const TrainConfig& c, Context* ctx) {
   need(c.seq_len >= 2, "seq_len", std::to_string(c.seq_len) + " < 2");
   need(c.grad_accum >= 1, "grad_accum", std::to_string(c.grad_accum) + " < 1");
   need(c.grad_clip >= 0, "grad_clip", fmt(c.grad_clip) + " must be >= 0 (0: off)");
-  need(c.max_skipped_steps >= 0, "max_skipped_steps",
-       std::to_string(c.max_skipped_steps) + " < 0");
+  need(c.max_skipped_steps >= 0, "max_skipped_steps", std::to_string(c.max_skipped_steps) + " < 0");
   if (!ctx->error.ok()) return;
   Status ds = data::validate_synthetic(c.data, c.model.vocab_size, c.seq_len);
   if (!ds.ok()) {

@@ -59,7 +59,8 @@ int cmd_train(int argc, char** argv) {
     }
   }
   if (config_path.empty()) return usage();
-  sl::StatusOr<sl::trainer::TrainConfig> cfg = sl::trainer::load_train_config(config_path, overrides);
+  sl::StatusOr<sl::trainer::TrainConfig> cfg =
+      sl::trainer::load_train_config(config_path, overrides);
   if (!cfg.ok()) {
     std::fprintf(stderr, "superlinear train: %s\n", cfg.status().message().c_str());
     return 1;
@@ -74,8 +75,8 @@ int cmd_train(int argc, char** argv) {
   }
   const sl::trainer::TrainResult& res = r.value();
   if (res.interrupted || res.end_step == res.start_step) return 0;
-  std::string summary = "done: steps " + std::to_string(res.start_step) + " -> " +
-                        std::to_string(res.end_step);
+  std::string summary =
+      "done: steps " + std::to_string(res.start_step) + " -> " + std::to_string(res.end_step);
   char secs[32];
   std::snprintf(secs, sizeof(secs), " in %.1f s", res.seconds);
   summary += secs;

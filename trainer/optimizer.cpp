@@ -17,8 +17,8 @@ bool decays(const std::string& name, const OptimizerConfig& cfg) {
   return true;
 }
 
-AdamW::AdamW(const std::vector<std::pair<std::string, ag::Var>>& params,
-             const OptimizerConfig& cfg, DType compute)
+AdamW::AdamW(const std::vector<std::pair<std::string, ag::Var>>& params, const OptimizerConfig& cfg,
+             DType compute)
     : cfg_(cfg), compute_(compute) {
   SL_CHECK(compute == DType::F32 || compute == DType::BF16)
       << "AdamW: compute dtype must be f32 or bf16, got " << dtype_name(compute);

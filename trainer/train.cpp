@@ -24,7 +24,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 volatile std::sig_atomic_t g_signal = 0;
-extern "C" void on_stop_signal(int sig) { g_signal = sig; }
+extern "C" void on_stop_signal(int sig) {
+  g_signal = sig;
+}
 
 // Installs the SIGINT/SIGTERM handlers for its lifetime and restores the previous ones.
 class SignalGuard {
@@ -46,7 +48,8 @@ class SignalGuard {
   SignalGuard& operator=(const SignalGuard&) = delete;
 
  private:
-  struct sigaction old_int_ {}, old_term_ {};
+  struct sigaction old_int_ {
+  }, old_term_{};
 };
 
 std::string fixed(double v, int digits) {
@@ -61,11 +64,10 @@ StatusOr<Device> resolve_device(const std::string& d) {
   int index = d == "cuda" ? 0 : std::stoi(d.substr(5));
   int n = cuda_device_count();
   if (index >= n)
-    return Status::InvalidArgument(
-        "device: \"" + d + "\" requested but " +
-        (SL_WITH_CUDA ? std::to_string(n) + " CUDA device(s) are visible"
-                      : std::string("this is a CPU-only build")) +
-        " (use device: auto or cpu)");
+    return Status::InvalidArgument("device: \"" + d + "\" requested but " +
+                                   (SL_WITH_CUDA ? std::to_string(n) + " CUDA device(s) are visible"
+                                                 : std::string("this is a CPU-only build")) +
+                                   " (use device: auto or cpu)");
   return Device::cuda(index);
 }
 
@@ -336,10 +338,9 @@ StatusOr<TrainResult> Run::loop() {
       if (!s.ok()) return s;
       const char* why = g_signal == SIGINT ? "SIGINT" : g_signal == SIGTERM ? "SIGTERM" : "a hook";
       con_.line(std::string("stopped by ") + why + " after step " + std::to_string(step_) +
-                (result_.last_checkpoint.empty()
-                     ? "; no checkpoint.dir, nothing saved"
-                     : ": checkpoint " + result_.last_checkpoint +
-                           "; run the same command to resume"));
+                (result_.last_checkpoint.empty() ? "; no checkpoint.dir, nothing saved"
+                                                 : ": checkpoint " + result_.last_checkpoint +
+                                                       "; run the same command to resume"));
       break;
     }
     if (c_.checkpoint.every > 0 && step_ % c_.checkpoint.every == 0 && step_ < c_.steps) {

@@ -41,8 +41,8 @@ struct TrainHooks {
 
 struct TrainResult {
   static constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-  int64_t start_step = 0;  // 0, or the step resumed from
-  int64_t end_step = 0;    // steps done when train() returned
+  int64_t start_step = 0;                      // 0, or the step resumed from
+  int64_t end_step = 0;                        // steps done when train() returned
   double first_loss = kNaN, last_loss = kNaN;  // mean train loss of the first / last window
   double initial_eval_loss = kNaN, final_eval_loss = kNaN;
   double initial_eval_accuracy = kNaN, final_eval_accuracy = kNaN;

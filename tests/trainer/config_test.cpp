@@ -49,10 +49,10 @@ TEST(TrainConfig, ResolvedYamlReadsBackToTheSameConfig) {
 }
 
 TEST(TrainConfig, OverridesApply) {
-  StatusOr<TrainConfig> c = parse_train_config(
-      "steps: 10\noptimizer:\n  lr: 1.0e-3\n", "cfg.yaml",
-      {"steps=5", "optimizer.lr=2e-3", "model.pattern=*M-", "schedule.kind=linear",
-       "debug.nan_grad_steps=[2, 4]"});
+  StatusOr<TrainConfig> c =
+      parse_train_config("steps: 10\noptimizer:\n  lr: 1.0e-3\n", "cfg.yaml",
+                         {"steps=5", "optimizer.lr=2e-3", "model.pattern=*M-",
+                          "schedule.kind=linear", "debug.nan_grad_steps=[2, 4]"});
   ASSERT_TRUE(c.ok()) << c.status().message();
   EXPECT_EQ(c.value().steps, 5);
   EXPECT_EQ(c.value().optimizer.lr, 2e-3);

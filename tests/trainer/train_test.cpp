@@ -201,8 +201,8 @@ TEST_F(TrainTest, MetricsAreJsonLines) {
     ASSERT_EQ(line.back(), '}');
     if (line.find("\"loss\"") != std::string::npos) {
       ++train_lines;
-      for (const char* k : {"\"step\"", "\"lr\"", "\"tokens_per_s\"", "\"grad_norm\"",
-                            "\"skipped\""})
+      for (const char* k :
+           {"\"step\"", "\"lr\"", "\"tokens_per_s\"", "\"grad_norm\"", "\"skipped\""})
         EXPECT_NE(line.find(k), std::string::npos) << k << " missing in " << line;
     }
     eval_lines += line.find("\"eval_accuracy\"") != std::string::npos;
