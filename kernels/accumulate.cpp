@@ -30,16 +30,22 @@ Tensor sum_of(const Tensor& a, const Tensor& b) {
 namespace {
 template <class D, class S>
 void accumulate_typed(const AccumulateParams& p) {
-  StridedIndexer di(p.shape, p.dst_strides), si(p.shape, p.src_strides);
   D* dst = static_cast<D*>(p.dst);
   const S* src = static_cast<const S*>(p.src);
   using C = std::conditional_t<std::is_same_v<D, double>, double, float>;
-#pragma omp parallel for if (p.n > (1 << 16))
-  for (int64_t i = 0; i < p.n; ++i) {
-    D& d = dst[di.offset(i)];
-    C sum = C(ScalarTraits<D>::to_compute(d)) + C(ScalarTraits<S>::to_compute(src[si.offset(i)]));
+  auto add = [](D& d, S s) {
+    C sum = C(ScalarTraits<D>::to_compute(d)) + C(ScalarTraits<S>::to_compute(s));
     d = ScalarTraits<D>::from_compute(typename ScalarTraits<D>::compute(sum));
+  };
+  Dims cs = contiguous_strides(p.shape);
+  if (p.dst_strides == cs && p.src_strides == cs) {
+#pragma omp parallel for if (p.n > (1 << 18))
+    for (int64_t i = 0; i < p.n; ++i) add(dst[i], src[i]);
+    return;
   }
+  StridedIndexer di(p.shape, p.dst_strides), si(p.shape, p.src_strides);
+#pragma omp parallel for if (p.n > (1 << 16))
+  for (int64_t i = 0; i < p.n; ++i) add(dst[di.offset(i)], src[si.offset(i)]);
 }
 template <class D>
 void accumulate_into(const AccumulateParams& p) {

@@ -4,6 +4,8 @@
 #include "kernels/dispatch.h"
 #include "kernels/indexing.h"
 
+#include <algorithm>
+
 namespace sl::kernels {
 namespace {
 
@@ -18,11 +20,21 @@ D convert(S v) {
   }
 }
 
+// Row-major strides: the element at linear index i sits at offset i (the fast path).
+bool dense(const Dims& shape, const Dims& strides) {
+  return strides == contiguous_strides(shape) || shape.numel() <= 1;
+}
+
 template <class D, class S>
 void copy_typed(const CopyParams& p) {
-  StridedIndexer di(p.shape, p.dst_strides), si(p.shape, p.src_strides);
   D* dst = static_cast<D*>(p.dst);
   const S* src = static_cast<const S*>(p.src);
+  if (dense(p.shape, p.dst_strides) && dense(p.shape, p.src_strides)) {
+#pragma omp parallel for if (p.n > (1 << 18))
+    for (int64_t i = 0; i < p.n; ++i) dst[i] = convert<D, S>(src[i]);
+    return;
+  }
+  StridedIndexer di(p.shape, p.dst_strides), si(p.shape, p.src_strides);
 #pragma omp parallel for if (p.n > (1 << 16))
   for (int64_t i = 0; i < p.n; ++i) dst[di.offset(i)] = convert<D, S>(src[si.offset(i)]);
 }
@@ -39,6 +51,10 @@ void fill_typed(const FillParams& p) {
   using C = typename ScalarTraits<T>::compute;
   if (!p.random) {
     T v = ScalarTraits<T>::from_compute(C(p.value));
+    if (dense(p.shape, p.strides)) {
+      std::fill(data, data + p.n, v);
+      return;
+    }
 #pragma omp parallel for if (p.n > (1 << 16))
     for (int64_t i = 0; i < p.n; ++i) data[idx.offset(i)] = v;
     return;

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Configures and builds into build/ (or $SL_BUILD_DIR). Extra arguments go to cmake.
+# SL_BUILD_TARGET builds one target (e.g. superlinear) instead of everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir="${SL_BUILD_DIR:-build}"
@@ -11,4 +12,4 @@ if [ ! -f "$build_dir/CMakeCache.txt" ]; then
 elif [ $# -gt 0 ]; then
   cmake -S . -B "$build_dir" "$@"
 fi
-cmake --build "$build_dir" --parallel "${SL_JOBS:-$(nproc)}"
+cmake --build "$build_dir" --parallel "${SL_JOBS:-$(nproc)}" --target "${SL_BUILD_TARGET:-all}"

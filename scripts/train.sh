@@ -12,7 +12,7 @@ if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
   shift
 fi
 bash scripts/setup.sh
-# SL_BUILD_TARGET: only the program, where build.sh supports building one target.
+# Only the program: the tests and benchmarks are scripts/test.sh's business.
 SL_BUILD_TARGET="${SL_BUILD_TARGET:-superlinear}" bash scripts/build.sh
 # Idle OpenMP threads sleep instead of spinning: on a shared or small machine spinning threads
 # take the cores the next parallel region needs (several times slower on 2 busy cores).
