@@ -1,6 +1,6 @@
-// Parsing, validation and printing of the `model:` section (layers/config_io.h). One Section
-// reader per YAML mapping records which keys it consumed and where each one is, so that unknown
-// keys and invalid values are reported with the key's own file:line.
+// Parsing, validation and printing of the `model:` section (layers/config_io.h). One
+// yaml::Section per mapping records which keys it consumed and where each one came from, so
+// unknown keys and invalid values are reported with the key's own file:line (or --set argument).
 #include <yaml-cpp/yaml.h>
 
 #include <charconv>
@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "layers/config_io.h"
+#include "layers/yaml_section.h"
 
 namespace sl::layers {
 namespace {
@@ -50,11 +51,14 @@ std::optional<Invalid> find_invalid(const ModelConfig& c) {
     if (auto e = positive(key, v)) return e;
   if (c.pattern.empty()) return Invalid{"pattern", "must name at least one block"};
   for (size_t i = 0; i < c.pattern.size(); ++i)
-    if (std::string("M*-ES").find(c.pattern[i]) == std::string::npos)
-      return Invalid{"pattern", "'" + std::string(1, c.pattern[i]) + "' at position " + str(i) +
-                                    " of \"" + c.pattern +
-                                    "\" is not a block letter (M Mamba-2, * attention, - MLP, "
-                                    "E mixture of experts, S superlinear attention)"};
+    if (std::string("M*-ES").find(c.pattern[i]) == std::string::npos) {
+      // Streamed, not concatenated: GCC 12 warns falsely (-Wrestrict) on '"'" + string(1, ch)'.
+      std::ostringstream msg;
+      msg << "'" << c.pattern[i] << "' at position " << i << " of \"" << c.pattern
+          << "\" is not a block letter (M Mamba-2, * attention, - MLP, E mixture of experts, "
+             "S superlinear attention)";
+      return Invalid{"pattern", msg.str()};
+    }
 
   const Mamba2Config& m = c.mamba;
   for (auto [key, v] : {std::pair<const char*, double>{"mamba.n_heads", double(m.n_heads)},
@@ -117,92 +121,8 @@ std::optional<Invalid> find_invalid(const ModelConfig& c) {
   return std::nullopt;
 }
 
-// The parse state shared by all sections: the file name, the line of every key seen, and the
-// first error.
-struct Context {
-  std::string file;
-  std::map<std::string, int> lines;  // "attention.n_heads" -> 1-based line
-  Status error;
-
-  std::string where(int line) const { return line > 0 ? file + ":" + std::to_string(line) : file; }
-  void fail(int line, const std::string& key, const std::string& message) {
-    if (error.ok())
-      error = Status::InvalidArgument(where(line) + ": model." + key + ": " + message);
-  }
-};
-
-int line_of(const YAML::Node& n) {
-  return n.Mark().line >= 0 ? n.Mark().line + 1 : 0;
-}
-
-class Section {
- public:
-  Section(Context* ctx, const YAML::Node& node, std::string prefix)
-      : ctx_(ctx), node_(node), prefix_(std::move(prefix)) {
-    if (node_ && !node_.IsNull() && !node_.IsMap())
-      ctx_->fail(line_of(node_), prefix_.empty() ? "" : prefix_.substr(0, prefix_.size() - 1),
-                 "expected a mapping");
-  }
-
-  template <class T>
-  void get(const char* key, T* out) {
-    known_.push_back(key);
-    if (!is_map()) return;
-    YAML::Node v = node_[key];  // const operator[]: never inserts
-    if (!v) return;
-    ctx_->lines[prefix_ + key] = line_of(v);
-    if (!v.IsScalar()) {
-      ctx_->fail(line_of(v), prefix_ + key, "expected a single value");
-      return;
-    }
-    try {
-      *out = v.as<T>();
-    } catch (const YAML::Exception&) {
-      ctx_->fail(line_of(v), prefix_ + key, "'" + v.Scalar() + "' is not " + type_name<T>());
-    }
-  }
-
-  YAML::Node child(const char* key) {
-    known_.push_back(key);
-    if (!is_map()) return YAML::Node();
-    YAML::Node v = node_[key];
-    if (v) ctx_->lines[prefix_ + key] = line_of(v);
-    return v;
-  }
-
-  // Every key must have been asked for.
-  void finish() {
-    if (!is_map()) return;
-    for (auto it = node_.begin(); it != node_.end(); ++it) {
-      std::string k = it->first.as<std::string>("");
-      bool ok = false;
-      for (const std::string& known : known_) ok = ok || known == k;
-      if (ok) continue;
-      std::string list;
-      for (const std::string& known : known_) list += (list.empty() ? "" : ", ") + known;
-      ctx_->fail(line_of(it->first), prefix_ + k, "unknown key (known: " + list + ")");
-      return;
-    }
-  }
-
- private:
-  bool is_map() const { return node_ && node_.IsMap(); }
-  template <class T>
-  static const char* type_name() {
-    if constexpr (std::is_same_v<T, bool>) return "a boolean";
-    if constexpr (std::is_integral_v<T>) return "an integer";
-    if constexpr (std::is_floating_point_v<T>) return "a number";
-    return "a string";
-  }
-
-  Context* ctx_;
-  const YAML::Node node_;
-  std::string prefix_;
-  std::vector<std::string> known_;
-};
-
-void read_superlinear(Context* ctx, const YAML::Node& node, ModelConfig* c) {
-  Section s(ctx, node, "superlinear.");
+void read_superlinear(yaml::ParseContext* ctx, const YAML::Node& node, ModelConfig* c) {
+  yaml::Section s(ctx, node, "model.superlinear");
   std::string preset;
   s.get("preset", &preset);
   if (preset == "balanced") {
@@ -210,8 +130,8 @@ void read_superlinear(Context* ctx, const YAML::Node& node, ModelConfig* c) {
   } else if (preset == "upscaled") {
     c->superlinear = kernels::SuperlinearConfig::upscaled();
   } else if (!preset.empty()) {
-    ctx->fail(ctx->lines["superlinear.preset"], "superlinear.preset",
-              "\"" + preset + "\" is not one of \"balanced\", \"upscaled\"");
+    ctx->invalid("model.superlinear.preset",
+                 "\"" + preset + "\" is not one of \"balanced\", \"upscaled\"");
   }
   kernels::SuperlinearConfig& sl = c->superlinear;
   s.get("p_inv", &sl.p_inv);
@@ -234,9 +154,15 @@ Status validate_model_config(const ModelConfig& cfg) {
 }
 
 StatusOr<ModelConfig> parse_model_config(const YAML::Node& node, const std::string& file) {
-  Context ctx{file, {}, Status::Ok()};
+  yaml::ParseContext ctx;
+  ctx.file = file;
+  return parse_model_config(node, &ctx);
+}
+
+StatusOr<ModelConfig> parse_model_config(const YAML::Node& node, yaml::ParseContext* ctx_ptr) {
+  yaml::ParseContext& ctx = *ctx_ptr;
   ModelConfig c;
-  Section top(&ctx, node, "");
+  yaml::Section top(&ctx, node, "model");
   top.get("vocab_size", &c.vocab_size);
   top.get("d_model", &c.d_model);
   top.get("pattern", &c.pattern);
@@ -245,7 +171,7 @@ StatusOr<ModelConfig> parse_model_config(const YAML::Node& node, const std::stri
   top.get("init_std", &c.init_std);
   top.get("residual_in_fp32", &c.residual_in_fp32);
 
-  Section m(&ctx, top.child("mamba"), "mamba.");
+  yaml::Section m(&ctx, top.child("mamba"), "model.mamba");
   m.get("n_heads", &c.mamba.n_heads);
   m.get("head_dim", &c.mamba.head_dim);
   m.get("state_size", &c.mamba.state_size);
@@ -261,7 +187,7 @@ StatusOr<ModelConfig> parse_model_config(const YAML::Node& node, const std::stri
   m.get("dt_limit_max", &c.mamba.dt_limit_max);
   m.finish();
 
-  Section a(&ctx, top.child("attention"), "attention.");
+  yaml::Section a(&ctx, top.child("attention"), "model.attention");
   a.get("n_heads", &c.attention.n_heads);
   a.get("n_kv_heads", &c.attention.n_kv_heads);
   a.get("head_dim", &c.attention.head_dim);
@@ -271,13 +197,13 @@ StatusOr<ModelConfig> parse_model_config(const YAML::Node& node, const std::stri
   a.get("sliding_window", &c.attention.sliding_window);
   a.finish();
 
-  Section p(&ctx, top.child("mlp"), "mlp.");
+  yaml::Section p(&ctx, top.child("mlp"), "model.mlp");
   p.get("intermediate_size", &c.mlp.intermediate_size);
   p.get("activation", &c.mlp.activation);
   p.get("bias", &c.mlp.bias);
   p.finish();
 
-  Section e(&ctx, top.child("moe"), "moe.");
+  yaml::Section e(&ctx, top.child("moe"), "model.moe");
   e.get("n_routed_experts", &c.moe.n_routed_experts);
   e.get("n_shared_experts", &c.moe.n_shared_experts);
   e.get("top_k", &c.moe.top_k);
@@ -295,16 +221,15 @@ StatusOr<ModelConfig> parse_model_config(const YAML::Node& node, const std::stri
 
   if (c.attention.head_dim == 0 && c.attention.n_heads > 0) {
     if (c.d_model % c.attention.n_heads != 0)
-      ctx.fail(ctx.lines["attention.n_heads"], "attention.n_heads",
-               str(c.attention.n_heads) + " does not divide d_model = " + str(c.d_model) +
-                   " (attention.head_dim 0 means d_model / n_heads)");
+      ctx.invalid("model.attention.n_heads",
+                  str(c.attention.n_heads) + " does not divide d_model = " + str(c.d_model) +
+                      " (attention.head_dim 0 means d_model / n_heads)");
     else
       c.attention.head_dim = c.d_model / c.attention.n_heads;
   }
   if (!ctx.error.ok()) return ctx.error;
   if (auto bad = find_invalid(c)) {
-    auto it = ctx.lines.find(bad->key);
-    ctx.fail(it == ctx.lines.end() ? 0 : it->second, bad->key, bad->message);
+    ctx.invalid("model." + bad->key, bad->message);
     return ctx.error;
   }
   return c;

@@ -24,12 +24,16 @@
 
 #include "core/errors.h"
 #include "layers/config.h"
+#include "layers/yaml_section.h"
 
 namespace sl::layers {
 
 // Parses the contents of a `model:` section (a mapping; null gives the defaults). `file` only
 // names the source in messages. The result is resolved (attention.head_dim 0 replaced) and valid.
 StatusOr<ModelConfig> parse_model_config(const YAML::Node& node, const std::string& file);
+// The same within a larger parse (the training config): origins and --set overrides come from
+// `ctx`, and the error, if any, is also left there.
+StatusOr<ModelConfig> parse_model_config(const YAML::Node& node, yaml::ParseContext* ctx);
 
 // Reads a YAML file and parses its top-level `model:` section (missing: an error).
 StatusOr<ModelConfig> load_model_config(const std::string& path);

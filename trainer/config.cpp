@@ -1,9 +1,8 @@
 // Parsing, validation and printing of the training configuration (trainer/config.h).
 //
 // Overrides are applied to the YAML tree before parsing, and every key remembers where it came
-// from (file:line, or the --set argument), so one reader reports both kinds of mistakes. The
-// model section is parsed by layers::parse_model_config; its messages ("file:line: model.key:")
-// are re-attributed to the --set argument when that key was overridden.
+// from (file:line, or the --set argument), so one reader (layers/yaml_section.h) reports both
+// kinds of mistakes, in the model section (layers::parse_model_config) as everywhere else.
 #include "trainer/config.h"
 
 #include <yaml-cpp/yaml.h>
@@ -16,6 +15,7 @@
 #include <sstream>
 
 #include "layers/config_io.h"
+#include "layers/yaml_section.h"
 
 namespace sl::trainer {
 namespace {
@@ -38,116 +38,8 @@ std::string quote(const std::string& s) {
   return out + "\"";
 }
 
-struct Context {
-  std::string file;
-  std::map<std::string, std::string> overrides;  // dotted key -> "key=value" as given
-  std::map<std::string, std::string> where;      // dotted key -> "file:line" or "--set k=v"
-  Status error;
-
-  std::string origin(const std::string& key, const YAML::Node& n) const {
-    for (auto& [k, arg] : overrides)
-      if (k == key || k.rfind(key + ".", 0) == 0) return "--set " + arg;
-    int line = n && n.Mark().line >= 0 ? n.Mark().line + 1 : 0;
-    return line > 0 ? file + ":" + std::to_string(line) : file;
-  }
-  void fail(const std::string& where_str, const std::string& key, const std::string& msg) {
-    if (error.ok()) error = Status::InvalidArgument(where_str + ": " + key + ": " + msg);
-  }
-  // A value rule broken: reported at the key's recorded origin (or the file for a default).
-  void invalid(const std::string& key, const std::string& msg) {
-    auto it = where.find(key);
-    fail(it == where.end() ? file : it->second, key, msg);
-  }
-};
-
-template <class T>
-const char* type_name() {
-  if constexpr (std::is_same_v<T, bool>) return "a boolean";
-  if constexpr (std::is_integral_v<T>) return "an integer";
-  if constexpr (std::is_floating_point_v<T>) return "a number";
-  return "a string";
-}
-
-// One YAML mapping: get() reads known keys, finish() rejects the rest.
-class Section {
- public:
-  Section(Context* ctx, const YAML::Node& node, std::string prefix)
-      : ctx_(ctx), node_(node), prefix_(std::move(prefix)) {
-    if (node_ && !node_.IsNull() && !node_.IsMap())
-      ctx_->fail(ctx_->origin(prefix_, node_), prefix_, "expected a mapping");
-  }
-
-  template <class T>
-  void get(const char* key, T* out) {
-    YAML::Node v = lookup(key);
-    if (!v) return;
-    if (!v.IsScalar()) return fail_at(key, v, "expected a single value");
-    try {
-      *out = v.as<T>();
-    } catch (const YAML::Exception&) {
-      fail_at(key, v, "'" + v.Scalar() + "' is not " + type_name<T>());
-    }
-  }
-
-  template <class T>
-  void get_list(const char* key, std::vector<T>* out) {
-    YAML::Node v = lookup(key);
-    if (!v) return;
-    if (v.IsNull()) return out->clear();
-    if (!v.IsSequence()) return fail_at(key, v, "expected a list, e.g. [a, b]");
-    std::vector<T> items;
-    for (const YAML::Node& item : v) {
-      try {
-        items.push_back(item.as<T>());
-      } catch (const YAML::Exception&) {
-        return fail_at(key, v, "an element is not " + std::string(type_name<T>()));
-      }
-    }
-    *out = std::move(items);
-  }
-
-  YAML::Node child(const char* key) {
-    known_.push_back(key);
-    return is_map() ? YAML::Node(node_[key]) : YAML::Node();
-  }
-
-  void finish() {
-    if (!is_map()) return;
-    for (auto it = node_.begin(); it != node_.end(); ++it) {
-      std::string k = it->first.as<std::string>("");
-      bool ok = false;
-      for (const std::string& known : known_) ok = ok || known == k;
-      if (ok) continue;
-      std::string list;
-      for (const std::string& known : known_) list += (list.empty() ? "" : ", ") + known;
-      ctx_->fail(ctx_->origin(dotted(k), it->first), dotted(k),
-                 "unknown key (known: " + list + ")");
-      return;
-    }
-  }
-
- private:
-  std::string dotted(const std::string& k) const { return prefix_.empty() ? k : prefix_ + "." + k; }
-  bool is_map() const { return node_ && node_.IsMap(); }
-  YAML::Node lookup(const char* key) {
-    known_.push_back(key);
-    if (!is_map()) return YAML::Node(YAML::NodeType::Undefined);
-    YAML::Node v = node_[key];
-    if (v) ctx_->where[dotted(key)] = ctx_->origin(dotted(key), v);
-    return v;
-  }
-  void fail_at(const char* key, const YAML::Node& v, const std::string& msg) {
-    ctx_->fail(ctx_->origin(dotted(key), v), dotted(key), msg);
-  }
-
-  Context* ctx_;
-  const YAML::Node node_;
-  std::string prefix_;
-  std::vector<std::string> known_;
-};
-
 // Applies "a.b.c=value" to the tree. Intermediate mappings are created when absent.
-Status apply_override(YAML::Node& root, const std::string& arg, Context* ctx) {
+Status apply_override(YAML::Node& root, const std::string& arg, yaml::ParseContext* ctx) {
   size_t eq = arg.find('=');
   if (eq == std::string::npos || eq == 0)
     return Status::InvalidArgument("--set " + arg +
@@ -189,7 +81,7 @@ Status apply_override(YAML::Node& root, const std::string& arg, Context* ctx) {
   return Status::Ok();
 }
 
-void check_ranges(const TrainConfig& c, Context* ctx) {
+void check_ranges(const TrainConfig& c, yaml::ParseContext* ctx) {
   auto need = [&](bool ok, const std::string& key, const std::string& msg) {
     if (!ok) ctx->invalid(key, msg);
   };
@@ -237,18 +129,6 @@ void check_ranges(const TrainConfig& c, Context* ctx) {
   }
 }
 
-// layers' messages start "file[:line]: model.key: ..."; name the --set argument instead when
-// that key was overridden.
-Status attribute_model_error(const Status& s, const Context& ctx) {
-  const std::string& m = s.message();
-  for (auto& [key, arg] : ctx.overrides) {
-    size_t at = m.find(" " + key + ":");
-    if (key.rfind("model.", 0) == 0 && at != std::string::npos)
-      return Status::InvalidArgument("--set " + arg + ":" + m.substr(at));
-  }
-  return s;
-}
-
 }  // namespace
 
 StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, const std::string& file,
@@ -261,17 +141,18 @@ StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, const std
   }
   if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
   if (!root.IsMap()) return Status::InvalidArgument(file + ": expected a mapping of sections");
-  Context ctx{file, {}, {}, Status::Ok()};
+  yaml::ParseContext ctx;
+  ctx.file = file;
   for (const std::string& o : overrides) {
     Status s = apply_override(root, o, &ctx);
     if (!s.ok()) return s;
   }
 
   TrainConfig c;
-  Section top(&ctx, root, "");
+  yaml::Section top(&ctx, root, "");
   YAML::Node model = top.child("model");
   {
-    Section d(&ctx, top.child("data"), "data");
+    yaml::Section d(&ctx, top.child("data"), "data");
     d.get("task", &c.data.task);
     d.get("n_pairs", &c.data.n_pairs);
     d.get("n_queries", &c.data.n_queries);
@@ -279,7 +160,7 @@ StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, const std
     d.get("n_values", &c.data.n_values);
     d.get("copy_len", &c.data.copy_len);
     d.finish();
-    Section o(&ctx, top.child("optimizer"), "optimizer");
+    yaml::Section o(&ctx, top.child("optimizer"), "optimizer");
     o.get("lr", &c.optimizer.lr);
     o.get("beta1", &c.optimizer.beta1);
     o.get("beta2", &c.optimizer.beta2);
@@ -287,25 +168,25 @@ StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, const std
     o.get("weight_decay", &c.optimizer.weight_decay);
     o.get_list("no_decay", &c.optimizer.no_decay);
     o.finish();
-    Section s(&ctx, top.child("schedule"), "schedule");
+    yaml::Section s(&ctx, top.child("schedule"), "schedule");
     s.get("kind", &c.schedule.kind);
     s.get("warmup_steps", &c.schedule.warmup_steps);
     s.get("min_lr_ratio", &c.schedule.min_lr_ratio);
     s.get("decay_fraction", &c.schedule.decay_fraction);
     s.finish();
-    Section k(&ctx, top.child("checkpoint"), "checkpoint");
+    yaml::Section k(&ctx, top.child("checkpoint"), "checkpoint");
     k.get("dir", &c.checkpoint.dir);
     k.get("every", &c.checkpoint.every);
     k.get("keep", &c.checkpoint.keep);
     k.get("resume", &c.checkpoint.resume);
     k.finish();
-    Section l(&ctx, top.child("logging"), "logging");
+    yaml::Section l(&ctx, top.child("logging"), "logging");
     l.get("every", &c.logging.every);
     l.get("metrics", &c.logging.metrics);
     l.get("eval_every", &c.logging.eval_every);
     l.get("eval_batches", &c.logging.eval_batches);
     l.finish();
-    Section g(&ctx, top.child("debug"), "debug");
+    yaml::Section g(&ctx, top.child("debug"), "debug");
     g.get_list("nan_grad_steps", &c.debug.nan_grad_steps);
     g.finish();
   }
@@ -321,8 +202,8 @@ StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, const std
   top.finish();
   if (!ctx.error.ok()) return ctx.error;
 
-  StatusOr<layers::ModelConfig> m = layers::parse_model_config(model, file);
-  if (!m.ok()) return attribute_model_error(m.status(), ctx);
+  StatusOr<layers::ModelConfig> m = layers::parse_model_config(model, &ctx);
+  if (!m.ok()) return m.status();
   c.model = std::move(m).value();
   check_ranges(c, &ctx);
   if (!ctx.error.ok()) return ctx.error;
