@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/cuda_context.h"
+#include "kernels/cuda_utils.cuh"
 #include "kernels/cross_entropy.h"
 #include "kernels/dispatch.h"
 
@@ -14,31 +15,8 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kUnroll = 4;  // vectors in flight per thread per iteration
 
-template <class T, int W>
-__device__ __forceinline__ void load_vec(const T* p, float (&v)[W]) {
-  if constexpr (W == 1) {
-    v[0] = ScalarTraits<T>::to_compute(p[0]);
-  } else {
-    static_assert(W * sizeof(T) == 16, "a vector is 16 bytes");
-    uint4 raw = __ldg(reinterpret_cast<const uint4*>(p));
-    const T* e = reinterpret_cast<const T*>(&raw);
-#pragma unroll
-    for (int k = 0; k < W; ++k) v[k] = ScalarTraits<T>::to_compute(e[k]);
-  }
-}
-
-template <class T, int W>
-__device__ __forceinline__ void store_vec(T* p, const float (&v)[W]) {
-  if constexpr (W == 1) {
-    p[0] = ScalarTraits<T>::from_compute(v[0]);
-  } else {
-    uint4 raw;
-    T* e = reinterpret_cast<T*>(&raw);
-#pragma unroll
-    for (int k = 0; k < W; ++k) e[k] = ScalarTraits<T>::from_compute(v[k]);
-    *reinterpret_cast<uint4*>(p) = raw;
-  }
-}
+using cu::load_vec;
+using cu::store_vec;
 
 struct MaxSum {
   float m, s;  // running max and sum of exp(x - m)

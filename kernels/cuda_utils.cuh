@@ -1,5 +1,5 @@
-// Small CUDA helpers shared by the elementwise, softmax and reduction kernels: 16-byte packs,
-// warp / block sums, and a thread-block-cluster launch.
+// Small CUDA helpers shared by the kernels: 16-byte packs and vector loads, warp / block sums,
+// and a thread-block-cluster launch.
 //
 // The one non-obvious decision: cluster launches (sm_90) are how a row too long for one block's
 // registers is still read exactly once — the blocks of a cluster each hold a slice in registers
@@ -31,6 +31,32 @@ __device__ __forceinline__ float to_f(T v) {
 template <class T>
 __device__ __forceinline__ T from_f(float v) {
   return ScalarTraits<T>::from_compute(v);
+}
+
+// W values of T at p into f32 (W = 1: one scalar; else one 16-byte load through the read-only
+// cache, p 16-byte aligned), and back.
+template <class T, int W>
+__device__ __forceinline__ void load_vec(const T* p, float (&v)[W]) {
+  if constexpr (W == 1) {
+    v[0] = ScalarTraits<T>::to_compute(p[0]);
+  } else {
+    static_assert(W * sizeof(T) == 16, "a vector is 16 bytes");
+    uint4 raw = __ldg(reinterpret_cast<const uint4*>(p));
+    const T* e = reinterpret_cast<const T*>(&raw);
+    _Pragma("unroll") for (int k = 0; k < W; ++k) v[k] = ScalarTraits<T>::to_compute(e[k]);
+  }
+}
+
+template <class T, int W>
+__device__ __forceinline__ void store_vec(T* p, const float (&v)[W]) {
+  if constexpr (W == 1) {
+    p[0] = ScalarTraits<T>::from_compute(v[0]);
+  } else {
+    uint4 raw;
+    T* e = reinterpret_cast<T*>(&raw);
+    _Pragma("unroll") for (int k = 0; k < W; ++k) e[k] = ScalarTraits<T>::from_compute(v[k]);
+    *reinterpret_cast<uint4*>(p) = raw;
+  }
 }
 
 // Every lane gets the same value: the xor butterfly adds the same pairs in every lane.

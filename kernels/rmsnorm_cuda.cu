@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "core/cuda_context.h"
+#include "kernels/cuda_utils.cuh"
 #include "core/tensor.h"
 #include "kernels/dispatch.h"
 #include "kernels/rmsnorm.h"
@@ -17,30 +18,8 @@ namespace {
 constexpr int kFwdIters = 4;
 constexpr int kBwdIters = 2;
 
-template <class T, int W>
-__device__ __forceinline__ void load_vec(const T* p, float (&v)[W]) {
-  if constexpr (W == 1) {
-    v[0] = ScalarTraits<T>::to_compute(p[0]);
-  } else {
-    uint4 raw = __ldg(reinterpret_cast<const uint4*>(p));
-    const T* e = reinterpret_cast<const T*>(&raw);
-#pragma unroll
-    for (int k = 0; k < W; ++k) v[k] = ScalarTraits<T>::to_compute(e[k]);
-  }
-}
-
-template <class T, int W>
-__device__ __forceinline__ void store_vec(T* p, const float (&v)[W]) {
-  if constexpr (W == 1) {
-    p[0] = ScalarTraits<T>::from_compute(v[0]);
-  } else {
-    uint4 raw;
-    T* e = reinterpret_cast<T*>(&raw);
-#pragma unroll
-    for (int k = 0; k < W; ++k) e[k] = ScalarTraits<T>::from_compute(v[k]);
-    *reinterpret_cast<uint4*>(p) = raw;
-  }
-}
+using cu::load_vec;
+using cu::store_vec;
 
 // Sum over the block, returned to every thread; fixed order, so deterministic. Safe to call
 // repeatedly (the first barrier protects the buffer from the previous call's readers).
