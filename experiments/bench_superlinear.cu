@@ -36,35 +36,10 @@ struct Problem {
   SuperlinearConfig cfg = SuperlinearConfig::balanced();
 };
 
-// The fast (f32 atomic) backward through its launcher; the op-level call is deterministic.
+// The fast (f32 atomic) backward mode.
 void backward_fast(const Problem& pr, const SuperlinearForward& f, SuperlinearGrads& g) {
-  SuperlinearBackwardParams p{};
-  SuperlinearParams& q = p.fwd;
-  q.qa = pr.qa.data_ptr();
-  q.qs = pr.qs.data_ptr();
-  q.k = pr.k.data_ptr();
-  q.v = pr.v.data_ptr();
-  q.anchors = f.anchors.data<int32_t>();
-  q.scores = f.scores.data_ptr();
-  q.lse_w = f.lse_w.data_ptr();
-  q.lse_s = f.lse_s.data_ptr();
-  q.dtype = DType::BF16;
-  q.stat_dtype = DType::F32;
-  q.B = pr.qa.size(0);
-  q.Hq = pr.qa.size(1);
-  q.Lq = pr.qa.size(2);
-  q.D = pr.qa.size(3);
-  q.Hkv = pr.k.size(1);
-  q.Lkv = pr.k.size(2);
-  q.q_start = 0;
-  q.cfg = pr.cfg;
-  p.dout = pr.dout.data_ptr();
-  p.dqa = g.dqa.data_ptr();
-  p.dqs = g.dqs.data_ptr();
-  p.dk = g.dk.data_ptr();
-  p.dv = g.dv.data_ptr();
-  p.deterministic = false;
-  superlinear_backward_cuda(p, 0);
+  g = superlinear_backward(pr.dout, pr.qa, pr.qs, pr.k, pr.v, f, pr.cfg, Tensor(), -1,
+                           /*deterministic=*/false);
 }
 
 double mib(int64_t bytes) {
@@ -164,7 +139,7 @@ int main() {
           (long long)(L >> 10), (long long)Hkv, double(keys) / double(Hq * L), fwd_ms,
           bench::tflops(fwd_flops, fwd_ms), 2.0 * double(search) * double(D) / 1e9, det_ms,
           bench::tflops(bwd_flops, det_ms), fast_ms, bench::tflops(bwd_flops, fast_ms),
-          mib(fwd_mem), mib(det_mem - grads_bytes), mib(fast_mem));
+          mib(fwd_mem), mib(det_mem - grads_bytes), mib(fast_mem - grads_bytes));
       std::fflush(stdout);
       last_s[hi] = elapsed() - case_t0;
       last_L[hi] = L;

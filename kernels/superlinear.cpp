@@ -253,7 +253,8 @@ SuperlinearForward superlinear_forward(const Tensor& qa_in, const Tensor& qs_in,
 SuperlinearGrads superlinear_backward(const Tensor& dout_in, const Tensor& qa_in,
                                       const Tensor& qs_in, const Tensor& k_in, const Tensor& v_in,
                                       const SuperlinearForward& fwd, const SuperlinearConfig& cfg,
-                                      const Tensor& ds_in, int64_t q_start) {
+                                      const Tensor& ds_in, int64_t q_start,
+                                      bool deterministic) {
   Shapes s = check_args(qa_in, qs_in, k_in, v_in, cfg, ds_in, q_start);
   const Tensor& dout = dout_in;
   SL_CHECK_SHAPE(kOp, dout, s.B, s.Hq, s.Lq, s.D);
@@ -290,6 +291,7 @@ SuperlinearGrads superlinear_backward(const Tensor& dout_in, const Tensor& qa_in
   p.dqs = g.dqs.data_ptr();
   p.dk = g.dk.data_ptr();
   p.dv = g.dv.data_ptr();
+  p.deterministic = deterministic;
   if (qa.numel() == 0) return g;
   if (dev.is_cuda()) {
     SL_CUDA_CALL(kOp, superlinear_backward_cuda(p, dev.index));

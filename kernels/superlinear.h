@@ -218,10 +218,13 @@ SuperlinearForward superlinear_forward(const Tensor& qa, const Tensor& qs, const
                                        const Tensor& doc_starts = Tensor(), int64_t q_start = -1,
                                        SuperlinearWork* work = nullptr);
 // Gradients (spec §9) from the forward's saved metadata; no gradient through top-k or bounds.
+// deterministic (the default): no floating-point atomics, identical bits run to run; false: the
+// CUDA fast mode (fp32 atomics for dK/dV). The CPU reference is deterministic either way.
 SuperlinearGrads superlinear_backward(const Tensor& dout, const Tensor& qa, const Tensor& qs,
                                       const Tensor& k, const Tensor& v,
                                       const SuperlinearForward& fwd, const SuperlinearConfig& cfg,
-                                      const Tensor& doc_starts = Tensor(), int64_t q_start = -1);
+                                      const Tensor& doc_starts = Tensor(), int64_t q_start = -1,
+                                      bool deterministic = true);
 
 void superlinear_forward_cpu(const SuperlinearParams& p);
 void superlinear_backward_cpu(const SuperlinearBackwardParams& p);

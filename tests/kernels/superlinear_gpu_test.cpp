@@ -23,7 +23,6 @@
 #include <tuple>
 #include <vector>
 
-#include "kernels/dispatch.h"
 #include "kernels/superlinear.h"
 #include "tests/common/gpu.h"
 #include "tests/common/tolerance.h"
@@ -99,44 +98,11 @@ SuperlinearGrads backward(const Inputs& in, const SuperlinearForward& f,
   return superlinear_backward(in.dout, in.qa, in.qs, in.k, in.v, f, cfg, in.ds);
 }
 
-// The fast (atomic) backward, called through the launcher: the op-level function always runs
-// the default deterministic mode.
+// The fast (atomic) backward mode.
 SuperlinearGrads backward_fast(const Inputs& in, const SuperlinearForward& f,
                                const SuperlinearConfig& cfg) {
-  SuperlinearGrads g;
-  g.dqa = Tensor::empty(in.qa.shape(), in.qa.dtype(), kGpu);
-  g.dqs = Tensor::empty(in.qa.shape(), in.qa.dtype(), kGpu);
-  g.dk = Tensor::empty(in.k.shape(), in.k.dtype(), kGpu);
-  g.dv = Tensor::empty(in.k.shape(), in.k.dtype(), kGpu);
-  SuperlinearBackwardParams p{};
-  SuperlinearParams& q = p.fwd;
-  q.qa = in.qa.data_ptr();
-  q.qs = in.qs.data_ptr();
-  q.k = in.k.data_ptr();
-  q.v = in.v.data_ptr();
-  q.anchors = f.anchors.data<int32_t>();
-  q.scores = f.scores.data_ptr();
-  q.lse_w = f.lse_w.data_ptr();
-  q.lse_s = f.lse_s.data_ptr();
-  q.doc_starts = in.ds.defined() ? in.ds.data<int32_t>() : nullptr;
-  q.dtype = in.qa.dtype();
-  q.stat_dtype = DType::F32;
-  q.B = in.qa.size(0);
-  q.Hq = in.qa.size(1);
-  q.Lq = in.qa.size(2);
-  q.D = in.qa.size(3);
-  q.Hkv = in.k.size(1);
-  q.Lkv = in.k.size(2);
-  q.q_start = q.Lkv - q.Lq;
-  q.cfg = cfg;
-  p.dout = in.dout.data_ptr();
-  p.dqa = g.dqa.data_ptr();
-  p.dqs = g.dqs.data_ptr();
-  p.dk = g.dk.data_ptr();
-  p.dv = g.dv.data_ptr();
-  p.deterministic = false;
-  SL_CUDA_CALL("superlinear_attention", superlinear_backward_cuda(p, 0));  // CPU-only: an error
-  return g;
+  return superlinear_backward(in.dout, in.qa, in.qs, in.k, in.v, f, cfg, in.ds, -1,
+                              /*deterministic=*/false);
 }
 
 // -inf marks an empty window or span: its positions must agree exactly; the finite values are
