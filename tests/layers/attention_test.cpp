@@ -12,6 +12,7 @@
 #include "autograd/gradcheck.h"
 #include "tests/common/gpu.h"
 #include "tests/common/tolerance.h"
+#include "tests/layers/layer_check.h"
 
 namespace sl::layers {
 namespace {
@@ -36,10 +37,7 @@ ModelConfig config(const Case& c, int64_t d = 8, int64_t hq = 4, int64_t hkv = 2
   return m;
 }
 
-void randomize(Module& m, uint64_t seed, double std = 0.5) {
-  for (auto& [n, v] : m.named_parameters())
-    v.set_value(test::randn(v.shape(), seed++, v.dtype(), v.device(), std));
-}
+using test::randomize;
 
 // The parameter as f64 values, zeros of size n when it does not exist (no bias).
 std::vector<double> param(const Module& m, const std::string& name, int64_t n) {
@@ -224,54 +222,34 @@ TEST(Attention, BadArgumentsNameTheLayer) {
   }
 }
 
-// ---- GPU against the CPU: f64 CPU reference, same-precision CPU run as the naive one ----
-
-struct LayerRun {
-  Tensor out, dx;
-  std::vector<Tensor> grads;
-};
+// ---- GPU against the CPU (tests/layers/layer_check.h) ----
 
 class AttentionGpu : public ::testing::TestWithParam<DType> {};
 
 TEST_P(AttentionGpu, ForwardBackwardMatchCpu) {
   SL_REQUIRE_GPU();
-  const DType dt = GetParam();
   const int64_t B = 2, T = 37;
-  std::vector<int32_t> seq(size_t(B * T), 0);
-  for (int64_t t = 0; t < T; ++t) seq[size_t(T + t)] = t < 11 ? 1 : (t < 30 ? 2 : 3);
+  std::vector<int32_t> ids(size_t(B * T), 0);
+  for (int64_t t = 0; t < T; ++t) ids[size_t(T + t)] = t < 11 ? 1 : (t < 30 ? 2 : 3);
+  const Tensor seq = Tensor::from_vector(ids, {B, T});
   // No biases: the k_proj.bias gradient is exactly zero (softmax is shift invariant), so a
   // comparison with the naive run would measure rounding noise only.
   for (const Case c : {Case{0, true, false, false}, Case{7, false, true, false}}) {
-    ModelConfig cfg = config(c, 48, 6, 2, 16);
-    Tensor x = test::randn({B, T, cfg.d_model}, 21, kF64);
-    Tensor w = test::randn({B, T, cfg.d_model}, 22, kF64);
-    LayerRun runs[3];
-    const std::pair<Device, DType> where[3] = {
-        {Device::cpu(), kF64}, {Device::cpu(), dt}, {Device::cuda(0), dt}};
-    std::vector<std::string> names;
-    for (int i = 0; i < 3; ++i) {
-      Generator gen(8);
-      Attention a(cfg, gen);
-      randomize(a, 80, 0.2);
-      a.to(where[i].first, where[i].second);
-      SequenceInfo si;
-      if (c.docs) si.seq_idx = Tensor::from_vector(seq, {B, T}).to(where[i].first);
-      ag::Var xv(x.to(where[i].second).to(where[i].first), true, "x");
-      ag::Var out = a.forward(xv, si);
-      out.backward(w.to(out.dtype()).to(out.device()));
-      runs[i] = {out.value(), xv.grad(), {}};
-      names.clear();
-      for (auto& [n, v] : a.named_parameters()) {
-        runs[i].grads.push_back(v.grad());
-        names.push_back(n);
-      }
-    }
-    const std::string tag = "window " + std::to_string(c.window);
-    EXPECT_TRUE(test::AllCloseToNaive(runs[2].out, runs[1].out, runs[0].out, dt)) << tag;
-    EXPECT_TRUE(test::AllCloseToNaive(runs[2].dx, runs[1].dx, runs[0].dx, dt)) << tag;
-    for (size_t i = 0; i < names.size(); ++i)
-      EXPECT_TRUE(test::AllCloseToNaive(runs[2].grads[i], runs[1].grads[i], runs[0].grads[i], dt))
-          << tag << " " << names[i];
+    SCOPED_TRACE("window " + std::to_string(c.window));
+    const ModelConfig cfg = config(c, 48, 6, 2, 16);
+    test::expect_gpu_matches_cpu<Attention>(
+        [&] {
+          Generator gen(8);
+          auto a = std::make_unique<Attention>(cfg, gen);
+          randomize(*a, 80, 0.2);
+          return a;
+        },
+        [&](Attention& a, const ag::Var& x) {
+          SequenceInfo si;
+          if (c.docs) si.seq_idx = seq.to(x.device());
+          return a.forward(x, si);
+        },
+        {B, T, cfg.d_model}, GetParam(), 21);
   }
 }
 

@@ -22,6 +22,12 @@
 
 namespace sl::test {
 
+// Every parameter of `m` set to N(0, std^2) draws, seeds seed, seed + 1, ... in name order.
+inline void randomize(layers::Module& m, uint64_t seed, double std = 0.5) {
+  for (auto& [n, v] : m.named_parameters())
+    v.set_value(randn(v.shape(), seed++, v.dtype(), v.device(), std));
+}
+
 struct LayerRun {
   Tensor y, dx;
   std::vector<std::pair<std::string, Tensor>> grads;

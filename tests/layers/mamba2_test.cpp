@@ -12,6 +12,7 @@
 #include "autograd/gradcheck.h"
 #include "tests/common/gpu.h"
 #include "tests/common/tolerance.h"
+#include "tests/layers/layer_check.h"
 
 namespace sl::layers {
 namespace {
@@ -34,10 +35,7 @@ ModelConfig tiny_config() {
 }
 
 // Every parameter N(0, std) (fresh values, so the reference sees nothing the init made special).
-void randomize(Module& m, uint64_t seed, double std = 0.5) {
-  for (auto& [n, v] : m.named_parameters())
-    v.set_value(test::randn(v.shape(), seed++, v.dtype(), v.device(), std));
-}
+using test::randomize;
 
 std::vector<double> param(const Module& m, const std::string& name) {
   ag::Var v = m.find_parameter(name);
@@ -277,27 +275,12 @@ TEST(Mamba2Mixer, BadInputNamesTheLayer) {
   EXPECT_THROW(Mamba2Mixer(c, gen), Error);
 }
 
-// ---- GPU against the CPU: f64 CPU reference, same-precision CPU run as the naive one ----
-
-struct LayerRun {
-  Tensor out, dx;
-  std::vector<Tensor> grads;
-};
-
-LayerRun run_layer(Mamba2Mixer& m, const Tensor& x, const Tensor& w, const SequenceInfo& si) {
-  ag::Var xv(x, true, "x");
-  ag::Var out = m.forward(xv, si);
-  out.backward(w.to(out.dtype()).to(out.device()));
-  LayerRun r{out.value(), xv.grad(), {}};
-  for (auto& [n, v] : m.named_parameters()) r.grads.push_back(v.grad());
-  return r;
-}
+// ---- GPU against the CPU (tests/layers/layer_check.h) ----
 
 class Mamba2Gpu : public ::testing::TestWithParam<DType> {};
 
 TEST_P(Mamba2Gpu, ForwardBackwardMatchCpu) {
   SL_REQUIRE_GPU();
-  const DType dt = GetParam();
   ModelConfig c;
   c.d_model = 48;
   c.mamba.n_heads = 6;
@@ -308,30 +291,18 @@ TEST_P(Mamba2Gpu, ForwardBackwardMatchCpu) {
   c.mamba.chunk_size = 16;
   c.mamba.use_bias = true;
   const int64_t B = 3, T = 37;
-  std::vector<int32_t> seq(size_t(B * T), 0);
-  for (int64_t t = 0; t < T; ++t) seq[size_t(T + t)] = t < 13 ? 1 : (t < 30 ? 2 : 3);
-  SequenceInfo si{Tensor::from_vector(seq, {B, T})};
-  Tensor x = test::randn({B, T, c.d_model}, 21, kF64);
-  Tensor w = test::randn({B, T, c.d_model}, 22, kF64);
-  LayerRun runs[3];
-  const std::pair<Device, DType> where[3] = {
-      {Device::cpu(), kF64}, {Device::cpu(), dt}, {Device::cuda(0), dt}};
-  for (int i = 0; i < 3; ++i) {
-    Generator gen(8);
-    Mamba2Mixer m(c, gen);
-    randomize(m, 400, 0.3);
-    m.to(where[i].first, where[i].second);
-    SequenceInfo s{si.seq_idx.to(where[i].first)};
-    runs[i] = run_layer(m, x.to(where[i].second).to(where[i].first), w, s);
-  }
-  EXPECT_TRUE(test::AllCloseToNaive(runs[2].out, runs[1].out, runs[0].out, dt)) << "out";
-  EXPECT_TRUE(test::AllCloseToNaive(runs[2].dx, runs[1].dx, runs[0].dx, dt)) << "dx";
-  Generator gen(8);
-  Mamba2Mixer names(c, gen);
-  auto np = names.named_parameters();
-  for (size_t i = 0; i < np.size(); ++i)
-    EXPECT_TRUE(test::AllCloseToNaive(runs[2].grads[i], runs[1].grads[i], runs[0].grads[i], dt))
-        << np[i].first;
+  std::vector<int32_t> ids(size_t(B * T), 0);
+  for (int64_t t = 0; t < T; ++t) ids[size_t(T + t)] = t < 13 ? 1 : (t < 30 ? 2 : 3);
+  const Tensor seq = Tensor::from_vector(ids, {B, T});
+  test::expect_gpu_matches_cpu<Mamba2Mixer>(
+      [&] {
+        Generator gen(8);
+        auto m = std::make_unique<Mamba2Mixer>(c, gen);
+        randomize(*m, 400, 0.3);
+        return m;
+      },
+      [&](Mamba2Mixer& m, const ag::Var& x) { return m.forward(x, {seq.to(x.device())}); },
+      {B, T, c.d_model}, GetParam(), 21);
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, Mamba2Gpu, ::testing::Values(DType::F32, DType::BF16),

@@ -16,6 +16,7 @@
 #include "layers/attention.h"
 #include "tests/common/gpu.h"
 #include "tests/common/tolerance.h"
+#include "tests/layers/layer_check.h"
 
 namespace sl::layers {
 namespace {
@@ -40,10 +41,7 @@ kernels::SuperlinearConfig balanced_s(int64_t s) {
   return c;
 }
 
-void randomize(Module& m, uint64_t seed, double std = 0.5) {
-  for (auto& [n, v] : m.named_parameters())
-    v.set_value(test::randn(v.shape(), seed++, v.dtype(), v.device(), std));
-}
+using test::randomize;
 
 std::string error_of(const std::function<void()>& f) {
   try {
@@ -210,43 +208,24 @@ class SuperlinearAttentionGpu : public ::testing::TestWithParam<DType> {};
 
 TEST_P(SuperlinearAttentionGpu, ForwardBackwardMatchCpu) {
   SL_REQUIRE_GPU();
-  const DType dt = GetParam();
   // W = 3. No biases: the k_proj.bias gradient is exactly zero (every softmax, the gate's too,
   // is shift invariant), so comparing it would measure rounding noise only.
-  ModelConfig cfg = config(balanced_s(1), false, 48, 6, 2, 16);
+  const ModelConfig cfg = config(balanced_s(1), false, 48, 6, 2, 16);
   const int64_t B = 2, T = 45;
-  std::vector<int32_t> seq(size_t(B * T), 0);
-  for (int64_t t = 0; t < T; ++t) seq[size_t(T + t)] = t < 17 ? 1 : 2;
-  Tensor x = test::randn({B, T, cfg.d_model}, 21, kF64);
-  Tensor w = test::randn({B, T, cfg.d_model}, 22, kF64);
-  struct LayerRun {
-    Tensor out, dx;
-    std::vector<Tensor> grads;
-  } runs[3];
-  std::vector<std::string> names;
-  const std::pair<Device, DType> where[3] = {
-      {Device::cuda(0), dt}, {Device::cpu(), kF64}, {Device::cpu(), dt}};
-  for (int i = 0; i < 3; ++i) {
-    Generator gen(8);
-    SuperlinearAttention sl(cfg, gen);
-    randomize(sl, 90, 0.2);
-    sl.to(where[i].first, where[i].second);
-    SequenceInfo si{Tensor::from_vector(seq, {B, T}).to(where[i].first)};
-    ag::Var xv(x.to(where[i].second).to(where[i].first), true, "x");
-    ag::Var out = sl.forward(xv, si);
-    out.backward(w.to(out.dtype()).to(out.device()));
-    runs[i] = {out.value(), xv.grad(), {}};
-    names.clear();
-    for (auto& [n, v] : sl.named_parameters()) {
-      runs[i].grads.push_back(v.grad());
-      names.push_back(n);
-    }
-  }
-  EXPECT_TRUE(test::AllCloseToNaive(runs[0].out, runs[2].out, runs[1].out, dt)) << "out";
-  EXPECT_TRUE(test::AllCloseToNaive(runs[0].dx, runs[2].dx, runs[1].dx, dt)) << "dx";
-  for (size_t i = 0; i < names.size(); ++i)
-    EXPECT_TRUE(test::AllCloseToNaive(runs[0].grads[i], runs[2].grads[i], runs[1].grads[i], dt))
-        << names[i];
+  std::vector<int32_t> ids(size_t(B * T), 0);
+  for (int64_t t = 0; t < T; ++t) ids[size_t(T + t)] = t < 17 ? 1 : 2;
+  const Tensor seq = Tensor::from_vector(ids, {B, T});
+  test::expect_gpu_matches_cpu<SuperlinearAttention>(
+      [&] {
+        Generator gen(8);
+        auto sl = std::make_unique<SuperlinearAttention>(cfg, gen);
+        randomize(*sl, 90, 0.2);
+        return sl;
+      },
+      [&](SuperlinearAttention& sl, const ag::Var& x) {
+        return sl.forward(x, {seq.to(x.device())});
+      },
+      {B, T, cfg.d_model}, GetParam(), 21);
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, SuperlinearAttentionGpu,
