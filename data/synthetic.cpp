@@ -132,7 +132,7 @@ Batch synthetic_batch(const SyntheticConfig& c, int64_t vocab_size, int64_t batc
   }
   int64_t scored = 0;
   for (int64_t v : tgt) scored += v != kIgnoreIndex;
-  return {Tensor::from_vector(ids, {B, T}), Tensor::from_vector(tgt, {B, T}), scored};
+  return {Tensor::from_vector(ids, {B, T}), Tensor::from_vector(tgt, {B, T}), scored, Tensor()};
 }
 
 }  // namespace sl::data

@@ -47,6 +47,7 @@ struct Batch {
   Tensor ids;        // [B, T] i32, CPU
   Tensor targets;    // [B, T] i64, CPU; kIgnoreIndex where not scored
   int64_t n_scored;  // number of targets != kIgnoreIndex
+  Tensor seq_idx;    // [B, T] i32 document id per token (packed rows), or undefined
 };
 
 // Checks the config against the vocabulary and sequence length. Message: "data.<key>: ...".

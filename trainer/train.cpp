@@ -8,12 +8,11 @@
 
 #include "autograd/ops.h"
 #include "core/device.h"
-#include "data/synthetic.h"
-#include "kernels/cross_entropy.h"
-#include "kernels/reduce.h"
+#include "data/batch_source.h"
 #include "layers/config_io.h"
 #include "layers/hybrid_lm.h"
 #include "trainer/checkpoint.h"
+#include "trainer/evaluate.h"
 #include "trainer/metrics.h"
 #include "trainer/optimizer.h"
 #include "trainer/schedule.h"
@@ -71,42 +70,14 @@ StatusOr<Device> resolve_device(const std::string& d) {
   return Device::cuda(index);
 }
 
-struct Eval {
-  double loss = TrainResult::kNaN, accuracy = TrainResult::kNaN;
-};
-
-// Mean cross-entropy and accuracy of the argmax over the scored positions of the held-out split.
-Eval evaluate(layers::HybridLM& model, const TrainConfig& c, Device dev) {
-  ag::NoGradGuard no_grad;
-  const int64_t B = c.batch_size, T = c.seq_len, V = c.model.vocab_size;
-  double loss_sum = 0;
-  int64_t scored = 0, correct = 0;
-  for (int64_t i = 0; i < c.logging.eval_batches; ++i) {
-    data::Batch b = data::synthetic_batch(c.data, V, B, T, c.seed, i, 0, data::Split::kEval);
-    Tensor logits = model.forward(b.ids.to(dev)).value().reshape({B * T, V});
-    Tensor targets = b.targets.reshape({B * T});
-    loss_sum += kernels::cross_entropy_forward(logits, targets.to(dev), data::kIgnoreIndex,
-                                               kernels::CeReduction::kSum)
-                    .loss.item();
-    std::vector<int64_t> pred = kernels::max(logits, 1).second.to_vector<int64_t>();
-    std::vector<int64_t> want = targets.to_vector<int64_t>();
-    for (size_t j = 0; j < want.size(); ++j) {
-      if (want[j] == data::kIgnoreIndex) continue;
-      ++scored;
-      correct += pred[j] == want[j];
-    }
-  }
-  if (scored == 0) return {};
-  return {loss_sum / double(scored), double(correct) / double(scored)};
-}
-
 Tensor i64s(const std::vector<int64_t>& v) {
   return Tensor::from_vector(v, {int64_t(v.size())});
 }
 
 class Run {
  public:
-  Run(const TrainConfig& c, const TrainHooks& hooks, Device dev, DType compute)
+  Run(const TrainConfig& c, const TrainHooks& hooks, Device dev, DType compute,
+      std::unique_ptr<data::BatchSource> source)
       : c_(c),
         hooks_(hooks),
         dev_(dev),
@@ -115,7 +86,8 @@ class Run {
         model_(c.model, gen_),
         con_(hooks.out, hooks.quiet),
         config_text_(to_yaml(c)),
-        model_text_(layers::to_yaml(c.model)) {
+        model_text_(layers::to_yaml(c.model)),
+        source_(std::move(source)) {
     model_.to(dev, DType::F32);
     opt_ = std::make_unique<AdamW>(model_.named_parameters(), c.optimizer, compute);
   }
@@ -126,7 +98,10 @@ class Run {
  private:
   Status restore(const CheckpointData& ck, const std::string& path);
   Status save();
-  void report_eval(const Eval& e, const char* when);
+  EvalResult evaluate() {
+    return evaluate_lm(model_, *source_, c_.logging.eval_batches, dev_);
+  }
+  void report_eval(const EvalResult& e, const char* when);
 
   const TrainConfig& c_;
   const TrainHooks& hooks_;
@@ -138,6 +113,7 @@ class Run {
   Console con_;
   MetricsFile metrics_;
   std::string config_text_, model_text_;
+  std::unique_ptr<data::BatchSource> source_;
   int64_t step_ = 0, skipped_ = 0;
   TrainResult result_;
 };
@@ -225,7 +201,7 @@ Status Run::save() {
   return Status::Ok();
 }
 
-void Run::report_eval(const Eval& e, const char* when) {
+void Run::report_eval(const EvalResult& e, const char* when) {
   metrics_.write(step_, {{"eval_loss", e.loss}, {"eval_accuracy", e.accuracy}});
   con_.line(std::string("eval ") + when + " step " + std::to_string(step_) + ": loss " +
             fixed(e.loss, 4) + ", accuracy " + fixed(e.accuracy, 3));
@@ -250,7 +226,7 @@ StatusOr<TrainResult> Run::loop() {
     return std::move(result_);
   }
   if (c_.logging.eval_batches > 0) {
-    Eval e = evaluate(model_, c_, dev_);
+    EvalResult e = evaluate();
     result_.initial_eval_loss = e.loss;
     result_.initial_eval_accuracy = e.accuracy;
     report_eval(e, "at");
@@ -258,7 +234,7 @@ StatusOr<TrainResult> Run::loop() {
 
   SignalGuard signals;
   const std::vector<int64_t>& nan_steps = c_.debug.nan_grad_steps;
-  const int64_t B = c_.batch_size, T = c_.seq_len, V = c_.model.vocab_size;
+  const int64_t B = c_.batch_size, T = c_.seq_len;
   const int64_t accum = c_.grad_accum;
   double win_loss = 0, win_norm = 0;
   int64_t win_steps = 0, win_finite = 0;
@@ -267,8 +243,10 @@ StatusOr<TrainResult> Run::loop() {
     const double lr = lr_at(c_.schedule, c_.optimizer.lr, step_, c_.steps);
     double loss = 0;
     for (int64_t m = 0; m < accum; ++m) {
-      data::Batch b = data::synthetic_batch(c_.data, V, B, T, c_.seed, step_ * accum + m);
-      layers::LmLoss l = model_.loss(b.ids.to(dev_), b.targets.to(dev_));
+      data::Batch b = source_->batch(step_ * accum + m, data::Split::kTrain);
+      layers::SequenceInfo seq;
+      if (b.seq_idx.defined()) seq.seq_idx = b.seq_idx.to(dev_);
+      layers::LmLoss l = model_.loss(b.ids.to(dev_), b.targets.to(dev_), seq);
       loss += l.total.value().item() / double(accum);
       ag::scale(l.total, 1.0 / double(accum)).backward();
     }
@@ -328,7 +306,7 @@ StatusOr<TrainResult> Run::loop() {
     }
     if (c_.logging.eval_every > 0 && step_ % c_.logging.eval_every == 0 && step_ < c_.steps &&
         c_.logging.eval_batches > 0)
-      report_eval(evaluate(model_, c_, dev_), "at");
+      report_eval(evaluate(), "at");
 
     bool stop = hooks_.after_step && !hooks_.after_step(step_);
     if (g_signal != 0 || stop) {
@@ -352,7 +330,7 @@ StatusOr<TrainResult> Run::loop() {
     Status s = save();
     if (!s.ok()) return s;
     if (c_.logging.eval_batches > 0) {
-      Eval e = evaluate(model_, c_, dev_);
+      EvalResult e = evaluate();
       result_.final_eval_loss = e.loss;
       result_.final_eval_accuracy = e.accuracy;
       report_eval(e, "at");
@@ -373,7 +351,14 @@ StatusOr<TrainResult> train(const TrainConfig& cfg, const TrainHooks& hooks) {
   StatusOr<Device> dev = resolve_device(cfg.device);
   if (!dev.ok()) return dev.status();
   const bool bf16 = cfg.precision == "bf16" || (cfg.precision == "auto" && dev.value().is_cuda());
-  Run run(cfg, hooks, dev.value(), bf16 ? DType::BF16 : DType::F32);
+  data::SourceShape shape;
+  shape.vocab_size = cfg.model.vocab_size;
+  shape.batch_size = cfg.batch_size;
+  shape.seq_len = cfg.seq_len;
+  shape.seed = cfg.seed;
+  StatusOr<std::unique_ptr<data::BatchSource>> source = data::make_batch_source(cfg.data, shape);
+  if (!source.ok()) return source.status();
+  Run run(cfg, hooks, dev.value(), bf16 ? DType::BF16 : DType::F32, std::move(source).value());
   Status s = run.resume();
   if (!s.ok()) return s;
   return run.loop();
