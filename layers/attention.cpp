@@ -62,6 +62,13 @@ ag::Var attention_core(const ag::Var& q, const ag::Var& k, const ag::Var& v,
       << (q.defined() ? q.value().shape_str() : "undefined") << ", k "
       << (k.defined() ? k.value().shape_str() : "undefined") << ", v "
       << (v.defined() ? v.value().shape_str() : "undefined");
+  if (kernels::flash_attention_supported(q.value())) {
+    kernels::AttentionOptions opt;
+    opt.sliding_window = mask.sliding_window;
+    if (mask.seq_idx.defined())
+      opt.doc_start = kernels::doc_start_from_seq_idx(mask.seq_idx.to(q.device()));
+    return ag::flash_attention(q, k, v, opt);
+  }
   const int64_t B = q.size(0), T = q.size(1), Hq = q.size(2), D = q.size(3), Hkv = k.size(2);
   const int64_t r = Hq / Hkv;
   // Query head h = g r + j reads KV head g: stack the r heads of group g along time.

@@ -3,11 +3,12 @@
 // RoPE (off in Nemotron-H), optional sliding window, and no attention across documents of a
 // packed row (seq_idx).
 //
-// The one non-obvious decision: the attention itself is one function, attention_core, an O(T^2)
-// composition of batched matmul, an additive mask and softmax (the reference). A fused
-// flash-attention kernel replaces its body later without touching the layer. GQA is done without
-// repeating K and V: the r = Hq / Hkv query heads of a group are stacked along time, so a group
-// is one batched matmul [r T, D] x [D, T].
+// The one non-obvious decision: the attention itself is one function, attention_core. On a GPU
+// with bf16/f16 and head dim 64 or 128 it is the fused flash-attention kernel
+// (kernels/attention.h, autograd/ops_attention.h); otherwise (CPU, f32, f64: tests and small
+// runs) an O(T^2) composition of batched matmul, an additive mask and softmax, the reference the
+// kernel is tested against. GQA is done without repeating K and V: the r = Hq / Hkv query heads
+// of a group are stacked along time, so a group is one batched matmul [r T, D] x [D, T].
 #pragma once
 
 #include "autograd/ops.h"

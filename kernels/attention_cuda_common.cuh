@@ -1,0 +1,162 @@
+// Internal to the CUDA flash attention (kernels/attention_cuda.cu, attention_bwd_cuda.cu) and the
+// superlinear span kernels: warp-level tensor-core primitives (mma.sync m16n8k16 with fp32
+// accumulation, ldmatrix), cp.async tile loads into swizzled shared memory, and the key-range
+// geometry of Note [key ranges] (kernels/attention.h). Not a public header.
+//
+// Note [swizzled tiles]
+// A tile is R rows of D 16-bit elements, row-major in shared memory, each row D * 2 bytes (128 or
+// 256): 16-byte chunk c of row r is stored at chunk c ^ (r & 7). ldmatrix reads eight rows at the
+// same logical chunk; without the swizzle all eight would hit the same banks (8-way conflict).
+//
+// Note [fragment layouts]
+// mma.m16n8k16 (PTX ISA "Matrix fragments for mma.m16n8k16"): lane l holds accumulator rows
+// l / 4 and l / 4 + 8, columns 2 (l % 4) + {0, 1}. An A operand (16 x 16) is four 8 x 8 matrices
+// (rows 0-7 | 8-15) x (k 0-7 | 8-15); a B operand (16 x 8) two (k 0-7 | 8-15). ldmatrix_x4 lets
+// lane l name the row address of matrix l / 8:
+//   A from a [row][k] tile:           row = l % 16,                chunk = 2 kk + l / 16
+//   two B tiles from a [n][k] tile:   n = l % 8 + 8 (l / 16),      chunk = 2 kk + (l / 8) % 2
+//   two B tiles from a [k][n] tile:   k = l % 8 + 8 ((l / 8) % 2), chunk = n0 / 8 + l / 16 (.trans)
+// and an accumulator tile pair (16 x 16) is re-used as an A operand by packing c0 c1 | c2 c3.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "kernels/attention.h"
+
+namespace sl::kernels::attn {
+
+constexpr float kLog2e = 1.4426950408889634f;
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return uint32_t(__cvta_generic_to_shared(p));
+}
+
+// 16 bytes global -> shared, asynchronously; zero-filled when !pred (src must still be valid).
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool pred) {
+  const int n = pred ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n));
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+template <class T>
+struct Mma;
+template <>
+struct Mma<bf16> {
+  static __device__ __forceinline__ void run(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                             uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
+        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+  }
+};
+template <>
+struct Mma<f16> {
+  static __device__ __forceinline__ void run(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                             uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
+        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+    __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+  }
+};
+
+// Byte offset of chunk `chunk` of row `row` in a swizzled tile of D-element rows.
+template <int D>
+__device__ __forceinline__ uint32_t tile_offset(int row, int chunk) {
+  return uint32_t(row * (D * 2) + ((chunk ^ (row & 7)) << 4));
+}
+
+// Rows [0, R) of a tile from global rows base + r * row_stride (elements); rows >= valid are
+// zero-filled. All NT threads of the block take part; the caller commits the group.
+template <int R, int D, int NT>
+__device__ __forceinline__ void load_tile(uint32_t smem, const uint16_t* base, int64_t row_stride,
+                                          int valid) {
+  constexpr int kChunks = D / 8;
+#pragma unroll
+  for (int c = int(threadIdx.x); c < R * kChunks; c += NT) {
+    const int row = c / kChunks, chunk = c % kChunks;
+    const bool ok = row < valid;
+    const uint16_t* src = base + (ok ? row * row_stride + chunk * 8 : 0);
+    cp_async16(smem + tile_offset<D>(row, chunk), src, ok);
+  }
+}
+
+// A operand (rows r0..r0+15, k-step kk) from a [row][k] tile.
+template <int D>
+__device__ __forceinline__ void load_a(uint32_t (&a)[4], uint32_t tile, int r0, int kk, int lane) {
+  const int row = r0 + (lane & 15);
+  ldmatrix_x4(a, tile + tile_offset<D>(row, 2 * kk + (lane >> 4)));
+}
+// Two B operands (n-tiles n0..n0+7 and n0+8..n0+15, k-step kk) from a [n][k] tile:
+// b[0], b[1] for the first, b[2], b[3] for the second.
+template <int D>
+__device__ __forceinline__ void load_b_nk(uint32_t (&b)[4], uint32_t tile, int n0, int kk,
+                                          int lane) {
+  const int n = n0 + (lane & 7) + ((lane >> 4) << 3);
+  ldmatrix_x4(b, tile + tile_offset<D>(n, 2 * kk + ((lane >> 3) & 1)));
+}
+// Two B operands (n-tiles n0.., n0+8.., k rows k0..k0+15) from a [k][n] tile (transposed load).
+template <int D>
+__device__ __forceinline__ void load_b_kn(uint32_t (&b)[4], uint32_t tile, int k0, int n0,
+                                          int lane) {
+  const int k = k0 + (lane & 7) + (((lane >> 3) & 1) << 3);
+  ldmatrix_x4_trans(b, tile + tile_offset<D>(k, (n0 >> 3) + (lane >> 4)));
+}
+
+// Key range of the query at absolute position t of batch row b (Note [key ranges]).
+__device__ __forceinline__ int key_lo(const AttentionParams& p, int64_t b, int64_t t) {
+  int64_t lo = 0;
+  if (p.window > 0) lo = t - p.window + 1 > 0 ? t - p.window + 1 : 0;
+  if (p.doc_start) {
+    const int64_t tc = t < p.Lk - 1 ? t : p.Lk - 1;
+    const int64_t d = p.doc_start[b * p.Lk + tc];
+    lo = d > lo ? d : lo;
+  }
+  return int(lo);
+}
+__device__ __forceinline__ int key_hi(const AttentionParams& p, int64_t t) {
+  return int(p.causal ? t : p.Lk - 1);
+}
+
+__device__ __forceinline__ float quad_max(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float quad_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+}  // namespace sl::kernels::attn
