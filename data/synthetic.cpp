@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/philox.h"
+#include "data/niah.h"
 
 namespace sl::data {
 namespace {
@@ -85,8 +86,11 @@ Status validate_synthetic(const SyntheticConfig& c, int64_t vocab_size, int64_t 
   auto bad = [](const std::string& key, const std::string& msg) {
     return Status::InvalidArgument("data." + key + ": " + msg);
   };
+  if (is_niah_task(c.task)) return validate_niah(c, vocab_size, seq_len);
   if (c.task != "assoc_recall" && c.task != "copy")
-    return bad("task", "\"" + c.task + "\" is not one of \"assoc_recall\", \"copy\"");
+    return bad("task", "\"" + c.task +
+                           "\" is not one of \"assoc_recall\", \"copy\", \"niah_single\", "
+                           "\"niah_multikey\", \"niah_multivalue\", \"niah_multiquery\"");
   if (c.n_keys < 1) return bad("n_keys", std::to_string(c.n_keys) + " must be positive");
   if (c.n_values < 1) return bad("n_values", std::to_string(c.n_values) + " must be positive");
   if (kFirstKeyToken + c.n_keys + c.n_values > vocab_size)
@@ -117,6 +121,8 @@ Status validate_synthetic(const SyntheticConfig& c, int64_t vocab_size, int64_t 
 
 Batch synthetic_batch(const SyntheticConfig& c, int64_t vocab_size, int64_t batch_size,
                       int64_t seq_len, uint64_t seed, int64_t index, int rank, Split split) {
+  if (is_niah_task(c.task))
+    return niah_batch(c, vocab_size, batch_size, seq_len, seed, index, rank, split);
   ThrowIfError(validate_synthetic(c, vocab_size, seq_len));
   SL_CHECK(batch_size > 0 && index >= 0 && rank >= 0)
       << "synthetic_batch: batch_size " << batch_size << ", index " << index << ", rank " << rank;

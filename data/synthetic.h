@@ -1,5 +1,6 @@
 // Synthetic language-modelling tasks generated on the fly: multi-query associative recall and
-// copying, over a byte-level vocabulary.
+// copying, over a byte-level vocabulary; the needle-in-a-haystack tasks (task niah_*) are
+// data/niah.h.
 //
 // A batch is a pure function of (config, seed, index, rank, split): nothing is stored, so a run
 // resumed at step s sees exactly the batches a straight run would (the trainer asks for index
@@ -33,12 +34,16 @@ constexpr int64_t kIgnoreIndex = -100;
 
 // The `data:` section of a training configuration.
 struct SyntheticConfig {
-  std::string task = "assoc_recall";  // "assoc_recall" or "copy"
+  std::string task = "assoc_recall";  // "assoc_recall", "copy" or a niah_* task
   int64_t n_pairs = 8;                // assoc_recall: key-value pairs per sequence
   int64_t n_queries = 0;  // assoc_recall: queries per sequence; 0: as many as seq_len allows
   int64_t n_keys = 32;    // size of the key alphabet (>= n_pairs)
   int64_t n_values = 32;  // size of the value alphabet
   int64_t copy_len = 0;   // copy: tokens to copy; 0: (seq_len - 1) / 2
+  // niah_* (data/niah.h); n_queries is also the asked needles of niah_multiquery (0: all).
+  int64_t n_needles = 0;      // needles per sequence; 0: 1 for niah_single, 4 otherwise
+  double needle_depth = -1;   // fraction of the haystack before the asked needles; -1: random
+  int64_t n_haystack = 32;    // size of the haystack (noise) alphabet, after the values
 };
 
 enum class Split : uint32_t { kTrain = 0, kEval = 1 };

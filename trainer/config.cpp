@@ -159,6 +159,9 @@ StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, const std
     d.get("n_keys", &c.data.n_keys);
     d.get("n_values", &c.data.n_values);
     d.get("copy_len", &c.data.copy_len);
+    d.get("n_needles", &c.data.n_needles);
+    d.get("needle_depth", &c.data.needle_depth);
+    d.get("n_haystack", &c.data.n_haystack);
     d.finish();
     yaml::Section o(&ctx, top.child("optimizer"), "optimizer");
     o.get("lr", &c.optimizer.lr);
@@ -234,7 +237,10 @@ std::string to_yaml(const TrainConfig& c) {
      << "  n_queries: " << d.n_queries << "\n"
      << "  n_keys: " << d.n_keys << "\n"
      << "  n_values: " << d.n_values << "\n"
-     << "  copy_len: " << d.copy_len << "\n";
+     << "  copy_len: " << d.copy_len << "\n"
+     << "  n_needles: " << d.n_needles << "\n"
+     << "  needle_depth: " << fmt(d.needle_depth) << "\n"
+     << "  n_haystack: " << d.n_haystack << "\n";
   const OptimizerConfig& o = c.optimizer;
   os << "optimizer:\n"
      << "  lr: " << fmt(o.lr) << "\n"
