@@ -6,7 +6,7 @@ set -euo pipefail
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 for pkg in build-essential cmake ninja-build libeigen3-dev libyaml-cpp-dev libhdf5-dev \
-           libopenmpi-dev openmpi-bin libgtest-dev python3; do
+           libopenmpi-dev openmpi-bin libgtest-dev python3 python3-venv; do
   have_pkg "$pkg" || need+=("$pkg")
 done
 
@@ -18,6 +18,19 @@ if [ ${#need[@]} -gt 0 ]; then
          DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"; }; then
     # Offline machines (the GPU hosts) may carry these libraries outside dpkg: let CMake decide.
     echo "setup: could not install ${need[*]}; continuing, configure will name anything missing"
+  fi
+fi
+
+# The tensorboard Python package, in a venv (nothing exported): the test that reads our event
+# files with it looks there first. Optional: without it (offline hosts) that test is skipped.
+venv="${SL_PY_VENV:-${HOME:-/root}/.cache/superlinear/venv}"
+if ! "$venv/bin/python" -c "import tensorboard" >/dev/null 2>&1; then
+  if { [ -x "$venv/bin/python" ] || python3 -m venv "$venv" >/dev/null 2>&1; } &&
+     "$venv/bin/python" -m pip install -q --disable-pip-version-check --timeout 20 --retries 1 \
+       tensorboard >/dev/null 2>&1; then
+    echo "setup: installed the tensorboard Python package in $venv"
+  else
+    echo "setup: could not install the tensorboard Python package in $venv; its test will skip"
   fi
 fi
 

@@ -204,6 +204,7 @@ StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, const std
   top.get("max_skipped_steps", &c.max_skipped_steps);
   top.finish();
   if (!ctx.error.ok()) return ctx.error;
+    l.get("tensorboard", &c.logging.tensorboard);
 
   StatusOr<layers::ModelConfig> m = layers::parse_model_config(model, &ctx);
   if (!m.ok()) return m.status();
@@ -264,7 +265,8 @@ std::string to_yaml(const TrainConfig& c) {
      << "  every: " << c.logging.every << "\n"
      << "  metrics: " << quote(c.logging.metrics) << "\n"
      << "  eval_every: " << c.logging.eval_every << "\n"
-     << "  eval_batches: " << c.logging.eval_batches << "\n";
+     << "  eval_batches: " << c.logging.eval_batches << "\n"
+     << "  tensorboard: " << quote(c.logging.tensorboard) << "\n";
   os << "debug:\n"
      << "  nan_grad_steps: "
      << list(c.debug.nan_grad_steps, [](int64_t v) { return std::to_string(v); }) << "\n";

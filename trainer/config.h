@@ -5,7 +5,7 @@
 //   optimizer:   AdamW hyper-parameters and the no-weight-decay name patterns
 //   schedule:    learning-rate schedule (trainer/schedule.h)
 //   checkpoint:  directory, interval, how many to keep, resume policy (trainer/checkpoint.h)
-//   logging:     progress interval, metrics JSONL file, evaluation interval
+//   logging:     progress interval, metrics JSONL file, TensorBoard directory, evaluation interval
 //   debug:       test hooks (NaN gradients injected at chosen steps)
 //   top level:   device, precision, seed, steps, batch_size, seq_len, grad_accum, grad_clip,
 //                max_skipped_steps
@@ -70,6 +70,7 @@ struct TrainConfig {
   LoggingConfig logging;
   DebugConfig debug;
   std::string device = "auto";     // "auto", "cpu", "cuda" or "cuda:N"
+  std::string tensorboard;   // directory for TensorBoard event files of the metrics; empty: none
   std::string precision = "auto";  // "f32", "bf16" (f32 master weights) or "auto" (bf16 on GPU)
   uint64_t seed = 1234;
   int64_t steps = 200;

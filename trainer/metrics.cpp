@@ -61,6 +61,7 @@ MetricsFile::~MetricsFile() {
 }
 
 void MetricsFile::write(int64_t step, const std::vector<std::pair<std::string, double>>& values) {
+  tb_.write(step, values);
   if (!f_) return;
   std::fprintf(f_, "{\"step\": %lld", static_cast<long long>(step));
   for (const auto& [k, v] : values) {

@@ -205,6 +205,7 @@ void Run::report_eval(const EvalResult& e, const char* when) {
   metrics_.write(step_, {{"eval_loss", e.loss}, {"eval_accuracy", e.accuracy}});
   con_.line(std::string("eval ") + when + " step " + std::to_string(step_) + ": loss " +
             fixed(e.loss, 4) + ", accuracy " + fixed(e.accuracy, 3));
+  if (ms.ok()) ms = metrics_.open_tensorboard(c_.logging.tensorboard);
 }
 
 StatusOr<TrainResult> Run::loop() {
