@@ -150,6 +150,12 @@ __device__ __forceinline__ int key_hi(const AttentionParams& p, int64_t t) {
   return int(p.causal ? t : p.Lk - 1);
 }
 
+// The forward with a chosen tile, for experiments/bench_attention.cu's comparison: 0 = 4 warps x
+// 32 rows, 64-key blocks (the default); 1 = 8 warps x 16 rows, 64 keys; 2 = 4 warps x 32 rows,
+// 32 keys.
+constexpr int kFwdVariants = 3;
+void forward_variant(const AttentionParams& p, int device, int variant);
+
 __device__ __forceinline__ float quad_max(float v) {
   v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
   return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
