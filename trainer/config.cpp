@@ -188,6 +188,7 @@ StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, const std
     l.get("metrics", &c.logging.metrics);
     l.get("eval_every", &c.logging.eval_every);
     l.get("eval_batches", &c.logging.eval_batches);
+    l.get("tensorboard", &c.logging.tensorboard);
     l.finish();
     yaml::Section g(&ctx, top.child("debug"), "debug");
     g.get_list("nan_grad_steps", &c.debug.nan_grad_steps);
@@ -204,7 +205,6 @@ StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, const std
   top.get("max_skipped_steps", &c.max_skipped_steps);
   top.finish();
   if (!ctx.error.ok()) return ctx.error;
-    l.get("tensorboard", &c.logging.tensorboard);
 
   StatusOr<layers::ModelConfig> m = layers::parse_model_config(model, &ctx);
   if (!m.ok()) return m.status();

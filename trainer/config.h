@@ -55,6 +55,7 @@ struct LoggingConfig {
   std::string metrics;       // JSONL file; empty: <checkpoint.dir>/metrics.jsonl (none without dir)
   int64_t eval_every = 0;    // steps between evaluations; 0: at the end only
   int64_t eval_batches = 4;  // held-out batches per evaluation
+  std::string tensorboard;   // directory for TensorBoard event files of the metrics; empty: none
 };
 
 struct DebugConfig {
@@ -70,7 +71,6 @@ struct TrainConfig {
   LoggingConfig logging;
   DebugConfig debug;
   std::string device = "auto";     // "auto", "cpu", "cuda" or "cuda:N"
-  std::string tensorboard;   // directory for TensorBoard event files of the metrics; empty: none
   std::string precision = "auto";  // "f32", "bf16" (f32 master weights) or "auto" (bf16 on GPU)
   uint64_t seed = 1234;
   int64_t steps = 200;

@@ -205,7 +205,6 @@ void Run::report_eval(const EvalResult& e, const char* when) {
   metrics_.write(step_, {{"eval_loss", e.loss}, {"eval_accuracy", e.accuracy}});
   con_.line(std::string("eval ") + when + " step " + std::to_string(step_) + ": loss " +
             fixed(e.loss, 4) + ", accuracy " + fixed(e.accuracy, 3));
-  if (ms.ok()) ms = metrics_.open_tensorboard(c_.logging.tensorboard);
 }
 
 StatusOr<TrainResult> Run::loop() {
@@ -215,6 +214,7 @@ StatusOr<TrainResult> Run::loop() {
           ? c_.logging.metrics
           : (c_.checkpoint.dir.empty() ? "" : c_.checkpoint.dir + "/metrics.jsonl");
   Status ms = metrics_.open(metrics_path);
+  if (ms.ok()) ms = metrics_.open_tensorboard(c_.logging.tensorboard);
   if (!ms.ok()) return ms;
   con_.line("model: " + std::to_string(model_.num_parameters()) + " parameters, pattern \"" +
             c_.model.pattern + "\"; device " + dev_.str() + ", " + dtype_name(compute_) +
