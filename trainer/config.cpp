@@ -16,6 +16,7 @@
 
 #include "layers/config_io.h"
 #include "layers/yaml_section.h"
+#include "trainer/param_groups.h"
 
 namespace sl::trainer {
 namespace {
@@ -91,6 +92,11 @@ void check_ranges(const TrainConfig& c, yaml::ParseContext* ctx) {
   need(o.beta2 >= 0 && o.beta2 < 1, "optimizer.beta2", fmt(o.beta2) + " must be in [0, 1)");
   need(o.eps > 0, "optimizer.eps", fmt(o.eps) + " must be positive");
   need(o.weight_decay >= 0, "optimizer.weight_decay", fmt(o.weight_decay) + " must be >= 0");
+  need(o.kind == "adamw" || o.kind == "sgd", "optimizer.kind",
+       quote(o.kind) + " is not one of adamw, sgd");
+  need(o.momentum >= 0 && o.momentum < 1, "optimizer.momentum",
+       fmt(o.momentum) + " must be in [0, 1)");
+  need(!o.nesterov || o.momentum > 0, "optimizer.nesterov", "true needs optimizer.momentum > 0");
   const ScheduleConfig& s = c.schedule;
   need(s.kind == "cosine" || s.kind == "linear" || s.kind == "constant" || s.kind == "wsd",
        "schedule.kind", quote(s.kind) + " is not one of cosine, linear, constant, wsd");
@@ -164,12 +170,16 @@ StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, const std
     d.get("n_haystack", &c.data.n_haystack);
     d.finish();
     yaml::Section o(&ctx, top.child("optimizer"), "optimizer");
+    o.get("kind", &c.optimizer.kind);
     o.get("lr", &c.optimizer.lr);
     o.get("beta1", &c.optimizer.beta1);
     o.get("beta2", &c.optimizer.beta2);
     o.get("eps", &c.optimizer.eps);
     o.get("weight_decay", &c.optimizer.weight_decay);
     o.get_list("no_decay", &c.optimizer.no_decay);
+    o.get("momentum", &c.optimizer.momentum);
+    o.get("nesterov", &c.optimizer.nesterov);
+    parse_param_groups(&ctx, o.child("groups"), &c.optimizer.groups);
     o.finish();
     yaml::Section s(&ctx, top.child("schedule"), "schedule");
     s.get("kind", &c.schedule.kind);
@@ -203,6 +213,7 @@ StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, const std
   top.get("grad_accum", &c.grad_accum);
   top.get("grad_clip", &c.grad_clip);
   top.get("max_skipped_steps", &c.max_skipped_steps);
+  top.get_list("freeze", &c.freeze);
   top.finish();
   if (!ctx.error.ok()) return ctx.error;
 
@@ -249,7 +260,11 @@ std::string to_yaml(const TrainConfig& c) {
      << "  beta2: " << fmt(o.beta2) << "\n"
      << "  eps: " << fmt(o.eps) << "\n"
      << "  weight_decay: " << fmt(o.weight_decay) << "\n"
-     << "  no_decay: " << list(o.no_decay, quote) << "\n";
+     << "  no_decay: " << list(o.no_decay, quote) << "\n"
+     << "  kind: " << quote(o.kind) << "\n"
+     << "  momentum: " << fmt(o.momentum) << "\n"
+     << "  nesterov: " << (o.nesterov ? "true" : "false") << "\n"
+     << "  groups: " << param_groups_yaml(o.groups) << "\n";
   const ScheduleConfig& s = c.schedule;
   os << "schedule:\n"
      << "  kind: " << quote(s.kind) << "\n"
@@ -278,7 +293,8 @@ std::string to_yaml(const TrainConfig& c) {
      << "seq_len: " << c.seq_len << "\n"
      << "grad_accum: " << c.grad_accum << "\n"
      << "grad_clip: " << fmt(c.grad_clip) << "\n"
-     << "max_skipped_steps: " << c.max_skipped_steps << "\n";
+     << "max_skipped_steps: " << c.max_skipped_steps << "\n"
+     << "freeze: " << list(c.freeze, quote) << "\n";
   return os.str();
 }
 

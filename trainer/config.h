@@ -2,13 +2,13 @@
 //
 //   model:       layers/config.h (parsed by layers::parse_model_config)
 //   data:        data/synthetic.h (SyntheticConfig)
-//   optimizer:   AdamW hyper-parameters and the no-weight-decay name patterns
+//   optimizer:   AdamW or SGD hyper-parameters, no-weight-decay name patterns, parameter groups
 //   schedule:    learning-rate schedule (trainer/schedule.h)
 //   checkpoint:  directory, interval, how many to keep, resume policy (trainer/checkpoint.h)
 //   logging:     progress interval, metrics JSONL file, TensorBoard directory, evaluation interval
 //   debug:       test hooks (NaN gradients injected at chosen steps)
 //   top level:   device, precision, seed, steps, batch_size, seq_len, grad_accum, grad_clip,
-//                max_skipped_steps
+//                max_skipped_steps, freeze
 //
 // Errors are Status values (InvalidArgument) whose message starts with where the offending key
 // came from: "file:line: section.key: ..." for a key of the file, "--set section.key=value: ..."
@@ -25,7 +25,17 @@
 
 namespace sl::trainer {
 
+// One optimizer.groups entry (trainer/param_groups.h): parameters whose dotted name matches the
+// fnmatch glob `params` train with lr * lr_scale and, when weight_decay >= 0, that weight decay
+// instead of the no_decay rule.
+struct ParamGroupConfig {
+  std::string params;
+  double lr_scale = 1.0;
+  double weight_decay = -1;  // < 0: not set
+};
+
 struct OptimizerConfig {
+  std::string kind = "adamw";  // "adamw" or "sgd" (momentum; beta1, beta2 and eps unused)
   double lr = 3e-3;
   double beta1 = 0.9;
   double beta2 = 0.95;
@@ -34,6 +44,9 @@ struct OptimizerConfig {
   // Parameters whose dotted name matches one of these globs (fnmatch) get no weight decay:
   // norms, biases, embeddings and Mamba's A_log / D by default.
   std::vector<std::string> no_decay = {"*norm*", "*bias", "*embeddings*", "*.A_log", "*.D"};
+  double momentum = 0.9;                 // sgd
+  bool nesterov = false;                 // sgd
+  std::vector<ParamGroupConfig> groups;  // the first group whose glob matches a name wins
 };
 
 struct ScheduleConfig {
@@ -79,6 +92,7 @@ struct TrainConfig {
   int64_t grad_accum = 1;
   double grad_clip = 1.0;          // max global gradient norm; 0: no clipping
   int64_t max_skipped_steps = 10;  // NaN/Inf steps tolerated before the run stops
+  std::vector<std::string> freeze;  // fnmatch globs over parameter names: not trained
 };
 
 // Parses YAML text (`file` names it in messages), after applying overrides "a.b=value" (value is

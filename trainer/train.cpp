@@ -89,9 +89,9 @@ class Run {
         model_text_(layers::to_yaml(c.model)),
         source_(std::move(source)) {
     model_.to(dev, DType::F32);
-    opt_ = std::make_unique<AdamW>(model_.named_parameters(), c.optimizer, compute);
   }
 
+  Status init();
   Status resume();
   StatusOr<TrainResult> loop();
 
@@ -109,7 +109,7 @@ class Run {
   DType compute_;
   Generator gen_;
   layers::HybridLM model_;
-  std::unique_ptr<AdamW> opt_;
+  std::unique_ptr<Optimizer> opt_;
   Console con_;
   MetricsFile metrics_;
   std::string config_text_, model_text_;
@@ -133,26 +133,22 @@ Status Run::restore(const CheckpointData& ck, const std::string& path) {
                                 dtype_name(dt) + shape.str());
     return *t;
   };
-  for (ParamState& s : opt_->states()) {
-    for (auto [suffix, dst] : {std::pair<const char*, Tensor*>{"", &s.master},
-                               {"/exp_avg", &s.exp_avg},
-                               {"/exp_avg_sq", &s.exp_avg_sq}}) {
-      std::string name = (*suffix ? "adam/" : "param/") + s.name + suffix;
-      StatusOr<Tensor> t = get(name, s.master.shape(), DType::F32);
-      if (!t.ok()) return t.status();
-      dst->copy_(t.value());
-    }
-    StatusOr<Tensor> st = get("adam/" + s.name + "/step", {1}, DType::I64);
-    if (!st.ok()) return st.status();
-    s.step = st.value().to_vector<int64_t>()[0];
-  }
+  Status os = opt_->load(ck, path);
+  if (!os.ok()) return os;
   StatusOr<Tensor> state = get("trainer/state", {4}, DType::I64);
   if (!state.ok()) return state.status();
   std::vector<int64_t> v = state.value().to_vector<int64_t>();
   step_ = v[0];
   skipped_ = v[1];
   gen_ = Generator(uint64_t(v[2]), uint64_t(v[3]));
-  opt_->sync_params();
+  return Status::Ok();
+}
+
+Status Run::init() {
+  StatusOr<std::unique_ptr<Optimizer>> o =
+      Optimizer::create(model_.named_parameters(), c_.optimizer, c_.freeze, compute_);
+  if (!o.ok()) return o.status();
+  opt_ = std::move(o).value();
   return Status::Ok();
 }
 
@@ -184,12 +180,7 @@ Status Run::resume() {
 Status Run::save() {
   if (c_.checkpoint.dir.empty()) return Status::Ok();
   CheckpointData d;
-  for (const ParamState& s : opt_->states()) {
-    d.add("param/" + s.name, s.master);
-    d.add("adam/" + s.name + "/exp_avg", s.exp_avg);
-    d.add("adam/" + s.name + "/exp_avg_sq", s.exp_avg_sq);
-    d.add("adam/" + s.name + "/step", i64s({s.step}));
-  }
+  opt_->save(&d);
   d.add("trainer/state", i64s({step_, skipped_, int64_t(gen_.seed), int64_t(gen_.offset)}));
   d.texts["config"] = config_text_;
   d.texts["model_config"] = model_text_;
@@ -253,7 +244,7 @@ StatusOr<TrainResult> Run::loop() {
     }
     if (std::find(nan_steps.begin(), nan_steps.end(), step_) != nan_steps.end())
       for (ParamState& s : opt_->states())
-        if (s.param.grad().defined()) {
+        if (!s.frozen && s.param.grad().defined()) {
           Tensor g = s.param.grad();
           g.fill_(std::nan(""));
           break;
@@ -360,7 +351,8 @@ StatusOr<TrainResult> train(const TrainConfig& cfg, const TrainHooks& hooks) {
   StatusOr<std::unique_ptr<data::BatchSource>> source = data::make_batch_source(cfg.data, shape);
   if (!source.ok()) return source.status();
   Run run(cfg, hooks, dev.value(), bf16 ? DType::BF16 : DType::F32, std::move(source).value());
-  Status s = run.resume();
+  Status s = run.init();
+  if (s.ok()) s = run.resume();
   if (!s.ok()) return s;
   return run.loop();
 }

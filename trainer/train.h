@@ -1,11 +1,12 @@
-// The training loop: HybridLM on the synthetic task, AdamW, schedule, clipping, gradient
+// The training loop: HybridLM on the synthetic task, AdamW or SGD, schedule, clipping, gradient
 // accumulation, NaN/Inf skipping, evaluation, checkpoints and resume, SIGINT/SIGTERM handling.
 //
 // One step s (0-based) runs grad_accum micro-batches (data index s * grad_accum + m), each
 // forward -> loss / grad_accum -> backward; then the global gradient norm (f32 on the device);
 // a non-finite loss or norm skips the update (counted; past max_skipped_steps the run stops with
-// an error); otherwise AdamW with the clip factor min(1, grad_clip / norm) as gradient scale and
-// the scheduled lr for step s. Gradients are zeroed after every step.
+// an error); otherwise an optimizer step (trainer/optimizer.h) with the clip factor
+// min(1, grad_clip / norm) as gradient scale and the scheduled lr for step s. Gradients are
+// zeroed after every step.
 //
 // Determinism: the model is initialised from Generator(seed), batches are pure functions of
 // (seed, index), and checkpoints hold the master weights, the optimizer state per parameter, the
