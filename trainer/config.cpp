@@ -133,6 +133,7 @@ void check_ranges(const TrainConfig& c, yaml::ParseContext* ctx) {
     const std::string& m = ds.message();
     ctx->invalid(m.substr(0, m.find(':')), m.substr(m.find(':') + 2));
   }
+  check_eval_config(c.eval, c.data, c.model.vocab_size, ctx);
 }
 
 }  // namespace
@@ -203,6 +204,7 @@ StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, const std
     yaml::Section g(&ctx, top.child("debug"), "debug");
     g.get_list("nan_grad_steps", &c.debug.nan_grad_steps);
     g.finish();
+    parse_eval_section(&ctx, top.child("eval"), &c.eval);
   }
   top.get("device", &c.device);
   top.get("precision", &c.precision);
@@ -285,6 +287,7 @@ std::string to_yaml(const TrainConfig& c) {
   os << "debug:\n"
      << "  nan_grad_steps: "
      << list(c.debug.nan_grad_steps, [](int64_t v) { return std::to_string(v); }) << "\n";
+  os << eval_yaml(c.eval);
   os << "device: " << quote(c.device) << "\n"
      << "precision: " << quote(c.precision) << "\n"
      << "seed: " << c.seed << "\n"

@@ -7,6 +7,7 @@
 //   checkpoint:  directory, interval, how many to keep, resume policy (trainer/checkpoint.h)
 //   logging:     progress interval, metrics JSONL file, TensorBoard directory, evaluation interval
 //   debug:       test hooks (NaN gradients injected at chosen steps)
+//   eval:        what `superlinear eval` measures (trainer/eval_config.h: the NIAH grid)
 //   top level:   device, precision, seed, steps, batch_size, seq_len, grad_accum, grad_clip,
 //                max_skipped_steps, freeze
 //
@@ -22,6 +23,7 @@
 #include "core/errors.h"
 #include "data/synthetic.h"
 #include "layers/config.h"
+#include "trainer/eval_config.h"
 
 namespace sl::trainer {
 
@@ -83,6 +85,7 @@ struct TrainConfig {
   CheckpointConfig checkpoint;
   LoggingConfig logging;
   DebugConfig debug;
+  EvalConfig eval;
   std::string device = "auto";     // "auto", "cpu", "cuda" or "cuda:N"
   std::string precision = "auto";  // "f32", "bf16" (f32 master weights) or "auto" (bf16 on GPU)
   uint64_t seed = 1234;

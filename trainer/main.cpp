@@ -8,6 +8,7 @@
 #include "core/device.h"
 #include "core/errors.h"
 #include "trainer/config.h"
+#include "trainer/eval_command.h"
 #include "trainer/train.h"
 
 namespace {
@@ -18,6 +19,9 @@ int usage(std::FILE* out = stderr) {
                "commands:\n"
                "  info                                  print the build (CUDA or CPU-only) and "
                "the visible devices\n"
+               "  eval CONFIG.yaml [--checkpoint PATH] [--set key=value] [--batches N] [--out DIR]\n"
+               "                                        eval-split loss and the eval.niah grid of "
+               "a checkpoint\n"
                "  train CONFIG.yaml [--set key=value]   train as the config says; --set overrides "
                "one key\n"
                "                                        (e.g. --set optimizer.lr=1e-3 --set "
@@ -103,6 +107,7 @@ int main(int argc, char** argv) {
   try {
     if (cmd == "info") return cmd_info();
     if (cmd == "train") return cmd_train(argc, argv);
+    if (cmd == "eval") return sl::trainer::eval_command({argv + 2, argv + argc});
     if (cmd == "-h" || cmd == "--help" || cmd == "help") {
       usage(stdout);
       return 0;
