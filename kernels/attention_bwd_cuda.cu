@@ -142,7 +142,7 @@ __global__ void __launch_bounds__(kThreads) attention_dkv_kernel(const Attention
         const int c = n * 8 + 2 * (lane & 3) + (e & 1);
         const int u = k0 + krow + 8 * (e >> 1);
         const bool ok = u >= qlo[c] && u <= qhi[c] && u < p.Lk;
-        s[n][e] = ok ? exp2f(fmaf(s[n][e], sl2, -info[c])) : 0.f;
+        s[n][e] = ok ? fast_exp2(fmaf(s[n][e], sl2, -info[c])) : 0.f;
       }
     // dV += P^T dO.
 #pragma unroll
@@ -314,7 +314,7 @@ __global__ void __launch_bounds__(kThreads) attention_dq_kernel(const AttentionP
       for (int e = 0; e < 4; ++e) {
         const int j = e >> 1, u = k0 + n * 8 + 2 * (lane & 3) + (e & 1);
         const bool ok = full || (u >= lo[j] && u <= hi[j] && u < p.Lk);
-        const float pr = ok ? exp2f(fmaf(s[n][e], sl2, -lse2[j])) : 0.f;
+        const float pr = ok ? fast_exp2(fmaf(s[n][e], sl2, -lse2[j])) : 0.f;
         s[n][e] = pr * (dp[n][e] - delta[j]);
       }
 #pragma unroll

@@ -141,23 +141,27 @@ __global__ void __launch_bounds__(Tile::kThreads, 2) attention_fwd_kernel(const 
         mx = quad_max(mx) * sl2;
         const float m_new = fmaxf(m[mt][j], mx);
         const float base = m_new == -INFINITY ? 0.f : m_new;
-        alpha[j] = exp2f(m[mt][j] - base);
+        alpha[j] = fast_exp2(m[mt][j] - base);
         m[mt][j] = m_new;
         float sum = 0.f;
 #pragma unroll
         for (int n = 0; n < kBN / 8; ++n) {
-          s[mt][n][2 * j] = exp2f(fmaf(s[mt][n][2 * j], sl2, -base));
-          s[mt][n][2 * j + 1] = exp2f(fmaf(s[mt][n][2 * j + 1], sl2, -base));
+          s[mt][n][2 * j] = fast_exp2(fmaf(s[mt][n][2 * j], sl2, -base));
+          s[mt][n][2 * j + 1] = fast_exp2(fmaf(s[mt][n][2 * j + 1], sl2, -base));
           sum += s[mt][n][2 * j] + s[mt][n][2 * j + 1];
         }
         l[mt][j] = l[mt][j] * alpha[j] + sum;
       }
+      // Once a row's maximum has settled (most key blocks of a long row) alpha is 1: skip the
+      // rescale when it is 1 for the whole warp (a uniform branch).
+      if (!__all_sync(0xffffffffu, alpha[0] == 1.f && alpha[1] == 1.f)) {
 #pragma unroll
-      for (int n = 0; n < D / 8; ++n) {
-        o[mt][n][0] *= alpha[0];
-        o[mt][n][1] *= alpha[0];
-        o[mt][n][2] *= alpha[1];
-        o[mt][n][3] *= alpha[1];
+        for (int n = 0; n < D / 8; ++n) {
+          o[mt][n][0] *= alpha[0];
+          o[mt][n][1] *= alpha[0];
+          o[mt][n][2] *= alpha[1];
+          o[mt][n][3] *= alpha[1];
+        }
       }
     }
 

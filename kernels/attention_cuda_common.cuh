@@ -156,6 +156,14 @@ __device__ __forceinline__ int key_hi(const AttentionParams& p, int64_t t) {
 constexpr int kFwdVariants = 3;
 void forward_variant(const AttentionParams& p, int device, int variant);
 
+// 2^x on the special-function unit, flushing denormals (exp2f without fast-math adds range
+// handling around the same instruction); 2^-inf = 0.
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 __device__ __forceinline__ float quad_max(float v) {
   v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
   return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
