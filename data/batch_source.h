@@ -1,5 +1,5 @@
 // Where training and evaluation batches come from: one interface over the synthetic tasks and
-// (later) token datasets on disk, so the trainer, `superlinear eval` and the tests ask for "batch
+// token datasets on disk (data/packed_source.h), so the trainer, `superlinear eval` and the tests ask for "batch
 // `index` of split S" and nothing else.
 //
 // Contract: batch(index, split) is a pure function of the source's configuration, the seed, the
@@ -39,7 +39,24 @@ class BatchSource {
   SourceShape shape_;
 };
 
-// The source the `data:` section describes; a config error is a Status naming the key.
+// The `data:` section of a training configuration: the synthetic task's keys (read when source
+// is "synthetic") and the token-file keys (source "hdf5", data/packed_source.h).
+struct DataConfig : SyntheticConfig {
+  std::string source = "synthetic";  // "synthetic" or "hdf5"
+  std::string path;                  // hdf5: the token file to train on (data/token_dataset.h)
+  std::string eval_path;             // hdf5: a held-out token file; empty: hold out eval_fraction
+  double eval_fraction = 0.01;  // hdf5 without eval_path: the last fraction of documents (>= 1)
+  bool shuffle = true;          // hdf5: shuffle the training documents every epoch
+};
+
+// Checks the keys that need no file: "data.<key>: ..." (the synthetic task's keys only when
+// source is synthetic).
+Status validate_data_config(const DataConfig& c, int64_t vocab_size, int64_t seq_len);
+
+// The source the `data:` section describes; a config error is a Status naming the key, a file
+// error one naming the key and the file.
+StatusOr<std::unique_ptr<BatchSource>> make_batch_source(const DataConfig& c,
+                                                         const SourceShape& shape);
 StatusOr<std::unique_ptr<BatchSource>> make_batch_source(const SyntheticConfig& c,
                                                          const SourceShape& shape);
 

@@ -55,9 +55,10 @@ __global__ void __launch_bounds__(kThreads) attention_dkv_kernel(const Attention
   float* rowinfo = reinterpret_cast<float*>(smem + 6 * kB * D * 2);  // [2][4][kB]
 
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
-  const int g = int(blockIdx.y), r = int(p.Hq / p.Hkv);
-  const int64_t b = blockIdx.z;
-  const int k0 = int(blockIdx.x) * kB;
+  // x: (batch, KV head); y: key blocks, the first (seen by the most causal queries) first.
+  const int g = int(blockIdx.x % p.Hkv), r = int(p.Hq / p.Hkv);
+  const int64_t b = blockIdx.x / p.Hkv;
+  const int k0 = int(blockIdx.y) * kB;
   const int kend = min(k0 + kB, int(p.Lk)) - 1;
 
   const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + b * p.k_sb + g * p.k_sh;
@@ -231,9 +232,10 @@ __global__ void __launch_bounds__(kThreads) attention_dq_kernel(const AttentionP
   auto s_v = [&](int st) { return s_do + uint32_t((3 + st) * kB * D * 2); };
 
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
-  const int qb = int(gridDim.x) - 1 - int(blockIdx.x);
-  const int h = int(blockIdx.y), g = h / int(p.Hq / p.Hkv);
-  const int64_t b = blockIdx.z;
+  // x: (batch, head); y: query blocks from the last (Note [heaviest first], attention_cuda.cu).
+  const int qb = int(gridDim.y) - 1 - int(blockIdx.y);
+  const int h = int(blockIdx.x % p.Hq), g = h / int(p.Hq / p.Hkv);
+  const int64_t b = blockIdx.x / p.Hq;
   const int i0 = qb * kB, rows = min(kB, int(p.Lq) - i0);
   const int64_t t_first = p.q_offset + i0, t_last = t_first + rows - 1;
 
@@ -357,10 +359,10 @@ void launch_backward(const AttentionParams& p, cudaStream_t stream) {
                                      cudaFuncAttributeMaxDynamicSharedMemorySize, smem_kv));
   SL_CUDA_CHECK(cudaFuncSetAttribute(attention_dq_kernel<T, D>,
                                      cudaFuncAttributeMaxDynamicSharedMemorySize, smem_q));
-  dim3 gkv(unsigned((p.Lk + kB - 1) / kB), unsigned(p.Hkv), unsigned(p.B));
+  dim3 gkv(unsigned(p.B * p.Hkv), unsigned((p.Lk + kB - 1) / kB));
   attention_dkv_kernel<T, D><<<gkv, kThreads, smem_kv, stream>>>(p);
   SL_CUDA_LAUNCH_CHECK();
-  dim3 gq(unsigned((p.Lq + kB - 1) / kB), unsigned(p.Hq), unsigned(p.B));
+  dim3 gq(unsigned(p.B * p.Hq), unsigned((p.Lq + kB - 1) / kB));
   attention_dq_kernel<T, D><<<gq, kThreads, smem_q, stream>>>(p);
   SL_CUDA_LAUNCH_CHECK();
 }
@@ -370,8 +372,9 @@ void launch_backward(const AttentionParams& p, cudaStream_t stream) {
 void attention_backward_cuda(const AttentionParams& p, int device) {
   cuda::set_device(device);
   cudaStream_t stream = cuda::stream(device);
-  SL_CHECK(p.Lq < (int64_t(1) << 31) && p.Lk < (int64_t(1) << 31))
-      << "attention: sequence lengths must fit int32";
+  SL_CHECK(p.Lq <= 65535 * 64 && p.Lk <= 65535 * 64)
+      << "attention: at most " << 65535 * 64 << " queries and keys per call (the grid's y "
+      << "dimension), got Lq " << p.Lq << ", Lk " << p.Lk << " (split the queries into chunks)";
   if (p.dtype == DType::BF16) {
     if (p.D == 64) return launch_backward<bf16, 64>(p, stream);
     return launch_backward<bf16, 128>(p, stream);

@@ -6,7 +6,7 @@
 // (Note [swizzled tiles], kernels/attention_cuda_common.cuh); per key block a warp computes
 // S = Q K^T (16 x 64), masks only when the block straddles a row's key range, updates the
 // online softmax in the log2 domain, and accumulates O += P V with P re-used from registers.
-// Blocks are launched heaviest first (causal: the last query blocks see the most keys).
+// Blocks are launched heaviest first across all heads (Note [heaviest first]).
 #include "kernels/attention.h"
 #include "kernels/attention_cuda_common.cuh"
 
@@ -39,9 +39,12 @@ __global__ void __launch_bounds__(Tile::kThreads, 2) attention_fwd_kernel(const 
   auto sv = [&](int st) { return sq + uint32_t((kBM + (2 + st) * kBN) * D * 2); };
 
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
-  const int qb = int(gridDim.x) - 1 - int(blockIdx.x);
-  const int h = int(blockIdx.y), g = h / int(p.Hq / p.Hkv);
-  const int64_t b = blockIdx.z;
+  // Note [heaviest first]: x enumerates (batch, head), y the query blocks from the last (which
+  // sees the most keys under a causal mask); blocks start in x-then-y order, so every head's
+  // heavy blocks go first and the light ones fill the tail.
+  const int qb = int(gridDim.y) - 1 - int(blockIdx.y);
+  const int h = int(blockIdx.x % p.Hq), g = h / int(p.Hq / p.Hkv);
+  const int64_t b = blockIdx.x / p.Hq;
   const int q0 = qb * kBM;
   const int rows = min(kBM, int(p.Lq) - q0);
   const int64_t t_first = p.q_offset + q0, t_last = p.q_offset + q0 + rows - 1;
@@ -241,7 +244,7 @@ void launch_forward(const AttentionParams& p, cudaStream_t stream) {
   constexpr int smem = fwd_smem_bytes<Tile, D>();
   SL_CUDA_CHECK(cudaFuncSetAttribute(attention_fwd_kernel<T, D, Tile>,
                                      cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  dim3 grid(unsigned((p.Lq + Tile::kBM - 1) / Tile::kBM), unsigned(p.Hq), unsigned(p.B));
+  dim3 grid(unsigned(p.B * p.Hq), unsigned((p.Lq + Tile::kBM - 1) / Tile::kBM));
   attention_fwd_kernel<T, D, Tile><<<grid, Tile::kThreads, smem, stream>>>(p);
   SL_CUDA_LAUNCH_CHECK();
 }
@@ -261,8 +264,9 @@ void forward_with(const AttentionParams& p, cudaStream_t stream) {
 namespace attn {
 void forward_variant(const AttentionParams& p, int device, int variant) {
   cuda::set_device(device);
-  SL_CHECK(p.Lq < (int64_t(1) << 31) && p.Lk < (int64_t(1) << 31))
-      << "attention: sequence lengths must fit int32";
+  SL_CHECK(p.Lq <= 65535 * 64 && p.Lk <= 65535 * 64)
+      << "attention: at most " << 65535 * 64 << " queries and keys per call (the grid's y "
+      << "dimension), got Lq " << p.Lq << ", Lk " << p.Lk << " (split the queries into chunks)";
   cudaStream_t stream = cuda::stream(device);
   if (variant == 0) return forward_with<FwdTile<4, 2, 64>>(p, stream);
   if (variant == 1) return forward_with<FwdTile<8, 1, 64>>(p, stream);

@@ -16,6 +16,7 @@
 
 #include "layers/config_io.h"
 #include "layers/yaml_section.h"
+#include "trainer/init_from.h"
 #include "trainer/param_groups.h"
 
 namespace sl::trainer {
@@ -216,12 +217,16 @@ StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, const std
   top.get("grad_clip", &c.grad_clip);
   top.get("max_skipped_steps", &c.max_skipped_steps);
   top.get_list("freeze", &c.freeze);
+  top.get("init_from", &c.init_from);
+  top.get("convert_attention", &c.convert_attention);
   top.finish();
   if (!ctx.error.ok()) return ctx.error;
 
   StatusOr<layers::ModelConfig> m = layers::parse_model_config(model, &ctx);
   if (!m.ok()) return m.status();
   c.model = std::move(m).value();
+  if (Status s = convert_attention_pattern(c.convert_attention, &c.model); !s.ok())
+    ctx.invalid("convert_attention", s.message());
   check_ranges(c, &ctx);
   if (!ctx.error.ok()) return ctx.error;
   return c;
@@ -297,7 +302,9 @@ std::string to_yaml(const TrainConfig& c) {
      << "grad_accum: " << c.grad_accum << "\n"
      << "grad_clip: " << fmt(c.grad_clip) << "\n"
      << "max_skipped_steps: " << c.max_skipped_steps << "\n"
-     << "freeze: " << list(c.freeze, quote) << "\n";
+     << "freeze: " << list(c.freeze, quote) << "\n"
+     << "init_from: " << quote(c.init_from) << "\n"
+     << "convert_attention: " << quote(c.convert_attention) << "\n";
   return os.str();
 }
 

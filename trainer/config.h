@@ -96,6 +96,8 @@ struct TrainConfig {
   double grad_clip = 1.0;          // max global gradient norm; 0: no clipping
   int64_t max_skipped_steps = 10;  // NaN/Inf steps tolerated before the run stops
   std::vector<std::string> freeze;  // fnmatch globs over parameter names: not trained
+  std::string init_from;          // trainer/init_from.h: HF directory or checkpoint; "": none
+  std::string convert_attention;  // "" or "superlinear": '*' blocks become 'S' (init_from.h)
 };
 
 // Parses YAML text (`file` names it in messages), after applying overrides "a.b=value" (value is

@@ -7,6 +7,7 @@
 
 #include "core/device.h"
 #include "core/errors.h"
+#include "data/build_command.h"
 #include "trainer/config.h"
 #include "trainer/eval_command.h"
 #include "trainer/train.h"
@@ -25,7 +26,9 @@ int usage(std::FILE* out = stderr) {
                "  train CONFIG.yaml [--set key=value]   train as the config says; --set overrides "
                "one key\n"
                "                                        (e.g. --set optimizer.lr=1e-3 --set "
-               "steps=50)\n");
+               "steps=50)\n"
+               "  data build --output OUT.h5 INPUT...   tokenise text into an HDF5 token file "
+               "(superlinear data help)\n");
   return 2;
 }
 
@@ -108,6 +111,7 @@ int main(int argc, char** argv) {
     if (cmd == "info") return cmd_info();
     if (cmd == "train") return cmd_train(argc, argv);
     if (cmd == "eval") return sl::trainer::eval_command({argv + 2, argv + argc});
+    if (cmd == "data") return sl::data::data_command({argv + 2, argv + argc});
     if (cmd == "-h" || cmd == "--help" || cmd == "help") {
       usage(stdout);
       return 0;

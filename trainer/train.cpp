@@ -13,6 +13,7 @@
 #include "layers/hybrid_lm.h"
 #include "trainer/checkpoint.h"
 #include "trainer/evaluate.h"
+#include "trainer/init_from.h"
 #include "trainer/metrics.h"
 #include "trainer/optimizer.h"
 #include "trainer/schedule.h"
@@ -145,6 +146,11 @@ Status Run::restore(const CheckpointData& ck, const std::string& path) {
 }
 
 Status Run::init() {
+  if (!c_.init_from.empty()) {
+    StatusOr<std::string> from = init_model_from(c_.init_from, c_.convert_attention, &model_);
+    if (!from.ok()) return from.status();
+    con_.line(from.value());
+  }
   StatusOr<std::unique_ptr<Optimizer>> o =
       Optimizer::create(model_.named_parameters(), c_.optimizer, c_.freeze, compute_);
   if (!o.ok()) return o.status();
