@@ -60,9 +60,8 @@ void niah_row(const SyntheticConfig& c, int64_t T, Stream& rng, int32_t* ids, in
     for (int64_t i = 0; i < N; ++i) values.push_back(value0 + int32_t(rng.below(c.n_values)));
   }
   // Needles 0..A-1 are asked and form the block (kind 1); the rest are distractors (kind 0).
-  const int64_t block_gap = c.needle_depth >= 0
-                                ? std::llround(c.needle_depth * double(n_noise))
-                                : rng.below(n_noise + 1);
+  const int64_t block_gap =
+      c.needle_depth >= 0 ? std::llround(c.needle_depth * double(n_noise)) : rng.below(n_noise + 1);
   struct Item {
     int64_t gap, kind, needle;
   };
@@ -150,12 +149,12 @@ Status validate_niah(const SyntheticConfig& c, int64_t vocab_size, int64_t seq_l
   if (c.task == "niah_single" && N != 1)
     return bad("n_needles", str(N) + ": niah_single has exactly 1 needle (use niah_multikey)");
   if (c.task == "niah_multivalue" && N > c.n_values)
-    return bad("n_needles", str(N) + " distinct values need n_needles <= data.n_values = " +
-                                str(c.n_values));
-  if (c.task != "niah_multivalue" && N > c.n_keys)
     return bad("n_needles",
-               str(N) + " needles with distinct keys need n_needles <= data.n_keys = " +
-                   str(c.n_keys));
+               str(N) + " distinct values need n_needles <= data.n_values = " + str(c.n_values));
+  if (c.task != "niah_multivalue" && N > c.n_keys)
+    return bad(
+        "n_needles",
+        str(N) + " needles with distinct keys need n_needles <= data.n_keys = " + str(c.n_keys));
   if (c.task == "niah_multiquery" && (c.n_queries < 0 || c.n_queries > N))
     return bad("n_queries", str(c.n_queries) + " must be in [0, n_needles = " + str(N) +
                                 "] (0: every needle is asked)");
@@ -170,8 +169,8 @@ Status validate_niah(const SyntheticConfig& c, int64_t vocab_size, int64_t seq_l
   return Status::Ok();
 }
 
-Batch niah_batch(const SyntheticConfig& c, int64_t vocab_size, int64_t batch_size,
-                 int64_t seq_len, uint64_t seed, int64_t index, int rank, Split split) {
+Batch niah_batch(const SyntheticConfig& c, int64_t vocab_size, int64_t batch_size, int64_t seq_len,
+                 uint64_t seed, int64_t index, int rank, Split split) {
   ThrowIfError(validate_niah(c, vocab_size, seq_len));
   SL_CHECK(batch_size > 0 && index >= 0 && rank >= 0)
       << "niah_batch: batch_size " << batch_size << ", index " << index << ", rank " << rank;

@@ -53,8 +53,7 @@ Status validate_niah(const SyntheticConfig& c, int64_t vocab_size, int64_t seq_l
 
 // The batch `index` of `split` for rank `rank` (data/synthetic.h Batch). Throws sl::Error on a
 // config that validate_niah rejects.
-Batch niah_batch(const SyntheticConfig& c, int64_t vocab_size, int64_t batch_size,
-                 int64_t seq_len, uint64_t seed, int64_t index, int rank = 0,
-                 Split split = Split::kTrain);
+Batch niah_batch(const SyntheticConfig& c, int64_t vocab_size, int64_t batch_size, int64_t seq_len,
+                 uint64_t seed, int64_t index, int rank = 0, Split split = Split::kTrain);
 
 }  // namespace sl::data

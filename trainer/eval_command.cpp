@@ -103,8 +103,8 @@ Status write_niah_csv(const std::string& path, const TrainConfig& cfg,
     << checkpoint << "\n";
   f << "length,depth,accuracy,loss,rows,scored\n";
   for (const NiahCell& c : cells)
-    f << c.length << "," << c.depth << "," << fixed(c.accuracy, 6) << "," << fixed(c.loss, 6)
-      << "," << c.rows << "," << c.scored << "\n";
+    f << c.length << "," << c.depth << "," << fixed(c.accuracy, 6) << "," << fixed(c.loss, 6) << ","
+      << c.rows << "," << c.scored << "\n";
   f.close();
   if (!f) return Status::IoError(path + ": write failed");
   return Status::Ok();
@@ -119,8 +119,7 @@ Status write_niah_png(const std::string& path, const TrainConfig& cfg,
     rows.push_back(n.depths[d] < 0 ? "-1" : fixed(100 * n.depths[d], 0) + "%");
   for (size_t l = 0; l < n.lengths.size(); ++l) {
     cols.push_back(std::to_string(n.lengths[l]));
-    for (size_t d = 0; d < n.depths.size(); ++d)
-      v[d][l] = cells[l * n.depths.size() + d].accuracy;
+    for (size_t d = 0; d < n.depths.size(); ++d) v[d][l] = cells[l * n.depths.size() + d].accuracy;
   }
   return write_png(path, heatmap(v, rows, cols));
 }
@@ -175,7 +174,8 @@ StatusOr<EvalReport> run_eval(const EvalOptions& o, std::FILE* out) {
     auto src = data::make_batch_source(cfg.data, shape);
     if (!src.ok()) return src.status();
     rep.lm = evaluate_lm(model, *src.value(), batches, dev.value());
-    std::fprintf(out, "eval split (%lld batches, %lld scored tokens): loss %.4f, perplexity %.3f, "
+    std::fprintf(out,
+                 "eval split (%lld batches, %lld scored tokens): loss %.4f, perplexity %.3f, "
                  "accuracy %.4f\n",
                  static_cast<long long>(batches), static_cast<long long>(rep.lm.scored),
                  rep.lm.loss, rep.lm.perplexity(), rep.lm.accuracy);

@@ -40,11 +40,11 @@ struct NiahCell {
 };
 
 struct EvalReport {
-  std::string checkpoint;  // the file the parameters came from
-  int64_t step = 0;        // its training step
-  EvalResult lm;           // NaN loss when no batches were asked for
-  std::vector<NiahCell> niah;        // lengths-major: (lengths[0], depths[0]), (lengths[0], ...)
-  std::string csv_path, png_path;    // empty without a NIAH grid
+  std::string checkpoint;          // the file the parameters came from
+  int64_t step = 0;                // its training step
+  EvalResult lm;                   // NaN loss when no batches were asked for
+  std::vector<NiahCell> niah;      // lengths-major: (lengths[0], depths[0]), (lengths[0], ...)
+  std::string csv_path, png_path;  // empty without a NIAH grid
 };
 
 // Copies every parameter of `model` (f32, as built) from ck's "param/<name>" tensors; ck must

@@ -61,9 +61,8 @@ void check_eval_config(const EvalConfig& e, const data::SyntheticConfig& data, i
   for (int64_t len : n.lengths) {
     Status s = data::validate_niah(n.cell(data, n.depths[0]), vocab_size, len);
     if (!s.ok())
-      return ctx->invalid("eval.niah.lengths",
-                          "length " + std::to_string(len) + " with task " + n.task + ": " +
-                              s.message());
+      return ctx->invalid("eval.niah.lengths", "length " + std::to_string(len) + " with task " +
+                                                   n.task + ": " + s.message());
   }
 }
 

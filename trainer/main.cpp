@@ -10,6 +10,7 @@
 #include "data/build_command.h"
 #include "trainer/config.h"
 #include "trainer/eval_command.h"
+#include "trainer/sweep.h"
 #include "trainer/train.h"
 
 namespace {
@@ -20,9 +21,12 @@ int usage(std::FILE* out = stderr) {
                "commands:\n"
                "  info                                  print the build (CUDA or CPU-only) and "
                "the visible devices\n"
-               "  eval CONFIG.yaml [--checkpoint PATH] [--set key=value] [--batches N] [--out DIR]\n"
+               "  eval CONFIG.yaml [--checkpoint PATH] [--set key=value] [--batches N] "
+               "[--out DIR]\n"
                "                                        eval-split loss and the eval.niah grid of "
                "a checkpoint\n"
+               "  sweep SWEEP.yaml                      train a grid or list of runs of one base "
+               "config (resumable)\n"
                "  train CONFIG.yaml [--set key=value]   train as the config says; --set overrides "
                "one key\n"
                "                                        (e.g. --set optimizer.lr=1e-3 --set "
@@ -81,6 +85,8 @@ int cmd_train(int argc, char** argv) {
     return 1;
   }
   const sl::trainer::TrainResult& res = r.value();
+  sl::Status rs = sl::trainer::record_train_result(cfg.value(), res);
+  if (!rs.ok()) std::fprintf(stderr, "superlinear train: %s\n", rs.message().c_str());
   if (res.interrupted || res.end_step == res.start_step) return 0;
   std::string summary =
       "done: steps " + std::to_string(res.start_step) + " -> " + std::to_string(res.end_step);
@@ -111,6 +117,8 @@ int main(int argc, char** argv) {
     if (cmd == "info") return cmd_info();
     if (cmd == "train") return cmd_train(argc, argv);
     if (cmd == "eval") return sl::trainer::eval_command({argv + 2, argv + argc});
+    if (cmd == "sweep")
+      return sl::trainer::sweep_command({argv + 2, argv + argc}, "/proc/self/exe");
     if (cmd == "data") return sl::data::data_command({argv + 2, argv + argc});
     if (cmd == "-h" || cmd == "--help" || cmd == "help") {
       usage(stdout);

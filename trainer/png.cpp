@@ -17,10 +17,9 @@ struct Glyph {
   uint8_t rows[5];
 };
 constexpr Glyph kFont[] = {
-    {'0', {7, 5, 5, 5, 7}}, {'1', {2, 6, 2, 2, 7}}, {'2', {7, 1, 7, 4, 7}},
-    {'3', {7, 1, 7, 1, 7}}, {'4', {5, 5, 7, 1, 1}}, {'5', {7, 4, 7, 1, 7}},
-    {'6', {7, 4, 7, 5, 7}}, {'7', {7, 1, 1, 1, 1}}, {'8', {7, 5, 7, 5, 7}},
-    {'9', {7, 5, 7, 1, 7}}, {'.', {0, 0, 0, 0, 2}}, {'-', {0, 0, 7, 0, 0}},
+    {'0', {7, 5, 5, 5, 7}}, {'1', {2, 6, 2, 2, 7}}, {'2', {7, 1, 7, 4, 7}}, {'3', {7, 1, 7, 1, 7}},
+    {'4', {5, 5, 7, 1, 1}}, {'5', {7, 4, 7, 1, 7}}, {'6', {7, 4, 7, 5, 7}}, {'7', {7, 1, 1, 1, 1}},
+    {'8', {7, 5, 7, 5, 7}}, {'9', {7, 5, 7, 1, 7}}, {'.', {0, 0, 0, 0, 2}}, {'-', {0, 0, 7, 0, 0}},
     {'%', {5, 1, 2, 4, 5}},
 };
 
@@ -125,8 +124,7 @@ Image heatmap(const std::vector<std::vector<double>>& values,
               const std::vector<std::string>& row_labels,
               const std::vector<std::string>& col_labels) {
   const int rows = int(values.size()), cols = rows ? int(values[0].size()) : 0;
-  SL_CHECK(rows > 0 && cols > 0 && int(row_labels.size()) == rows &&
-           int(col_labels.size()) == cols)
+  SL_CHECK(rows > 0 && cols > 0 && int(row_labels.size()) == rows && int(col_labels.size()) == cols)
       << "heatmap: " << rows << " rows, " << cols << " columns, " << row_labels.size()
       << " row labels, " << col_labels.size() << " column labels";
   constexpr int kScale = 2, kCellH = 28, kPad = 8, kGlyphH = 5 * kScale;

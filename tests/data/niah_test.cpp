@@ -32,8 +32,8 @@ SyntheticConfig niah(const std::string& task, int64_t needles = 0, double depth 
 // A row read back from its tokens, without the generator's help.
 struct Row {
   std::vector<std::pair<int32_t, int32_t>> needles;  // (key, value) in context order
-  std::vector<int64_t> needle_pos;                    // position of each needle's key
-  std::vector<int64_t> noise_before;                  // noise tokens before each needle
+  std::vector<int64_t> needle_pos;                   // position of each needle's key
+  std::vector<int64_t> noise_before;                 // noise tokens before each needle
   int64_t n_noise = 0, sep = -1;
 };
 
@@ -146,8 +146,7 @@ TEST_P(NiahVariant, AnswersAreTheNeedlesValuesAndCountsMatch) {
       for (int64_t v : y) scored += v != kIgnoreIndex;
       EXPECT_EQ(b.n_scored, scored);
       const int64_t N = needles ? needles : (c.task == "niah_single" ? 1 : 4);
-      const int64_t per_row =
-          c.task == "niah_multivalue" || c.task == "niah_multiquery" ? N : 1;
+      const int64_t per_row = c.task == "niah_multivalue" || c.task == "niah_multiquery" ? N : 1;
       EXPECT_EQ(scored, B * per_row) << c.task << " with " << needles << " needles";
       for (int64_t r = 0; r < B; ++r) check_row(c, x.data() + r * T, y.data() + r * T, T);
     }
@@ -252,7 +251,8 @@ batch_size: 2
   Batch b = src.value()->batch(0, Split::kEval);
   auto x = b.ids.to_vector<int32_t>();
   auto y = b.targets.to_vector<int64_t>();
-  for (int64_t r = 0; r < 2; ++r) check_row(c.value().data, x.data() + r * 32, y.data() + r * 32, 32);
+  for (int64_t r = 0; r < 2; ++r)
+    check_row(c.value().data, x.data() + r * 32, y.data() + r * 32, 32);
 
   StatusOr<trainer::TrainConfig> bad =
       trainer::parse_train_config(yaml, "niah.yaml", {"data.needle_depth=2"});

@@ -144,8 +144,7 @@ TEST_F(EvalCommandTest, NiahGridWritesCsvAndPngInGridOrder) {
 TEST_F(EvalCommandTest, ErrorsNameTheProblem) {
   StatusOr<EvalReport> r = run_eval(opts(), null_);  // nothing trained yet
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("checkpoint.dir"), std::string::npos)
-      << r.status().message();
+  EXPECT_NE(r.status().message().find("checkpoint.dir"), std::string::npos) << r.status().message();
 
   train_tiny();
   EvalOptions o = opts();
@@ -186,8 +185,7 @@ TEST(EvalConfig, UnknownKeysNameFileAndLineAndTheSectionRoundTrips) {
       "eval:\n  niah:\n    lengths: [16]\n    lenghts: [32]\n",
       "bad.yaml");
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("bad.yaml:5"), std::string::npos)
-      << bad.status().message();
+  EXPECT_NE(bad.status().message().find("bad.yaml:5"), std::string::npos) << bad.status().message();
   EXPECT_NE(bad.status().message().find("eval.niah.lenghts"), std::string::npos);
   bad = parse_train_config(
       "model: {vocab_size: 48, d_model: 16, pattern: \"-\", mlp: {intermediate_size: 16}}\n"
