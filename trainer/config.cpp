@@ -115,6 +115,8 @@ void check_ranges(const TrainConfig& c, yaml::ParseContext* ctx) {
        std::to_string(c.logging.eval_every) + " < 0");
   need(c.logging.eval_batches >= 0, "logging.eval_batches",
        std::to_string(c.logging.eval_batches) + " < 0");
+  need(c.logging.peak_tflops >= 0, "logging.peak_tflops",
+       fmt(c.logging.peak_tflops) + " must be >= 0 (0: from the device name)");
   const std::string& d = c.device;
   bool cuda_n = d.rfind("cuda:", 0) == 0 && d.size() > 5 &&
                 d.find_first_not_of("0123456789", 5) == std::string::npos;
@@ -201,6 +203,7 @@ StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, const std
     l.get("eval_every", &c.logging.eval_every);
     l.get("eval_batches", &c.logging.eval_batches);
     l.get("tensorboard", &c.logging.tensorboard);
+    l.get("peak_tflops", &c.logging.peak_tflops);
     l.finish();
     yaml::Section g(&ctx, top.child("debug"), "debug");
     g.get_list("nan_grad_steps", &c.debug.nan_grad_steps);
@@ -288,7 +291,8 @@ std::string to_yaml(const TrainConfig& c) {
      << "  metrics: " << quote(c.logging.metrics) << "\n"
      << "  eval_every: " << c.logging.eval_every << "\n"
      << "  eval_batches: " << c.logging.eval_batches << "\n"
-     << "  tensorboard: " << quote(c.logging.tensorboard) << "\n";
+     << "  tensorboard: " << quote(c.logging.tensorboard) << "\n"
+     << "  peak_tflops: " << fmt(c.logging.peak_tflops) << "\n";
   os << "debug:\n"
      << "  nan_grad_steps: "
      << list(c.debug.nan_grad_steps, [](int64_t v) { return std::to_string(v); }) << "\n";

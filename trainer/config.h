@@ -71,6 +71,7 @@ struct LoggingConfig {
   int64_t eval_every = 0;    // steps between evaluations; 0: at the end only
   int64_t eval_batches = 4;  // held-out batches per evaluation
   std::string tensorboard;   // directory for TensorBoard event files of the metrics; empty: none
+  double peak_tflops = 0;    // device peak for MFU (trainer/flops.h); 0: from the device name
 };
 
 struct DebugConfig {

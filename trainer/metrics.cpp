@@ -29,9 +29,11 @@ void Console::progress(const Progress& p) {
     std::snprintf(tok, sizeof(tok), "%.2fM", p.tokens_per_s / 1e6);
   else
     std::snprintf(tok, sizeof(tok), "%.1fk", p.tokens_per_s / 1e3);
-  std::fprintf(out_, "%sstep %lld/%lld | loss %.4f | lr %.2e | %s tok/s | grad %.3f%s | eta %s%s",
+  char mfu[32] = "";
+  if (p.mfu > 0) std::snprintf(mfu, sizeof(mfu), " | mfu %.1f%%", 100 * p.mfu);
+  std::fprintf(out_, "%sstep %lld/%lld | loss %.4f | lr %.2e | %s tok/s%s | grad %.3f%s | eta %s%s",
                tty_ ? "\r" : "", static_cast<long long>(p.step), static_cast<long long>(p.total),
-               p.loss, p.lr, tok, p.grad_norm,
+               p.loss, p.lr, tok, mfu, p.grad_norm,
                p.skipped ? (" | skipped " + std::to_string(p.skipped)).c_str() : "",
                format_duration(p.eta_s).c_str(), tty_ ? "\033[K" : "\n");
   std::fflush(out_);

@@ -22,6 +22,7 @@ struct Progress {
   int64_t step = 0, total = 0;
   double loss = 0, lr = 0, tokens_per_s = 0, grad_norm = 0, eta_s = 0;
   int64_t skipped = 0;
+  double mfu = 0;  // model FLOPs utilisation in [0, 1]; 0: not known (not shown)
 };
 
 class Console {

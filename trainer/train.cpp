@@ -13,6 +13,7 @@
 #include "layers/hybrid_lm.h"
 #include "trainer/checkpoint.h"
 #include "trainer/evaluate.h"
+#include "trainer/flops.h"
 #include "trainer/init_from.h"
 #include "trainer/metrics.h"
 #include "trainer/optimizer.h"
@@ -230,6 +231,8 @@ StatusOr<TrainResult> Run::loop() {
     report_eval(e, "at");
   }
 
+  const double flops_per_token = model_flops_per_token(model_, c_.seq_len).total();
+  const double peak_flops = resolve_peak_tflops(c_.logging.peak_tflops, dev_) * 1e12;
   SignalGuard signals;
   const std::vector<int64_t>& nan_steps = c_.debug.nan_grad_steps;
   const int64_t B = c_.batch_size, T = c_.seq_len;
@@ -290,12 +293,15 @@ StatusOr<TrainResult> Run::loop() {
       p.tokens_per_s = double(win_steps * B * T * accum) / std::max(secs, 1e-9);
       p.eta_s = secs / double(win_steps) * double(c_.steps - step_);
       p.skipped = skipped_;
+      if (peak_flops > 0) p.mfu = flops_per_token * p.tokens_per_s / peak_flops;
       con_.progress(p);
-      metrics_.write(step_, {{"loss", p.loss},
-                             {"lr", lr},
-                             {"tokens_per_s", p.tokens_per_s},
-                             {"grad_norm", p.grad_norm},
-                             {"skipped", double(skipped_)}});
+      std::vector<std::pair<std::string, double>> m = {{"loss", p.loss},
+                                                       {"lr", lr},
+                                                       {"tokens_per_s", p.tokens_per_s},
+                                                       {"grad_norm", p.grad_norm},
+                                                       {"skipped", double(skipped_)}};
+      if (peak_flops > 0) m.emplace_back("mfu", p.mfu);
+      metrics_.write(step_, m);
       if (std::isnan(result_.first_loss)) result_.first_loss = p.loss;
       result_.last_loss = p.loss;
       win_loss = win_norm = 0;
