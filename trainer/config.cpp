@@ -131,7 +131,7 @@ void check_ranges(const TrainConfig& c, yaml::ParseContext* ctx) {
   need(c.grad_clip >= 0, "grad_clip", fmt(c.grad_clip) + " must be >= 0 (0: off)");
   need(c.max_skipped_steps >= 0, "max_skipped_steps", std::to_string(c.max_skipped_steps) + " < 0");
   if (!ctx->error.ok()) return;
-  Status ds = data::validate_synthetic(c.data, c.model.vocab_size, c.seq_len);
+  Status ds = data::validate_data_config(c.data, c.model.vocab_size, c.seq_len);
   if (!ds.ok()) {
     const std::string& m = ds.message();
     ctx->invalid(m.substr(0, m.find(':')), m.substr(m.find(':') + 2));
@@ -172,6 +172,11 @@ StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, const std
     d.get("n_needles", &c.data.n_needles);
     d.get("needle_depth", &c.data.needle_depth);
     d.get("n_haystack", &c.data.n_haystack);
+    d.get("source", &c.data.source);
+    d.get("path", &c.data.path);
+    d.get("eval_path", &c.data.eval_path);
+    d.get("eval_fraction", &c.data.eval_fraction);
+    d.get("shuffle", &c.data.shuffle);
     d.finish();
     yaml::Section o(&ctx, top.child("optimizer"), "optimizer");
     o.get("kind", &c.optimizer.kind);
@@ -252,7 +257,7 @@ std::string to_yaml(const TrainConfig& c) {
     return s + "]";
   };
   os << "model:\n" << layers::to_yaml(c.model, 2);
-  const data::SyntheticConfig& d = c.data;
+  const data::DataConfig& d = c.data;
   os << "data:\n"
      << "  task: " << quote(d.task) << "\n"
      << "  n_pairs: " << d.n_pairs << "\n"
@@ -262,7 +267,12 @@ std::string to_yaml(const TrainConfig& c) {
      << "  copy_len: " << d.copy_len << "\n"
      << "  n_needles: " << d.n_needles << "\n"
      << "  needle_depth: " << fmt(d.needle_depth) << "\n"
-     << "  n_haystack: " << d.n_haystack << "\n";
+     << "  n_haystack: " << d.n_haystack << "\n"
+     << "  source: " << quote(d.source) << "\n"
+     << "  path: " << quote(d.path) << "\n"
+     << "  eval_path: " << quote(d.eval_path) << "\n"
+     << "  eval_fraction: " << fmt(d.eval_fraction) << "\n"
+     << "  shuffle: " << (d.shuffle ? "true" : "false") << "\n";
   const OptimizerConfig& o = c.optimizer;
   os << "optimizer:\n"
      << "  lr: " << fmt(o.lr) << "\n"

@@ -1,7 +1,7 @@
 // The typed training configuration: one struct per section, defaults in one place.
 //
 //   model:       layers/config.h (parsed by layers::parse_model_config)
-//   data:        data/synthetic.h (SyntheticConfig)
+//   data:        data/batch_source.h (DataConfig: a synthetic task or an HDF5 token file)
 //   optimizer:   AdamW or SGD hyper-parameters, no-weight-decay name patterns, parameter groups
 //   schedule:    learning-rate schedule (trainer/schedule.h)
 //   checkpoint:  directory, interval, how many to keep, resume policy (trainer/checkpoint.h)
@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "core/errors.h"
-#include "data/synthetic.h"
+#include "data/batch_source.h"
 #include "layers/config.h"
 #include "trainer/eval_config.h"
 
@@ -80,7 +80,7 @@ struct DebugConfig {
 
 struct TrainConfig {
   layers::ModelConfig model;
-  data::SyntheticConfig data;
+  data::DataConfig data;
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
   CheckpointConfig checkpoint;
