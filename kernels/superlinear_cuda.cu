@@ -80,7 +80,9 @@ __device__ float attend(const T* K, const T* V, int64_t lo, int64_t hi, const fl
   return m + logf(l);
 }
 
-template <class T, int E>
+// kAttend = false: the search only (anchors and gate scores), for the tensor-core span path
+// (kernels/superlinear_span_cuda.cu) that attends afterwards.
+template <class T, int E, bool kAttend = true>
 __global__ void __launch_bounds__(kRowWarps * 32)
     superlinear_fwd_kernel(SuperlinearParams p, bool vec) {
   extern __shared__ float smem[];
@@ -130,6 +132,7 @@ __global__ void __launch_bounds__(kRowWarps * 32)
 #pragma unroll
     for (int j = 0; j < kMaxK; ++j)
       if (j < k) p.anchors[mrow + j] = ba[j], scores[j] = bs[j];
+  if (!kAttend) return;
   float g[kMaxK];
   gate_weights(k, bs, ba, g);
 
@@ -166,6 +169,17 @@ void launch_forward(const SuperlinearParams& p, bool vec, cudaStream_t s) {
 }
 
 }  // namespace
+
+void launch_search(const SuperlinearParams& p, cudaStream_t s) {
+  const bool vec = can_vectorise(p, {});
+  const size_t smem = size_t(kRowWarps) * 2 * size_t(p.D) * sizeof(float);
+  SL_DISPATCH_CUDA_FLOAT(p.dtype, kOp, T, {
+    superlinear_fwd_kernel<T, 4, false>
+        <<<row_blocks(p.B * p.Hq * p.Lq), kRowWarps * 32, smem, s>>>(p, vec);
+  });
+  SL_CUDA_LAUNCH_CHECK();
+}
+
 }  // namespace slcuda
 
 void superlinear_forward_cuda(const SuperlinearParams& p, int device) {
@@ -175,6 +189,7 @@ void superlinear_forward_cuda(const SuperlinearParams& p, int device) {
       << kOp << ": CUDA statistics are f32, got " << dtype_name(p.stat_dtype);
   if (p.B * p.Hq * p.Lq == 0) return;
   cuda::set_device(device);
+  if (spans_supported(p)) return forward_spans(p, device);
   cudaStream_t s = cuda::stream(device);
   const bool vec = can_vectorise(p, {p.out});
   SL_DISPATCH_CUDA_FLOAT(p.dtype, kOp, T, {

@@ -216,4 +216,12 @@ inline unsigned row_blocks(int64_t rows) {
   return unsigned((rows + kRowWarps - 1) / kRowWarps);
 }
 
+// The search alone (anchors and scores of every query row), kernels/superlinear_cuda.cu.
+void launch_search(const SuperlinearParams& p, cudaStream_t s);
+
+// The tensor-core forward (kernels/superlinear_span_cuda.cu): bf16, D 64 or 128. When
+// spans_supported(p), superlinear_forward_cuda hands the call to forward_spans.
+bool spans_supported(const SuperlinearParams& p);
+void forward_spans(const SuperlinearParams& p, int device);
+
 }  // namespace sl::kernels::slcuda
