@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <string>
 #include <vector>
@@ -76,6 +77,9 @@ int main() {
   const auto t0 = Clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
   const double kBudget = 55.0;
+  // Debugging knob for profilers: stop after this L (e.g. SL_BENCH_MAX_L=65536 under nsys).
+  const char* max_l_env = std::getenv("SL_BENCH_MAX_L");
+  const int64_t max_L = max_l_env ? std::atoll(max_l_env) : (int64_t(1) << 40);
   const int64_t B = 1, Hq = 16, D = 128;
   std::printf("# superlinear attention, %s, balanced config (%s), B=%lld Hq=%lld D=%lld bf16\n\n",
               bench::device_name().c_str(), SuperlinearConfig::balanced().str().c_str(),
@@ -88,6 +92,7 @@ int main() {
   int64_t last_L[2] = {0, 0};
   for (int64_t L : {int64_t(4) << 10, int64_t(16) << 10, int64_t(64) << 10, int64_t(128) << 10,
                     int64_t(256) << 10, int64_t(1) << 20}) {
+    if (L > max_L) break;
     for (int hi = 0; hi < 2; ++hi) {
       const int64_t Hkv = hi == 0 ? 16 : 2;
       const double predicted =
