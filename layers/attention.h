@@ -13,6 +13,7 @@
 
 #include "autograd/ops.h"
 #include "layers/config.h"
+#include "layers/kv_cache.h"
 #include "layers/module.h"
 
 namespace sl::layers {
@@ -45,6 +46,19 @@ class Attention : public Module {
   Attention(const ModelConfig& cfg, Generator& gen);
   // x [B, T, d_model] -> [B, T, d_model].
   ag::Var forward(const ag::Var& x, const SequenceInfo& seq);
+
+  // ---- inference (layers/attention_decode.cpp): no autograd graph, one document per row ----
+  // An empty time-first cache for this layer (KvLayout::kTimeFirst) with `batch` rows, on the
+  // parameters' device and dtype.
+  KvCache make_cache(int64_t batch, int64_t capacity = 0) const;
+  // x [B, Tc, d_model] (Tc >= 1) at positions cache.length() .. + Tc - 1: appends their keys and
+  // values and returns rows cache.length() .. of forward() on the whole sequence, up to rounding
+  // (kernels::attention_forward with q_offset: the CPU reference for any float dtype, on CUDA the
+  // flash kernel, which needs bf16/f16 and head_dim 64 or 128; other CUDA cases throw).
+  // Throws sl::Error naming "Attention" when x or the cache do not fit.
+  Tensor prefill_chunk(const Tensor& x, KvCache& cache);
+  // prefill_chunk with Tc = 1: x [B, 1, d_model] -> [B, 1, d_model].
+  Tensor decode_step(const Tensor& x, KvCache& cache);
 
  private:
   AttentionConfig a_;

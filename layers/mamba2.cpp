@@ -62,7 +62,6 @@ ag::Var Mamba2Mixer::forward(const ag::Var& x, const SequenceInfo& seq) {
       << "Mamba2Mixer: x must be [B, T, " << d_model_ << "], got "
       << (x.defined() ? x.value().shape_str() : std::string("undefined"));
   const int64_t B = x.size(0), T = x.size(1);
-  const int64_t H = m_.n_heads, P = m_.head_dim, G = m_.n_groups, N = m_.state_size;
   Tensor seq_idx;
   if (seq.seq_idx.defined()) {
     SL_CHECK(seq.seq_idx.dim() == 2 && seq.seq_idx.size(0) == B && seq.seq_idx.size(1) == T &&
@@ -71,12 +70,19 @@ ag::Var Mamba2Mixer::forward(const ag::Var& x, const SequenceInfo& seq) {
         << seq.seq_idx.str();
     seq_idx = seq.seq_idx.to(x.device());
   }
+  return mix(x, seq_idx, nullptr);
+}
 
+ag::Var Mamba2Mixer::mix(const ag::Var& x, const Tensor& seq_idx, Mamba2State* state) {
+  const int64_t B = x.size(0), T = x.size(1);
+  const int64_t H = m_.n_heads, P = m_.head_dim, G = m_.n_groups, N = m_.state_size;
   std::vector<ag::Var> zxbcdt = ag::split(ag::linear(x, in_w_, in_b_), {inner_, conv_dim_, H}, 2);
   const ag::Var conv_w = ag::reshape(conv_w_, {conv_dim_, m_.conv_kernel});
   const ag::Var conv_b =
       conv_b_.defined() ? conv_b_ : ag::Var(Tensor::zeros({conv_dim_}, x.dtype(), x.device()));
-  ag::Var xbc = ag::causal_conv1d_silu(zxbcdt[1], conv_w, conv_b, ag::Var(), seq_idx);
+  const ag::Var conv_init = state && m_.conv_kernel > 1 ? ag::Var(state->conv) : ag::Var();
+  ag::Var xbc = ag::causal_conv1d_silu(zxbcdt[1], conv_w, conv_b, conv_init, seq_idx);
+  if (state) advance_conv_state(zxbcdt[1].value(), state);
   std::vector<ag::Var> parts = ag::split(xbc, {inner_, G * N, G * N}, 2);
   ag::Var xs = ag::reshape(parts[0], {B, T, H, P});
   ag::Var Bm = ag::reshape(parts[1], {B, T, G, N});
@@ -88,9 +94,11 @@ ag::Var Mamba2Mixer::forward(const ag::Var& x, const SequenceInfo& seq) {
   if (std::isfinite(m_.dt_limit_max))
     dt = ag::sub(dt, ag::relu(ag::add_scalar(dt, -m_.dt_limit_max)));
   const ag::Var A = ag::neg(ag::exp(A_log_));
-  ag::Var y = ag::ssd_scan(xs, dt, A, Bm, Cm, D_, ag::Var(), seq_idx,
-                           kernels::SsdOptions{m_.chunk_size, false})
-                  .y;
+  ag::SsdScanResult scan = ag::ssd_scan(xs, dt, A, Bm, Cm, D_,
+                                        state ? ag::Var(state->ssm) : ag::Var(), seq_idx,
+                                        kernels::SsdOptions{m_.chunk_size, false});
+  if (state) state->ssm = scan.final_state.value();
+  ag::Var y = scan.y;
   y = ag::gated_rmsnorm(ag::reshape(y, {B, T, inner_}), zxbcdt[0], norm_w_, inner_ / G, norm_eps_);
   return ag::linear(y, out_w_, out_b_);
 }

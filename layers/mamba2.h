@@ -33,6 +33,15 @@
 
 namespace sl::layers {
 
+// The recurrent state of one Mamba2Mixer after some tokens of each row (inference): what chunked
+// prefill and decode carry from one call to the next. One document per row.
+struct Mamba2State {
+  Tensor conv;         // [B, conv_dim, conv_kernel - 1], the layer's dtype: the last inputs of the
+                       // causal conv (xBC before the conv), oldest first; zeros before any token
+  Tensor ssm;          // [B, n_heads, head_dim, state_size], f32 (f64 for f64 parameters)
+  int64_t length = 0;  // tokens seen
+};
+
 class Mamba2Mixer : public Module {
  public:
   Mamba2Mixer(const ModelConfig& cfg, Generator& gen);
@@ -40,10 +49,26 @@ class Mamba2Mixer : public Module {
   // at every document start; it is moved to x's device if needed.
   ag::Var forward(const ag::Var& x, const SequenceInfo& seq);
 
+  // ---- inference (layers/mamba2_decode.cpp): no autograd graph ----
+  // The state before the first token: zeros, `batch` rows, on the parameters' device.
+  Mamba2State make_state(int64_t batch) const;
+  // x [B, Tc, d_model] (Tc >= 1): the next Tc tokens of each row. Returns rows state.length .. of
+  // forward() on the whole sequence (up to rounding) and advances the state past them. Throws
+  // sl::Error naming "Mamba2Mixer" when x or the state do not fit.
+  Tensor prefill_chunk(const Tensor& x, Mamba2State& state);
+  // prefill_chunk with Tc = 1: x [B, 1, d_model] -> [B, 1, d_model].
+  Tensor decode_step(const Tensor& x, Mamba2State& state);
+
   int64_t intermediate_size() const { return inner_; }
   int64_t conv_dim() const { return conv_dim_; }
 
  private:
+  // The mixer on x with seq_idx (checked, on x's device, or undefined); with a state, starts
+  // from it and leaves it after x (the training forward passes none).
+  ag::Var mix(const ag::Var& x, const Tensor& seq_idx, Mamba2State* state);
+  // state->conv := the last conv_kernel - 1 inputs of [state->conv, xbc_in] ([B, T, conv_dim]).
+  void advance_conv_state(const Tensor& xbc_in, Mamba2State* state) const;
+
   Mamba2Config m_;
   double norm_eps_;
   int64_t d_model_, inner_, conv_dim_;

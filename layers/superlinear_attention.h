@@ -11,6 +11,7 @@
 
 #include "autograd/ops.h"
 #include "layers/config.h"
+#include "layers/kv_cache.h"
 #include "layers/module.h"
 
 namespace sl::layers {
@@ -29,6 +30,18 @@ class SuperlinearAttention : public Module {
   ag::Var forward(const ag::Var& x, const SequenceInfo& seq);
   // Qs := Qa (weights and bias copied): converting a pretrained dense-attention layer (spec §15).
   void init_qs_from_q();
+
+  // ---- inference (layers/attention_decode.cpp): no autograd graph, one document per row ----
+  // An empty heads-first cache for this layer (KvLayout::kHeadsFirst) with `batch` rows, on the
+  // parameters' device and dtype.
+  KvCache make_cache(int64_t batch, int64_t capacity = 0) const;
+  // x [B, Tc, d_model] (Tc >= 1): the tokens at positions cache.length() .. + Tc - 1 of each row.
+  // Appends their keys and values (RoPE at those absolute positions) to the cache and returns
+  // [B, Tc, d_model]: rows cache.length() .. of forward() on the whole sequence (spec §12), up to
+  // rounding. Throws sl::Error naming "SuperlinearAttention" when x or the cache do not fit.
+  Tensor prefill_chunk(const Tensor& x, KvCache& cache);
+  // prefill_chunk with Tc = 1: x [B, 1, d_model] -> [B, 1, d_model].
+  Tensor decode_step(const Tensor& x, KvCache& cache);
 
   const kernels::SuperlinearConfig& superlinear_config() const { return sl_; }
 
