@@ -60,6 +60,8 @@ class FunctionNode : public Node {
 bool grad_enabled() { return g_grad_enabled; }
 NoGradGuard::NoGradGuard() : prev_(g_grad_enabled) { g_grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { g_grad_enabled = prev_; }
+GradModeGuard::GradModeGuard(bool enabled) : prev_(g_grad_enabled) { g_grad_enabled = enabled; }
+GradModeGuard::~GradModeGuard() { g_grad_enabled = prev_; }
 
 Var::Var(Tensor value, bool requires_grad, std::string name) : impl_(std::make_shared<VarImpl>()) {
   SL_CHECK(!requires_grad || dtype_is_float(value.dtype()))
@@ -67,6 +69,14 @@ Var::Var(Tensor value, bool requires_grad, std::string name) : impl_(std::make_s
   impl_->value = std::move(value);
   impl_->requires_grad = requires_grad;
   impl_->name = std::move(name);
+}
+
+void Var::set_requires_grad(bool requires_grad) {
+  SL_CHECK(defined() && is_leaf()) << "set_requires_grad on a Var that is not a leaf ('"
+                                   << (impl_ ? impl_->name : "") << "')";
+  SL_CHECK(!requires_grad || dtype_is_float(impl_->value.dtype()))
+      << "only floating tensors can require grad, got " << dtype_name(impl_->value.dtype());
+  impl_->requires_grad = requires_grad;
 }
 
 std::shared_ptr<Node> Var::gradient_edge() const {
@@ -109,6 +119,9 @@ void Var::backward(const Tensor& grad_out) const {
   SL_CHECK(g.shape() == value().shape()) << "backward() gradient of shape " << g.shape_str()
                                          << " for output of shape " << value().shape_str();
   std::shared_ptr<Node> root = gradient_edge();
+  // Everything below is local to this call, so a node may start a nested backward() of its own
+  // graph from apply() (ag::checkpoint recomputes a block there); leaves reached by both passes
+  // accumulate per Note [gradient accumulation rule].
 
   // Count, for every reachable node, how many consumers will send it a gradient.
   std::unordered_map<Node*, int> pending_inputs;

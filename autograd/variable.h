@@ -47,6 +47,9 @@ class Var {
   void set_grad(Tensor g) { impl_->grad = std::move(g); }
   void zero_grad() { impl_->grad = Tensor(); }
   bool requires_grad() const { return impl_ && impl_->requires_grad; }
+  // Leaves only. false: ops record no gradient for this leaf from now on, so none is computed for
+  // it at all (frozen parameters); graphs already built keep their edges. true needs a float dtype.
+  void set_requires_grad(bool requires_grad);
   bool is_leaf() const { return !impl_->grad_fn; }
   const std::shared_ptr<Node>& grad_fn() const { return impl_->grad_fn; }
   const std::string& name() const { return impl_->name; }
@@ -59,7 +62,8 @@ class Var {
   DType dtype() const { return impl_->value.dtype(); }
   Device device() const { return impl_->value.device(); }
 
-  // Back-propagates from this Var. grad_out defaults to 1 for a single-element Var.
+  // Back-propagates from this Var. grad_out defaults to 1 for a single-element Var. Re-entrant: a
+  // node may run a backward() of another graph while it is applied (ag::checkpoint).
   void backward(const Tensor& grad_out = Tensor()) const;
   // Same value, cut from the graph, no gradient.
   Var detach() const { return Var(impl_->value, false); }
@@ -94,6 +98,19 @@ class NoGradGuard {
   ~NoGradGuard();
   NoGradGuard(const NoGradGuard&) = delete;
   NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// Sets grad mode for its lifetime, whatever it was (ag::checkpoint turns it on to recompute inside
+// a backward pass).
+class GradModeGuard {
+ public:
+  explicit GradModeGuard(bool enabled);
+  ~GradModeGuard();
+  GradModeGuard(const GradModeGuard&) = delete;
+  GradModeGuard& operator=(const GradModeGuard&) = delete;
 
  private:
   bool prev_;

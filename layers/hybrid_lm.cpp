@@ -4,6 +4,7 @@
 
 #include <sstream>
 
+#include "autograd/checkpoint.h"
 #include "autograd/ops.h"
 #include "layers/attention.h"
 #include "layers/config_io.h"
@@ -31,7 +32,8 @@ std::string grouped(int64_t n) {
 
 }  // namespace
 
-HybridBlock::HybridBlock(const ModelConfig& cfg, char kind, Generator& gen) : kind_(kind) {
+HybridBlock::HybridBlock(const ModelConfig& cfg, char kind, Generator& gen)
+    : kind_(kind), aux_in_loss_(cfg.moe.aux_loss_coef > 0) {
   norm_ = &register_module("norm", std::make_unique<RMSNorm>(cfg.d_model, cfg.norm_eps));
   switch (kind) {
     case 'M':
@@ -73,7 +75,25 @@ const char* HybridBlock::mixer_name() const {
 }
 
 ag::Var HybridBlock::forward(const ag::Var& h, const SequenceInfo& seq) {
-  return ag::add(h, mixer_(norm_->forward(h), seq));
+  aux_ = ag::Var();
+  if (!recompute_) return ag::add(h, mixer_(norm_->forward(h), seq));
+  auto block = [this, seq](const std::vector<ag::Var>& in) {
+    return ag::add(in[0], mixer_(norm_->forward(in[0]), seq));
+  };
+  if (!moe_ || !aux_in_loss_) return ag::checkpoint(block, {h});
+  std::vector<ag::Var> out = ag::checkpoint_outputs(
+      [this, block](const std::vector<ag::Var>& in) {
+        ag::Var y = block(in);
+        return std::vector<ag::Var>{y, moe_->aux_loss()};
+      },
+      {h});
+  aux_ = out[1];
+  return out[0];
+}
+
+ag::Var HybridBlock::aux_loss() const {
+  if (aux_.defined() || !moe_) return aux_;
+  return moe_->aux_loss();
 }
 
 HybridBackbone::HybridBackbone(const ModelConfig& cfg, Generator& gen)
@@ -103,6 +123,14 @@ HybridLM::HybridLM(const ModelConfig& cfg, Generator& gen) : cfg_(cfg) {
         "lm_head", std::make_unique<Linear>(cfg.d_model, cfg.vocab_size, false, cfg.init_std, gen));
 }
 
+void HybridLM::set_recompute(const std::string& kinds) {
+  for (char k : kinds)
+    SL_CHECK(std::string("M*S-E").find(k) != std::string::npos)
+        << "HybridLM::set_recompute: '" << k << "' is not a block letter (M * S - E)";
+  for (int64_t i = 0; i < backbone_->num_layers(); ++i)
+    backbone_->layer(i).set_recompute(kinds.find(backbone_->layer(i).kind()) != std::string::npos);
+}
+
 ag::Var HybridLM::lm_head_weight() const {
   return lm_head_ ? lm_head_->weight() : backbone_->embeddings().weight();
 }
@@ -122,8 +150,8 @@ LmLoss HybridLM::loss(const Tensor& ids, const Tensor& targets, const SequenceIn
   out.ce = ag::cross_entropy(ag::reshape(logits, {n, cfg_.vocab_size}), targets.reshape({n}),
                              ignore_index);
   for (int64_t i = 0; i < backbone_->num_layers(); ++i)
-    if (Moe* m = backbone_->layer(i).moe())
-      out.aux = out.aux.defined() ? ag::add(out.aux, m->aux_loss()) : m->aux_loss();
+    if (ag::Var a = backbone_->layer(i).aux_loss(); a.defined())
+      out.aux = out.aux.defined() ? ag::add(out.aux, a) : a;
   out.total = out.ce;
   if (out.aux.defined() && cfg_.moe.aux_loss_coef > 0) {
     // A tensor coefficient, not ag::scale: scale's alpha is a float, which would round the

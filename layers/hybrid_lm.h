@@ -45,9 +45,16 @@ class HybridBlock : public Module {
   char kind() const { return kind_; }
   const char* mixer_name() const;    // "Mamba2Mixer", "Attention", ...
   Moe* moe() const { return moe_; }  // non-null for 'E' blocks
+  // On: forward keeps only h and recomputes the block in the backward pass (ag::checkpoint).
+  void set_recompute(bool on) { recompute_ = on; }
+  // The MoE load-balancing loss of the last forward, in the graph ('E' blocks; else undefined).
+  ag::Var aux_loss() const;
 
  private:
   char kind_;
+  bool recompute_ = false;
+  bool aux_in_loss_ = false;  // cfg.moe.aux_loss_coef > 0: aux_loss() needs its gradient
+  ag::Var aux_;               // aux_loss() when recomputed
   RMSNorm* norm_ = nullptr;
   Moe* moe_ = nullptr;
   std::function<ag::Var(const ag::Var&, const SequenceInfo&)> mixer_;
@@ -96,6 +103,9 @@ class HybridLM : public Module {
 
   const ModelConfig& config() const { return cfg_; }
   HybridBackbone& backbone() const { return *backbone_; }
+  // Blocks whose letter is in `kinds` (e.g. "M*S"; "" none) recompute their activations in the
+  // backward pass; the trainer's `recompute:` key (layers/recompute.h).
+  void set_recompute(const std::string& kinds);
   // The LM head weight [V, C]: lm_head.weight, or the embedding weight when tied.
   ag::Var lm_head_weight() const;
 

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "layers/config_io.h"
+#include "layers/recompute.h"
 #include "layers/yaml_section.h"
 #include "trainer/init_from.h"
 #include "trainer/param_groups.h"
@@ -137,6 +138,8 @@ void check_ranges(const TrainConfig& c, yaml::ParseContext* ctx) {
     ctx->invalid(m.substr(0, m.find(':')), m.substr(m.find(':') + 2));
   }
   check_eval_config(c.eval, c.data, c.model.vocab_size, ctx);
+  if (auto k = layers::recompute_kinds(c.recompute, c.model.pattern); !k.ok())
+    ctx->invalid("recompute", k.status().message());
 }
 
 }  // namespace
@@ -227,6 +230,7 @@ StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, const std
   top.get_list("freeze", &c.freeze);
   top.get("init_from", &c.init_from);
   top.get("convert_attention", &c.convert_attention);
+  top.get("recompute", &c.recompute);
   top.finish();
   if (!ctx.error.ok()) return ctx.error;
 
@@ -318,7 +322,8 @@ std::string to_yaml(const TrainConfig& c) {
      << "max_skipped_steps: " << c.max_skipped_steps << "\n"
      << "freeze: " << list(c.freeze, quote) << "\n"
      << "init_from: " << quote(c.init_from) << "\n"
-     << "convert_attention: " << quote(c.convert_attention) << "\n";
+     << "convert_attention: " << quote(c.convert_attention) << "\n"
+     << "recompute: " << quote(c.recompute) << "\n";
   return os.str();
 }
 

@@ -9,7 +9,7 @@
 //   debug:       test hooks (NaN gradients injected at chosen steps)
 //   eval:        what `superlinear eval` measures (trainer/eval_config.h: the NIAH grid)
 //   top level:   device, precision, seed, steps, batch_size, seq_len, grad_accum, grad_clip,
-//                max_skipped_steps, freeze
+//                max_skipped_steps, freeze, recompute (layers/recompute.h)
 //
 // Errors are Status values (InvalidArgument) whose message starts with where the offending key
 // came from: "file:line: section.key: ..." for a key of the file, "--set section.key=value: ..."
@@ -99,6 +99,7 @@ struct TrainConfig {
   std::vector<std::string> freeze;  // fnmatch globs over parameter names: not trained
   std::string init_from;          // trainer/init_from.h: HF directory or checkpoint; "": none
   std::string convert_attention;  // "" or "superlinear": '*' blocks become 'S' (init_from.h)
+  std::string recompute = "none";  // "none", "all" or block letters ("M*S"): layers/recompute.h
 };
 
 // Parses YAML text (`file` names it in messages), after applying overrides "a.b=value" (value is

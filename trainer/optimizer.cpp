@@ -50,6 +50,7 @@ StatusOr<std::unique_ptr<Optimizer>> Optimizer::create(
     if (compute == DType::BF16) var.set_value(v.to(DType::BF16));
     const ParamRule& r = rules.value()[i];
     s.frozen = r.frozen;
+    var.set_requires_grad(!s.frozen);
     s.lr_scale = r.lr_scale;
     s.weight_decay = r.weight_decay;
     if (!s.frozen && cfg.kind == "adamw") {

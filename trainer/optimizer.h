@@ -9,9 +9,9 @@
 // is the model's own tensor, updated in place.
 //
 // Which parameters train, their lr scale and weight decay: trainer/param_groups.h. A frozen
-// parameter keeps its master weights (checkpointed) but no state and is never updated; its
-// gradient, if the backward pass made one, is ignored by step() and grad_norm() and dropped by
-// zero_grad().
+// parameter keeps its master weights (checkpointed) but no state and is never updated; create()
+// turns its requires_grad off, so the backward pass computes no gradient for it (one made anyway,
+// e.g. before create(), is ignored by step() and grad_norm() and dropped by zero_grad()).
 //
 // Checkpoint records (trainer/checkpoint.h): "param/<name>" (f32 master) for every parameter;
 // for AdamW "adam/<name>/exp_avg", "adam/<name>/exp_avg_sq", "adam/<name>/step"; for SGD

@@ -7,10 +7,12 @@
 #include <csignal>
 
 #include "autograd/ops.h"
+#include "core/allocator.h"
 #include "core/device.h"
 #include "data/batch_source.h"
 #include "layers/config_io.h"
 #include "layers/hybrid_lm.h"
+#include "layers/recompute.h"
 #include "trainer/checkpoint.h"
 #include "trainer/evaluate.h"
 #include "trainer/flops.h"
@@ -147,6 +149,9 @@ Status Run::restore(const CheckpointData& ck, const std::string& path) {
 }
 
 Status Run::init() {
+  StatusOr<std::string> recompute = layers::recompute_kinds(c_.recompute, c_.model.pattern);
+  if (!recompute.ok()) return Status::InvalidArgument("recompute: " + recompute.status().message());
+  model_.set_recompute(recompute.value());
   if (!c_.init_from.empty()) {
     StatusOr<std::string> from = init_model_from(c_.init_from, c_.convert_attention, &model_);
     if (!from.ok()) return from.status();
@@ -249,7 +254,7 @@ StatusOr<TrainResult> Run::loop() {
       if (b.seq_idx.defined()) seq.seq_idx = b.seq_idx.to(dev_);
       layers::LmLoss l = model_.loss(b.ids.to(dev_), b.targets.to(dev_), seq);
       loss += l.total.value().item() / double(accum);
-      ag::scale(l.total, 1.0 / double(accum)).backward();
+      if (l.total.requires_grad()) ag::scale(l.total, 1.0 / double(accum)).backward();
     }
     if (std::find(nan_steps.begin(), nan_steps.end(), step_) != nan_steps.end())
       for (ParamState& s : opt_->states())
@@ -301,6 +306,8 @@ StatusOr<TrainResult> Run::loop() {
                                                        {"grad_norm", p.grad_norm},
                                                        {"skipped", double(skipped_)}};
       if (peak_flops > 0) m.emplace_back("mfu", p.mfu);
+      if (dev_.is_cuda())
+        m.emplace_back("peak_mem_gb", double(cuda_alloc::stats(dev_.index).peak_allocated) / 1e9);
       metrics_.write(step_, m);
       if (std::isnan(result_.first_loss)) result_.first_loss = p.loss;
       result_.last_loss = p.loss;

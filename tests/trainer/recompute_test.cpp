@@ -1,0 +1,119 @@
+// The `recompute:` key (layers/recompute.h): what it resolves to, its errors naming the key, and a
+// training run with every block recomputed following the loss trajectory of a plain run bit for
+// bit on the CPU (every block kind, gradient accumulation, packed documents off).
+#include "layers/recompute.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "trainer/config.h"
+#include "trainer/train.h"
+
+namespace sl::trainer {
+namespace {
+
+namespace fs = std::filesystem;
+
+#define EXPECT_HAS(msg, part) \
+  EXPECT_NE((msg).find(part), std::string::npos) << "'" << (msg) << "' lacks '" << (part) << "'"
+
+TEST(RecomputeKinds, Resolves) {
+  EXPECT_EQ(layers::recompute_kinds("none", "M*S-E").value(), "");
+  EXPECT_EQ(layers::recompute_kinds("all", "MM*-M*").value(), "M*-");
+  EXPECT_EQ(layers::recompute_kinds("S*", "M*S-E").value(), "S*");
+  EXPECT_EQ(layers::recompute_kinds("MM", "M-").value(), "M");
+}
+
+TEST(RecomputeKinds, ConfigErrorsNameTheKey) {
+  const std::string text = "model: {pattern: \"M*-\"}\nrecompute: \"MS\"\n";
+  StatusOr<TrainConfig> c = parse_train_config(text, "r.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_HAS(c.status().message(), "r.yaml:2");
+  EXPECT_HAS(c.status().message(), "recompute");
+  EXPECT_HAS(c.status().message(), "'S'");
+  EXPECT_HAS(c.status().message(), "M*-");
+
+  c = parse_train_config("model: {pattern: \"M-\"}\n", "r.yaml", {"recompute=Mx"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_HAS(c.status().message(), "--set recompute=Mx");
+  EXPECT_HAS(c.status().message(), "'x'");
+  c = parse_train_config("recompute: \"\"\n", "r.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_HAS(c.status().message(), "recompute");
+
+  c = parse_train_config("model: {pattern: \"M*-\"}\nrecompute: \"-*\"\n", "r.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  StatusOr<TrainConfig> back = parse_train_config(to_yaml(c.value()), "resolved.yaml");
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(back.value().recompute, "-*");
+  EXPECT_EQ(parse_train_config("", "r.yaml").value().recompute, "none");
+}
+
+const char* kTiny = R"(
+model:
+  vocab_size: 32
+  d_model: 16
+  pattern: "M*S-E"
+  mamba: {n_heads: 2, head_dim: 8, state_size: 8, chunk_size: 8}
+  attention: {n_heads: 2, n_kv_heads: 1, head_dim: 8}
+  mlp: {intermediate_size: 32}
+  moe: {n_routed_experts: 4, top_k: 2, intermediate_size: 16, shared_intermediate_size: 16}
+data: {task: assoc_recall, n_pairs: 3, n_keys: 8, n_values: 8}
+optimizer: {lr: 1.0e-2}
+schedule: {kind: cosine, warmup_steps: 2}
+logging: {every: 1, eval_batches: 1}
+device: cpu
+seed: 3
+steps: 5
+batch_size: 3
+seq_len: 24
+grad_accum: 2
+)";
+
+// The "loss" of every metrics record, in order.
+std::vector<double> losses(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<double> out;
+  for (std::string line; std::getline(in, line);) {
+    size_t at = line.find("\"loss\": ");
+    if (at != std::string::npos) out.push_back(std::stod(line.substr(at + 8)));
+  }
+  return out;
+}
+
+TEST(RecomputeRun, LossTrajectoryIsBitIdentical) {
+  const std::string dir =
+      (fs::temp_directory_path() / ("sl_recompute_" + std::to_string(::getpid()))).string();
+  fs::remove_all(dir);
+  std::vector<TrainResult> results;
+  for (const char* mode : {"none", "all"}) {
+    StatusOr<TrainConfig> c = parse_train_config(
+        kTiny, "tiny.yaml",
+        {std::string("recompute=") + mode, "logging.metrics=" + dir + "/" + mode + ".jsonl"});
+    ASSERT_TRUE(c.ok()) << c.status().message();
+    TrainHooks hooks;
+    hooks.quiet = true;
+    hooks.keep_params = true;
+    StatusOr<TrainResult> r = train(c.value(), hooks);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    results.push_back(std::move(r).value());
+  }
+  std::vector<double> plain = losses(dir + "/none.jsonl"), recomputed = losses(dir + "/all.jsonl");
+  ASSERT_EQ(plain.size(), 5u);
+  EXPECT_EQ(plain, recomputed);
+  EXPECT_EQ(results[0].final_eval_loss, results[1].final_eval_loss);
+  ASSERT_EQ(results[0].params.size(), results[1].params.size());
+  for (size_t i = 0; i < results[0].params.size(); ++i) {
+    const Tensor &a = results[0].params[i].second, &b = results[1].params[i].second;
+    EXPECT_EQ(std::memcmp(a.data_ptr(), b.data_ptr(), a.nbytes()), 0)
+        << results[0].params[i].first;
+  }
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace sl::trainer
