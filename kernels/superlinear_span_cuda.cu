@@ -24,6 +24,9 @@
 // order. One host read per chunk (the tile count, to size the grid).
 #include <cub/cub.cuh>
 
+#include <cstdio>
+#include <cstdlib>
+
 #include "kernels/attention_cuda_common.cuh"
 #include "kernels/superlinear_cuda_common.cuh"
 
@@ -324,6 +327,35 @@ __global__ void fill_kernel(float* x, int64_t n, float v) {
   if (i < n) x[i] = v;
 }
 
+// Debugging knob: SL_SPAN_PROFILE=1 prints the forward's stage times (ms) to stderr per call:
+// search, window, pair keys + sort + tiles, span tiles, merge. Off: no events, no syncs.
+class StageTimer {
+ public:
+  explicit StageTimer(cudaStream_t s) : s_(s), on_(std::getenv("SL_SPAN_PROFILE") != nullptr) {
+    if (on_) start_.record(s_);
+  }
+  void mark(int stage) {  // stage 1..5: the end of that stage
+    if (!on_) return;
+    end_.record(s_);
+    end_.synchronize();
+    ms_[stage - 1] += end_.elapsed_ms(start_);
+    start_.record(s_);
+  }
+  ~StageTimer() {
+    if (on_)
+      std::fprintf(stderr,
+                   "superlinear forward stages (ms): search %.3f window %.3f sort %.3f tiles %.3f "
+                   "merge %.3f\n",
+                   ms_[0], ms_[1], ms_[2], ms_[3], ms_[4]);
+  }
+
+ private:
+  cudaStream_t s_;
+  bool on_;
+  cuda::Event start_, end_;
+  float ms_[5] = {0, 0, 0, 0, 0};
+};
+
 unsigned blocks_for(int64_t n, int per = 256) {
   return unsigned((n + per - 1) / per);
 }
@@ -334,7 +366,7 @@ Tensor scratch(int64_t bytes, Device dev) {
 }
 
 template <int D>
-void run_spans(const SuperlinearParams& p, int device, cudaStream_t s) {
+void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTimer& timer) {
   const Device dev = Device::cuda(device);
   const int64_t rows = p.B * p.Hq * p.Lq, k = p.cfg.k;
   const int64_t n_kb = (p.Lkv + kBN - 1) / kBN;
@@ -366,6 +398,7 @@ void run_spans(const SuperlinearParams& p, int device, cudaStream_t s) {
     fill_kernel<<<blocks_for(rows), 256, 0, s>>>(static_cast<float*>(p.lse_w), rows, -INFINITY);
     SL_CUDA_LAUNCH_CHECK();
   }
+  timer.mark(2);
 
   const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkPairs / k);
   const int64_t cap = std::min(rows, rows_per_chunk) * k;
@@ -436,13 +469,16 @@ void run_spans(const SuperlinearParams& p, int device, cudaStream_t s) {
                                   cudaMemcpyDeviceToHost, s));
     SL_CUDA_CHECK(cudaStreamSynchronize(s));
     const int64_t tiles = int64_t(last_slot) + last_mark;
+    timer.mark(3);
     if (tiles > 0) {
       span_tile_kernel<D><<<unsigned(tiles), kThreads, smem, s>>>(a, tile_start.data<int32_t>());
       SL_CUDA_LAUNCH_CHECK();
     }
+    timer.mark(4);
     merge_kernel<D><<<blocks_for(nrows, 8), 256, 0, s>>>(
         a, W > 0 ? reinterpret_cast<const uint16_t*>(ow.data_ptr()) : nullptr, row0, nrows);
     SL_CUDA_LAUNCH_CHECK();
+    timer.mark(5);
   }
 }
 
@@ -455,9 +491,11 @@ bool spans_supported(const SuperlinearParams& p) {
 
 void forward_spans(const SuperlinearParams& p, int device) {
   cudaStream_t s = cuda::stream(device);
+  StageTimer timer(s);
   launch_search(p, s);
-  if (p.D == 64) return run_spans<64>(p, device, s);
-  run_spans<128>(p, device, s);
+  timer.mark(1);
+  if (p.D == 64) return run_spans<64>(p, device, s, timer);
+  run_spans<128>(p, device, s, timer);
 }
 
 }  // namespace sl::kernels::slcuda
