@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds and runs every experiments/bench_* program; writes one Markdown report (card, commit,
-# date, tables) to the path given (default: experiments/results/bench-<date>.md).
+# Builds and runs every experiments/bench_* program, then bench_ssd_torch.py where torch and
+# transformers import; writes one Markdown report (card, commit, date, tables) to the path given
+# (default: experiments/results/bench-<date>.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-experiments/results/bench-$(date -u +%Y%m%d-%H%M).md}"
@@ -20,4 +21,10 @@ bdir="${SL_BUILD_DIR:-build}"
     "$b"
     echo
   done
+  if python3 -c "import torch, transformers" >/dev/null 2>&1; then
+    echo "## bench_ssd_torch.py (transformers' PyTorch Mamba-2 SSD path)"
+    echo
+    python3 experiments/bench_ssd_torch.py || echo "bench_ssd_torch.py failed"
+    echo
+  fi
 } | tee "$out"
