@@ -8,6 +8,7 @@
 #include "core/device.h"
 #include "core/errors.h"
 #include "data/build_command.h"
+#include "trainer/bench_command.h"
 #include "trainer/config.h"
 #include "trainer/eval_command.h"
 #include "trainer/sweep.h"
@@ -32,7 +33,10 @@ int usage(std::FILE* out = stderr) {
                "                                        (e.g. --set optimizer.lr=1e-3 --set "
                "steps=50)\n"
                "  data build --output OUT.h5 INPUT...   tokenise text into an HDF5 token file "
-               "(superlinear data help)\n");
+               "(superlinear data help)\n"
+               "  bench attention [--L 4K,1M] [--gqa 1,8] [--out DIR] ...\n"
+               "                                        superlinear vs dense attention: time, "
+               "TFLOP/s, memory (GPU)\n");
   return 2;
 }
 
@@ -120,6 +124,7 @@ int main(int argc, char** argv) {
     if (cmd == "sweep")
       return sl::trainer::sweep_command({argv + 2, argv + argc}, "/proc/self/exe");
     if (cmd == "data") return sl::data::data_command({argv + 2, argv + argc});
+    if (cmd == "bench") return sl::trainer::bench_command({argv + 2, argv + argc});
     if (cmd == "-h" || cmd == "--help" || cmd == "help") {
       usage(stdout);
       return 0;
