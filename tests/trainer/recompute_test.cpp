@@ -1,11 +1,12 @@
-// The `recompute:` key (layers/recompute.h): what it resolves to, its errors naming the key, and a
-// training run with every block recomputed following the loss trajectory of a plain run bit for
-// bit on the CPU (every block kind, gradient accumulation, packed documents off).
+// The `recompute:` key (layers/recompute.h): what it resolves to, its errors naming the key, the
+// benchmark config, and a training run with every block recomputed following the loss trajectory
+// of a plain run bit for bit on the CPU (every block kind, gradient accumulation).
 #include "layers/recompute.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -51,6 +52,16 @@ TEST(RecomputeKinds, ConfigErrorsNameTheKey) {
   ASSERT_TRUE(back.ok()) << back.status().message();
   EXPECT_EQ(back.value().recompute, "-*");
   EXPECT_EQ(parse_train_config("", "r.yaml").value().recompute, "none");
+}
+
+// configs/bench_100m.yaml (experiments/bench_train.sh) parses, and takes recompute overrides.
+TEST(RecomputeKinds, BenchConfigParses) {
+  const std::string root = std::string(__FILE__).substr(0, std::string(__FILE__).rfind("/tests/"));
+  StatusOr<TrainConfig> c = load_train_config(root + "/configs/bench_100m.yaml", {"recompute=MS"});
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c.value().model.d_model, 768);
+  EXPECT_EQ(std::count(c.value().model.pattern.begin(), c.value().model.pattern.end(), 'S'), 2);
+  EXPECT_EQ(layers::recompute_kinds(c.value().recompute, c.value().model.pattern).value(), "MS");
 }
 
 const char* kTiny = R"(
