@@ -1,6 +1,6 @@
 // Where training and evaluation batches come from: one interface over the synthetic tasks and
-// token datasets on disk (data/packed_source.h), so the trainer, `superlinear eval` and the tests ask for "batch
-// `index` of split S" and nothing else.
+// token datasets on disk (data/packed_source.h), so the trainer, `superlinear eval` and the tests
+// ask for "batch `index` of split S" and nothing else.
 //
 // Contract: batch(index, split) is a pure function of the source's configuration, the seed, the
 // rank and (index, split): asking twice gives the same tokens, which is what makes a resumed run

@@ -6,38 +6,13 @@
 #include <cmath>
 #include <vector>
 
-#include "core/philox.h"
+#include "data/random_stream.h"
 
 namespace sl::data {
 namespace {
 
-class Stream {
- public:
-  Stream(uint64_t seed, uint64_t offset) : seed_(seed), offset_(offset) {}
-  uint32_t next() {
-    if (lane_ == 4) {
-      block_ = philox4x32_10(counter_++, offset_, seed_);
-      lane_ = 0;
-    }
-    return block_.x[lane_++];
-  }
-  // Uniform in [0, n).
-  int64_t below(int64_t n) { return int64_t((uint64_t(next()) * uint64_t(n)) >> 32); }
-
- private:
-  uint64_t seed_, offset_, counter_ = 0;
-  Philox4 block_{};
-  int lane_ = 4;
-};
-
-// (split, rank, index) -> a Philox offset, as data/synthetic.cpp lays it out.
-uint64_t stream_offset(Split split, int rank, int64_t index) {
-  return (uint64_t(split) << 62) | (uint64_t(rank & 0x3fff) << 48) |
-         (uint64_t(index) & ((uint64_t(1) << 48) - 1));
-}
-
 // The first n entries of a random permutation of [first, first + size).
-std::vector<int32_t> distinct(int64_t first, int64_t size, int64_t n, Stream& rng) {
+std::vector<int32_t> distinct(int64_t first, int64_t size, int64_t n, RandomStream& rng) {
   std::vector<int32_t> all(static_cast<size_t>(size));
   for (int64_t i = 0; i < size; ++i) all[size_t(i)] = int32_t(first + i);
   for (int64_t i = 0; i < n; ++i) std::swap(all[size_t(i)], all[size_t(i + rng.below(size - i))]);
@@ -45,7 +20,7 @@ std::vector<int32_t> distinct(int64_t first, int64_t size, int64_t n, Stream& rn
   return all;
 }
 
-void niah_row(const SyntheticConfig& c, int64_t T, Stream& rng, int32_t* ids, int64_t* tgt) {
+void niah_row(const SyntheticConfig& c, int64_t T, RandomStream& rng, int32_t* ids, int64_t* tgt) {
   const int64_t N = niah_needles(c), A = niah_asked(c);
   const int64_t C = T - niah_query_len(c), n_noise = C - 2 * N;
   const int32_t value0 = int32_t(kFirstKeyToken + c.n_keys);
@@ -177,7 +152,7 @@ Batch niah_batch(const SyntheticConfig& c, int64_t vocab_size, int64_t batch_siz
   const int64_t B = batch_size, T = seq_len;
   std::vector<int32_t> ids(size_t(B * T), kPadToken);
   std::vector<int64_t> tgt(size_t(B * T), kIgnoreIndex);
-  Stream rng(seed, stream_offset(split, rank, index));
+  RandomStream rng(seed, stream_offset(split, rank, index));
   for (int64_t b = 0; b < B; ++b) niah_row(c, T, rng, ids.data() + b * T, tgt.data() + b * T);
   const int64_t scored = B * niah_asked(c);
   return {Tensor::from_vector(ids, {B, T}), Tensor::from_vector(tgt, {B, T}), scored, Tensor()};

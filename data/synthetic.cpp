@@ -5,36 +5,11 @@
 #include <algorithm>
 #include <vector>
 
-#include "core/philox.h"
 #include "data/niah.h"
+#include "data/random_stream.h"
 
 namespace sl::data {
 namespace {
-
-class Stream {
- public:
-  Stream(uint64_t seed, uint64_t offset) : seed_(seed), offset_(offset) {}
-  uint32_t next() {
-    if (lane_ == 4) {
-      block_ = philox4x32_10(counter_++, offset_, seed_);
-      lane_ = 0;
-    }
-    return block_.x[lane_++];
-  }
-  // Uniform in [0, n).
-  int64_t below(int64_t n) { return int64_t((uint64_t(next()) * uint64_t(n)) >> 32); }
-
- private:
-  uint64_t seed_, offset_, counter_ = 0;
-  Philox4 block_{};
-  int lane_ = 4;
-};
-
-// (split, rank, index) -> a Philox offset: 2 bits of split, 14 of rank, 48 of index.
-uint64_t stream_offset(Split split, int rank, int64_t index) {
-  return (uint64_t(split) << 62) | (uint64_t(rank & 0x3fff) << 48) |
-         (uint64_t(index) & ((uint64_t(1) << 48) - 1));
-}
 
 int64_t n_queries(const SyntheticConfig& c, int64_t seq_len) {
   return c.n_queries > 0 ? c.n_queries : (seq_len - 2 * c.n_pairs - 1) / 2;
@@ -44,7 +19,8 @@ int64_t copy_len(const SyntheticConfig& c, int64_t seq_len) {
   return c.copy_len > 0 ? c.copy_len : (seq_len - 1) / 2;
 }
 
-void recall_row(const SyntheticConfig& c, int64_t T, Stream& rng, int32_t* ids, int64_t* tgt) {
+void recall_row(const SyntheticConfig& c, int64_t T, RandomStream& rng, int32_t* ids,
+                int64_t* tgt) {
   const int32_t value0 = int32_t(kFirstKeyToken + c.n_keys);
   std::vector<int32_t> keys(size_t(c.n_keys));
   for (int64_t i = 0; i < c.n_keys; ++i) keys[size_t(i)] = int32_t(kFirstKeyToken + i);
@@ -69,7 +45,7 @@ void recall_row(const SyntheticConfig& c, int64_t T, Stream& rng, int32_t* ids, 
   }
 }
 
-void copy_row(const SyntheticConfig& c, int64_t T, Stream& rng, int32_t* ids, int64_t* tgt) {
+void copy_row(const SyntheticConfig& c, int64_t T, RandomStream& rng, int32_t* ids, int64_t* tgt) {
   const int32_t value0 = int32_t(kFirstKeyToken + c.n_keys);
   const int64_t n = copy_len(c, T);
   for (int64_t i = 0; i < n; ++i) ids[i] = value0 + int32_t(rng.below(c.n_values));
@@ -129,7 +105,7 @@ Batch synthetic_batch(const SyntheticConfig& c, int64_t vocab_size, int64_t batc
   const int64_t B = batch_size, T = seq_len;
   std::vector<int32_t> ids(size_t(B * T), kPadToken);
   std::vector<int64_t> tgt(size_t(B * T), kIgnoreIndex);
-  Stream rng(seed, stream_offset(split, rank, index));
+  RandomStream rng(seed, stream_offset(split, rank, index));
   for (int64_t b = 0; b < B; ++b) {
     if (c.task == "assoc_recall")
       recall_row(c, T, rng, ids.data() + b * T, tgt.data() + b * T);

@@ -64,9 +64,8 @@ AttentionParams check_inputs(const Tensor& q, const Tensor& k, const Tensor& v,
 
 void set_inputs(AttentionParams& p, const Tensor& q, const Tensor& k, const Tensor& v,
                 const Tensor& doc_start) {
-  SL_CHECK(k.strides() == v.strides())
-      << kOp << ": k and v must have the same strides, got " << k.strides().str() << " and "
-      << v.strides().str();
+  SL_CHECK(k.strides() == v.strides()) << kOp << ": k and v must have the same strides, got "
+                                       << k.strides().str() << " and " << v.strides().str();
   p.q = q.data_ptr();
   p.k = k.data_ptr();
   p.v = v.data_ptr();
@@ -120,8 +119,8 @@ AttentionOutput attention_forward(const Tensor& q_in, const Tensor& k_in, const 
 }
 
 AttentionGrads attention_backward(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
-                                  const Tensor& out_in, const Tensor& lse_in,
-                                  const Tensor& dout_in, const AttentionOptions& opt) {
+                                  const Tensor& out_in, const Tensor& lse_in, const Tensor& dout_in,
+                                  const AttentionOptions& opt) {
   AttentionParams p = check_inputs(q_in, k_in, v_in, opt);
   const Dims oshape{p.B, p.Lq, p.Hq, p.D};
   for (const Tensor* t : {&out_in, &dout_in}) {
@@ -174,9 +173,8 @@ Tensor doc_start_from_seq_idx(const Tensor& seq_idx_in) {
   Tensor out = Tensor::empty({B, T}, DType::I32, seq.device());
   if (out.numel() == 0) return out;
   if (seq.is_cuda()) {
-    SL_CUDA_CALL("doc_start_from_seq_idx",
-                 doc_start_cuda(seq.data<int32_t>(), out.data<int32_t>(), B, T,
-                                seq.device().index));
+    SL_CUDA_CALL("doc_start_from_seq_idx", doc_start_cuda(seq.data<int32_t>(), out.data<int32_t>(),
+                                                          B, T, seq.device().index));
     return out;
   }
   const int32_t* s = seq.data<int32_t>();

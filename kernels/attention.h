@@ -70,15 +70,15 @@ struct AttentionParams {
   int64_t B = 0, Lq = 0, Lk = 0, Hq = 0, Hkv = 0, D = 0;
   bool causal = true;
   int64_t window = 0, q_offset = 0;
-  float scale = 1;                        // 1 / sqrt(D)
+  float scale = 1;  // 1 / sqrt(D)
   const void *q = nullptr, *k = nullptr, *v = nullptr;
-  int64_t q_sb = 0, q_st = 0, q_sh = 0;   // q strides (batch, time, head)
-  int64_t k_sb = 0, k_st = 0, k_sh = 0;   // k and v share strides (checked)
-  const int32_t* doc_start = nullptr;     // [B, Lk] contiguous, or null
-  void* out = nullptr;                    // [B, Lq, Hq, D] contiguous
-  float* lse = nullptr;                   // [B, Hq, Lq]
-  const void* dout = nullptr;             // backward: [B, Lq, Hq, D] contiguous, as out
-  float* delta = nullptr;                 // backward scratch: [B, Hq, Lq] rowsum(dout * out)
+  int64_t q_sb = 0, q_st = 0, q_sh = 0;  // q strides (batch, time, head)
+  int64_t k_sb = 0, k_st = 0, k_sh = 0;  // k and v share strides (checked)
+  const int32_t* doc_start = nullptr;    // [B, Lk] contiguous, or null
+  void* out = nullptr;                   // [B, Lq, Hq, D] contiguous
+  float* lse = nullptr;                  // [B, Hq, Lq]
+  const void* dout = nullptr;            // backward: [B, Lq, Hq, D] contiguous, as out
+  float* delta = nullptr;                // backward scratch: [B, Hq, Lq] rowsum(dout * out)
   void *dq = nullptr, *dk = nullptr, *dv = nullptr;  // contiguous like q, k, v
 };
 

@@ -46,7 +46,8 @@ void forward(const AttentionParams& p) {
         for (int64_t u = rg.lo; u <= rg.hi; ++u) {
           const T* ku = k + b * p.k_sb + u * p.k_st + (h / r) * p.k_sh;
           C acc = 0;
-          for (int64_t d = 0; d < D; ++d) acc += C(ScalarTraits<T>::to_compute(qi[d])) * C(ScalarTraits<T>::to_compute(ku[d]));
+          for (int64_t d = 0; d < D; ++d)
+            acc += C(ScalarTraits<T>::to_compute(qi[d])) * C(ScalarTraits<T>::to_compute(ku[d]));
           s[size_t(u - rg.lo)] = acc * C(p.scale);
           m = std::max(m, s[size_t(u - rg.lo)]);
         }
@@ -77,7 +78,8 @@ void backward(const AttentionParams& p) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t b = 0; b < p.B; ++b)
     for (int64_t g = 0; g < p.Hkv; ++g) {
-      std::vector<C> dk(size_t(p.Lk * D), C(0)), dv(size_t(p.Lk * D), C(0)), dq(static_cast<size_t>(D));
+      std::vector<C> dk(size_t(p.Lk * D), C(0)), dv(size_t(p.Lk * D), C(0)),
+          dq(static_cast<size_t>(D));
       for (int64_t h = g * r; h < (g + 1) * r; ++h)
         for (int64_t i = 0; i < p.Lq; ++i) {
           const Range rg = key_range(p, b, i);
@@ -102,7 +104,8 @@ void backward(const AttentionParams& p) {
           }
           const C lse = m + std::log(sum);
           C delta = 0;
-          for (int64_t d = 0; d < D; ++d) delta += C(ScalarTraits<T>::to_compute(doi[d])) * C(ScalarTraits<T>::to_compute(oi[d]));
+          for (int64_t d = 0; d < D; ++d)
+            delta += C(ScalarTraits<T>::to_compute(doi[d])) * C(ScalarTraits<T>::to_compute(oi[d]));
           std::fill(dq.begin(), dq.end(), C(0));
           for (int64_t u = rg.lo; u <= rg.hi; ++u) {
             const T* ku = k + b * p.k_sb + u * p.k_st + g * p.k_sh;

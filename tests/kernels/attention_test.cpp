@@ -136,7 +136,9 @@ TEST(AttentionCpu, GradcheckThroughTheAutogradOp) {
     const Case c{1, 9, 4, 2, 4, window, true};
     Inputs in = make_inputs(c, 3, DType::F64);
     AttentionOptions o = options(c, in.seq, Device::cpu());
-    auto fn = [&](const std::vector<ag::Var>& x) { return ag::flash_attention(x[0], x[1], x[2], o); };
+    auto fn = [&](const std::vector<ag::Var>& x) {
+      return ag::flash_attention(x[0], x[1], x[2], o);
+    };
     ag::GradcheckResult r =
         ag::gradcheck(fn, {ag::Var(in.q, true), ag::Var(in.k, true), ag::Var(in.v, true)});
     EXPECT_TRUE(r.ok) << r.message;
@@ -186,18 +188,18 @@ TEST_P(AttentionGpu, MatchesTheCompositeInTheSamePrecision) {
   EXPECT_TRUE(AllCloseToNaive(got.dv, naive.dv, ref.dv, dt));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, AttentionGpu,
-    ::testing::Combine(::testing::Values(Case{2, 333, 4, 4, 128, 0, false},
-                                         Case{1, 200, 16, 4, 64, 0, false},
-                                         Case{1, 257, 16, 1, 128, 0, false},
-                                         Case{2, 301, 8, 2, 64, 50, false},
-                                         Case{2, 290, 4, 2, 128, 0, true},
-                                         Case{1, 513, 4, 1, 128, 100, true}),
-                       ::testing::Values(DType::BF16, DType::F16)),
-    [](const auto& info) {
-      return name(std::get<0>(info.param)) + "_" + dtype_name(std::get<1>(info.param));
-    });
+INSTANTIATE_TEST_SUITE_P(Shapes, AttentionGpu,
+                         ::testing::Combine(::testing::Values(Case{2, 333, 4, 4, 128, 0, false},
+                                                              Case{1, 200, 16, 4, 64, 0, false},
+                                                              Case{1, 257, 16, 1, 128, 0, false},
+                                                              Case{2, 301, 8, 2, 64, 50, false},
+                                                              Case{2, 290, 4, 2, 128, 0, true},
+                                                              Case{1, 513, 4, 1, 128, 100, true}),
+                                            ::testing::Values(DType::BF16, DType::F16)),
+                         [](const auto& info) {
+                           return name(std::get<0>(info.param)) + "_" +
+                                  dtype_name(std::get<1>(info.param));
+                         });
 
 TEST(AttentionGpuChunk, ChunkedAndNonCausalMatchTheCpuReference) {
   SL_REQUIRE_GPU();

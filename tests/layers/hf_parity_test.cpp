@@ -60,9 +60,9 @@ std::vector<double> as_doubles(const Tensor& t) {
 
 // The errors of one run of the fixture's batch against transformers' f32 reference.
 struct ParityErrors {
-  double loss = 0, ref_loss = 0;           // |ours - ref| and |ref| of the loss
-  double logits = 0, max_ref_logit = 0;    // max |ours - ref| and max |ref| over the logits
-  std::map<std::string, double> grads;     // ||ours - ref|| / ||ref|| per parameter
+  double loss = 0, ref_loss = 0;         // |ours - ref| and |ref| of the loss
+  double logits = 0, max_ref_logit = 0;  // max |ours - ref| and max |ref| over the logits
+  std::map<std::string, double> grads;   // ||ours - ref|| / ||ref|| per parameter
 };
 
 // Runs the fixture's batch through the model loaded on `device` in `dtype`.
@@ -78,7 +78,8 @@ ParityErrors run_parity(Device device, DType dtype) {
   LmLoss loss = model.loss(ids, targets);
   loss.total.backward();
   e.ref_loss = std::abs(ref.get("loss").to(DType::F64).item());
-  e.loss = std::abs(loss.total.value().to(DType::F64).item() - ref.get("loss").to(DType::F64).item());
+  e.loss =
+      std::abs(loss.total.value().to(DType::F64).item() - ref.get("loss").to(DType::F64).item());
 
   std::vector<double> ours = as_doubles(model.forward(ids).value());
   std::vector<double> want = as_doubles(ref.get("logits"));
@@ -99,7 +100,8 @@ ParityErrors run_parity(Device device, DType dtype) {
     SL_CHECK(g_ref != nullptr) << "no reference gradient for " << name;
     std::vector<double> r = as_doubles(*g_ref);
     // An expert that received no token has no gradient here, zeros in transformers.
-    std::vector<double> o = p.grad().defined() ? as_doubles(p.grad()) : std::vector<double>(r.size());
+    std::vector<double> o =
+        p.grad().defined() ? as_doubles(p.grad()) : std::vector<double>(r.size());
     SL_CHECK(o.size() == r.size()) << name;
     std::vector<double> diff(r.size());
     for (size_t i = 0; i < r.size(); ++i) diff[i] = o[i] - r[i];
