@@ -1,17 +1,23 @@
 #include "tests/common/tolerance.h"
 
 #include <cmath>
+#include <random>
 #include <sstream>
 
 namespace sl::test {
 
 double eps(DType p) {
   switch (p) {
-    case DType::F32: return std::ldexp(1.0, -23);
-    case DType::BF16: return std::ldexp(1.0, -7);
-    case DType::F16: return std::ldexp(1.0, -10);
-    case DType::F64: return std::ldexp(1.0, -52);
-    default: return 0;
+    case DType::F32:
+      return std::ldexp(1.0, -23);
+    case DType::BF16:
+      return std::ldexp(1.0, -7);
+    case DType::F16:
+      return std::ldexp(1.0, -10);
+    case DType::F64:
+      return std::ldexp(1.0, -52);
+    default:
+      return 0;
   }
 }
 
@@ -44,8 +50,8 @@ std::vector<double> host_f64(const Tensor& t) {
   double sumsq = 0;
   for (double v : r) sumsq += v * v;
   double rms = r.empty() ? 0 : std::sqrt(sumsq / double(r.size()));
-  double scale = 2 * eps(tol.precision) * std::sqrt(double(std::max<int64_t>(1, tol.n_reduce))) *
-                 tol.factor;
+  double scale =
+      2 * eps(tol.precision) * std::sqrt(double(std::max<int64_t>(1, tol.n_reduce))) * tol.factor;
   double max_abs = 0, max_rel = 0;
   int64_t worst = -1, bad = 0;
   std::ostringstream first;
@@ -118,13 +124,30 @@ std::vector<double> host_f64(const Tensor& t) {
     }
   }
   if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << bad << " of " << a.size() << " elements differ"
-                                       << first.str();
+  return ::testing::AssertionFailure()
+         << bad << " of " << a.size() << " elements differ" << first.str();
 }
 
 Tensor randn(const Dims& shape, uint64_t seed, DType dtype, Device device, double std) {
   Generator g(seed);
   return Tensor::randn(shape, g, dtype, device, 0.0, std);
+}
+
+Tensor random_seq_idx(int64_t b, int64_t t, int64_t max_len, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int32_t> v(size_t(b * t));
+  for (int64_t i = 0; i < b; ++i) {
+    int32_t id = 0;
+    int64_t left = 1 + int64_t(rng() % uint64_t(max_len));
+    for (int64_t j = 0; j < t; ++j) {
+      if (left-- == 0) {
+        ++id;
+        left = int64_t(rng() % uint64_t(max_len));
+      }
+      v[size_t(i * t + j)] = id;
+    }
+  }
+  return Tensor::from_vector(v, {b, t});
 }
 
 Tensor rand(const Dims& shape, uint64_t seed, double lo, double hi, DType dtype, Device device) {

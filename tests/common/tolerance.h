@@ -50,6 +50,9 @@ double eps(DType precision);
 // Fresh random inputs: N(0, 1) (or U[lo, hi)) in the given dtype and device.
 Tensor randn(const Dims& shape, uint64_t seed, DType dtype = DType::F32,
              Device device = Device::cpu(), double std = 1.0);
+// Packed-row document ids [b, t] int32 (CPU): per row increasing ids, documents of random
+// lengths in [1, max_len].
+Tensor random_seq_idx(int64_t b, int64_t t, int64_t max_len, uint64_t seed);
 Tensor rand(const Dims& shape, uint64_t seed, double lo, double hi, DType dtype = DType::F32,
             Device device = Device::cpu());
 

@@ -8,7 +8,6 @@
 
 #include <gtest/gtest.h>
 
-#include <random>
 #include <sstream>
 #include <string>
 
@@ -27,24 +26,6 @@ using test::AllCloseToNaive;
 using test::Tol;
 
 const Device kGpu = Device::cuda(0);
-
-// Document ids with lengths in [1, max_len], increasing along each row.
-Tensor random_seq_idx(int64_t b, int64_t t, int64_t max_len, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<int32_t> v(size_t(b * t));
-  for (int64_t i = 0; i < b; ++i) {
-    int32_t id = 0;
-    int64_t left = 1 + int64_t(rng() % uint64_t(max_len));
-    for (int64_t j = 0; j < t; ++j) {
-      if (left-- == 0) {
-        ++id;
-        left = int64_t(rng() % uint64_t(max_len));
-      }
-      v[size_t(i * t + j)] = id;
-    }
-  }
-  return Tensor::from_vector(v, {b, t});
-}
 
 struct Case {
   int64_t b, t, hq, hkv, d, window;
@@ -68,7 +49,7 @@ Inputs make_inputs(const Case& c, uint64_t seed, DType dt, Device dev = Device::
   in.k = test::randn({c.b, c.t, c.hkv, c.d}, seed + 1, dt, dev);
   in.v = test::randn({c.b, c.t, c.hkv, c.d}, seed + 2, dt, dev);
   in.dout = test::randn({c.b, c.t, c.hq, c.d}, seed + 3, dt, dev);
-  if (c.docs) in.seq = random_seq_idx(c.b, c.t, std::max<int64_t>(2, c.t / 3), seed + 4);
+  if (c.docs) in.seq = test::random_seq_idx(c.b, c.t, std::max<int64_t>(2, c.t / 3), seed + 4);
   return in;
 }
 
@@ -228,7 +209,7 @@ TEST(AttentionGpuChunk, BackwardIsBitwiseReproducible) {
   SL_REQUIRE_GPU();
   const Case c{1, 700, 16, 2, 128, 0, true};
   Inputs in = make_inputs(c, 41, DType::BF16, kGpu);
-  in.seq = random_seq_idx(1, 700, 200, 9);
+  in.seq = test::random_seq_idx(1, 700, 200, 9);
   AttentionOptions o = options(c, in.seq, kGpu);
   Result a = flash(in, o), b = flash(in, o);
   EXPECT_TRUE(test::AllEqual(a.dq, b.dq));

@@ -8,7 +8,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <random>
 #include <sstream>
 #include <string>
 
@@ -45,24 +44,6 @@ struct Inputs {
   }
 };
 
-// Document ids with random lengths (1 .. max_len), increasing along each row.
-Tensor random_seq_idx(int64_t b, int64_t t, int64_t max_len, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<int32_t> v(size_t(b * t));
-  for (int64_t i = 0; i < b; ++i) {
-    int32_t id = 0;
-    int64_t left = 1 + int64_t(rng() % uint64_t(max_len));
-    for (int64_t j = 0; j < t; ++j) {
-      if (left-- == 0) {
-        ++id;
-        left = int64_t(rng() % uint64_t(max_len));
-      }
-      v[size_t(i * t + j)] = id;
-    }
-  }
-  return Tensor::from_vector(v, {b, t});
-}
-
 // dt in (0.05, 0.6) as after softplus, A in (-1.5, -0.3); f32 unless told.
 Inputs make_inputs(const Shape& s, uint64_t seed, bool with_init, bool with_seq,
                    DType dt = DType::F32) {
@@ -75,7 +56,7 @@ Inputs make_inputs(const Shape& s, uint64_t seed, bool with_init, bool with_seq,
   in.D = test::randn({s.h}, seed + 5, dt);
   if (with_init)
     in.init = test::randn({s.b, s.h, s.p, s.n}, seed + 6, kernels::ssd_state_dtype(dt));
-  if (with_seq) in.seq = random_seq_idx(s.b, s.t, std::max<int64_t>(2, s.t / 3), seed + 7);
+  if (with_seq) in.seq = test::random_seq_idx(s.b, s.t, std::max<int64_t>(2, s.t / 3), seed + 7);
   return in;
 }
 
