@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tests/trainer/tiny_config.h"
 #include "trainer/metrics.h"
 #include "trainer/train.h"
 
@@ -121,30 +122,20 @@ TEST(Mfu, ProgressLineShowsItOnlyWhenKnown) {
 }
 
 TEST(Mfu, MetricsCarryItWithAConfiguredPeak) {
-  const std::string dir = (fs::temp_directory_path() /
-                           ("sl_mfu_" + std::to_string(::getpid())))
-                              .string();
+  const std::string dir =
+      (fs::temp_directory_path() / ("sl_mfu_" + std::to_string(::getpid()))).string();
   fs::remove_all(dir);
-  const char* tiny = R"(
-model:
-  vocab_size: 32
-  d_model: 16
-  pattern: "M*-"
-  mamba: {n_heads: 2, head_dim: 8, state_size: 8, chunk_size: 8}
-  attention: {n_heads: 2, n_kv_heads: 1, head_dim: 8}
-  mlp: {intermediate_size: 32}
-data: {task: assoc_recall, n_pairs: 3, n_keys: 8, n_values: 8}
+  const std::string tiny = test::tiny_config(R"(
 logging: {every: 1, eval_batches: 0}
-device: cpu
 steps: 2
 batch_size: 2
 seq_len: 16
-)";
+)");
   for (double peak : {0.0, 1e-3}) {
     const std::string metrics = dir + "/m" + std::to_string(peak > 0) + ".jsonl";
-    StatusOr<TrainConfig> c =
-        parse_train_config(tiny, "tiny.yaml", {"logging.metrics=" + metrics,
-                                               "logging.peak_tflops=" + std::to_string(peak)});
+    StatusOr<TrainConfig> c = parse_train_config(
+        tiny, "tiny.yaml",
+        {"logging.metrics=" + metrics, "logging.peak_tflops=" + std::to_string(peak)});
     ASSERT_TRUE(c.ok()) << c.status().message();
     TrainHooks hooks;
     hooks.quiet = true;

@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "layers/hybrid_lm.h"
+#include "tests/trainer/tiny_config.h"
 #include "trainer/checkpoint.h"
 #include "trainer/param_groups.h"
 #include "trainer/train.h"
@@ -37,7 +38,9 @@ std::unique_ptr<Optimizer> make(const Named& p, const OptimizerConfig& c,
   return std::move(o).value();
 }
 
-float first(const ag::Var& v) { return v.value().to_vector<float>()[0]; }
+float first(const ag::Var& v) {
+  return v.value().to_vector<float>()[0];
+}
 
 TEST(Optimizer, SgdMomentumWithGroupsLrScaleAndDecayOverride) {
   // Exact in f32: lr 0.5, momentum 0.5, weight decay 0.25 for a.weight; b.norm.weight is
@@ -170,24 +173,15 @@ TEST(OptimizerConfigKeys, ParseRoundTripAndErrors) {
 
 // ---- in training runs ----
 
-const char* kTiny = R"(
-model:
-  vocab_size: 32
-  d_model: 16
-  pattern: "M*-"
-  mamba: {n_heads: 2, head_dim: 8, state_size: 8, chunk_size: 8}
-  attention: {n_heads: 2, n_kv_heads: 1, head_dim: 8}
-  mlp: {intermediate_size: 32}
-data: {task: assoc_recall, n_pairs: 3, n_keys: 8, n_values: 8}
+const std::string kTiny = test::tiny_config(R"(
 optimizer: {lr: 1.0e-2, momentum: 0.9}
 schedule: {kind: cosine, warmup_steps: 2}
 logging: {every: 1, eval_batches: 0}
-device: cpu
 seed: 5
 steps: 6
 batch_size: 2
 seq_len: 16
-)";
+)");
 
 class OptimizerRun : public ::testing::Test {
  protected:
@@ -228,7 +222,8 @@ TEST_F(OptimizerRun, ResumeIsBitExactForBothKinds) {
     SCOPED_TRACE(kind);
     fs::remove_all(dir_);
     const std::string k = std::string("optimizer.kind=") + kind;
-    std::vector<std::string> extra = {k, "optimizer.groups=[{params: \"*.mixer.*\", lr_scale: 0.5}]"};
+    std::vector<std::string> extra = {k,
+                                      "optimizer.groups=[{params: \"*.mixer.*\", lr_scale: 0.5}]"};
     if (std::string(kind) == "sgd") extra.push_back("optimizer.nesterov=true");
     std::vector<std::string> straight_cfg = extra;
     straight_cfg.push_back("checkpoint.dir=");
@@ -270,8 +265,8 @@ TEST_F(OptimizerRun, ResumingAdamwStateWithSgdIsAClearError) {
 }
 
 TEST_F(OptimizerRun, FrozenParametersStayAtTheirInitialValues) {
-  TrainConfig c = config({"freeze=[\"backbone.embeddings.*\", \"*.layers.1.*\"]",
-                          "checkpoint.dir="});
+  TrainConfig c =
+      config({"freeze=[\"backbone.embeddings.*\", \"*.layers.1.*\"]", "checkpoint.dir="});
   TrainResult r = run(c);
   Generator gen(c.seed);
   layers::HybridLM init(c.model, gen);

@@ -17,6 +17,7 @@
 #include <set>
 #include <sstream>
 
+#include "tests/trainer/tiny_config.h"
 #include "trainer/config.h"
 #include "trainer/train.h"
 
@@ -34,7 +35,9 @@ uint32_t crc32c_bitwise(const uint8_t* p, size_t n) {
   }
   return ~c;
 }
-uint32_t mask(uint32_t c) { return ((c >> 15) | (c << 17)) + 0xa282ead8u; }
+uint32_t mask(uint32_t c) {
+  return ((c >> 15) | (c << 17)) + 0xa282ead8u;
+}
 
 template <class T>
 T le(const std::string& s, size_t at) {
@@ -142,9 +145,9 @@ std::vector<Event> read_events(const std::string& path) {
 }
 
 std::string temp_dir(const char* what) {
-  fs::path p = fs::temp_directory_path() /
-               ("sl_tb_" + std::to_string(::getpid()) + "_" + what + "_" +
-                ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  fs::path p =
+      fs::temp_directory_path() / ("sl_tb_" + std::to_string(::getpid()) + "_" + what + "_" +
+                                   ::testing::UnitTest::GetInstance()->current_test_info()->name());
   fs::remove_all(p);
   return p.string();
 }
@@ -227,24 +230,15 @@ TEST(TensorBoardWriter, UnwritableDirectoryIsAnErrorNamingIt) {
 
 TEST(TensorBoardTraining, EveryJsonlMetricIsLogged) {
   const std::string dir = temp_dir("train");
-  const char* tiny = R"(
-model:
-  vocab_size: 32
-  d_model: 16
-  pattern: "M*-"
-  mamba: {n_heads: 2, head_dim: 8, state_size: 8, chunk_size: 8}
-  attention: {n_heads: 2, n_kv_heads: 1, head_dim: 8}
-  mlp: {intermediate_size: 32}
-data: {task: assoc_recall, n_pairs: 3, n_keys: 8, n_values: 8}
+  const std::string tiny = test::tiny_config(R"(
 logging: {every: 1, eval_batches: 1}
-device: cpu
 steps: 3
 batch_size: 2
 seq_len: 16
-)";
-  StatusOr<TrainConfig> c =
-      parse_train_config(tiny, "tiny.yaml", {"logging.tensorboard=" + dir + "/tb",
-                                             "logging.metrics=" + dir + "/metrics.jsonl"});
+)");
+  StatusOr<TrainConfig> c = parse_train_config(
+      tiny, "tiny.yaml",
+      {"logging.tensorboard=" + dir + "/tb", "logging.metrics=" + dir + "/metrics.jsonl"});
   ASSERT_TRUE(c.ok()) << c.status().message();
   TrainHooks hooks;
   hooks.quiet = true;

@@ -15,6 +15,7 @@
 #include "core/device.h"
 #include "layers/hybrid_lm.h"
 #include "tests/common/gpu.h"
+#include "tests/trainer/tiny_config.h"
 #include "trainer/checkpoint.h"
 
 namespace sl::trainer {
@@ -22,25 +23,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const char* kTiny = R"(
-model:
-  vocab_size: 32
-  d_model: 16
-  pattern: "M*-"
-  mamba: {n_heads: 2, head_dim: 8, state_size: 8, chunk_size: 8}
-  attention: {n_heads: 2, n_kv_heads: 1, head_dim: 8}
-  mlp: {intermediate_size: 32}
-data: {task: assoc_recall, n_pairs: 3, n_keys: 8, n_values: 8}
+const std::string kTiny = test::tiny_config(R"(
 optimizer: {lr: 1.0e-2}
 schedule: {kind: cosine, warmup_steps: 2}
 logging: {every: 1, eval_batches: 1}
-device: cpu
 seed: 5
 steps: 8
 batch_size: 4
 seq_len: 16
 grad_accum: 2
-)";
+)");
 
 class TrainTest : public ::testing::Test {
  protected:
