@@ -12,6 +12,7 @@
 #include "autograd/ops.h"
 #include "layers/hybrid_lm.h"
 #include "tests/common/tolerance.h"
+#include "tests/layers/tiny_model.h"
 
 namespace sl {
 namespace {
@@ -34,12 +35,14 @@ Var leaf(const Dims& shape, uint64_t seed, DType dt = DType::F64, bool grad = tr
 }
 
 // silu(x) * w, w broadcast over the rows of x.
-Var gated(const std::vector<Var>& in) { return ag::mul(ag::silu(in[0]), in[1]); }
+Var gated(const std::vector<Var>& in) {
+  return ag::mul(ag::silu(in[0]), in[1]);
+}
 
 TEST(Checkpoint, GradcheckOneOutput) {
   Var x = leaf({3, 5}, 1), w = leaf({5}, 2);
-  ag::GradcheckResult r = ag::gradcheck(
-      [](const std::vector<Var>& in) { return ag::checkpoint(gated, in); }, {x, w});
+  ag::GradcheckResult r =
+      ag::gradcheck([](const std::vector<Var>& in) { return ag::checkpoint(gated, in); }, {x, w});
   EXPECT_TRUE(r.ok) << r.message;
 }
 
@@ -149,26 +152,7 @@ TEST(Checkpoint, DropoutSeesTheSameRandomNumbers) {
 // ---- a whole model ----
 
 layers::ModelConfig hybrid(const std::string& pattern) {
-  layers::ModelConfig c;
-  c.vocab_size = 24;
-  c.d_model = 16;
-  c.pattern = pattern;
-  c.init_std = 0.1;
-  c.mamba.n_heads = 4;
-  c.mamba.head_dim = 8;
-  c.mamba.state_size = 8;
-  c.mamba.n_groups = 2;
-  c.mamba.chunk_size = 8;
-  c.attention.n_heads = 4;
-  c.attention.n_kv_heads = 2;
-  c.attention.head_dim = 4;
-  c.mlp.intermediate_size = 24;
-  c.moe.n_routed_experts = 4;
-  c.moe.top_k = 2;
-  c.moe.intermediate_size = 12;
-  c.moe.shared_intermediate_size = 10;
-  c.moe.aux_loss_coef = 0.05;
-  return c;
+  return test::tiny_hybrid(pattern, 24);
 }
 
 struct Pass {

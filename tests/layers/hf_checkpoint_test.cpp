@@ -12,6 +12,7 @@
 #include <fstream>
 
 #include "layers/config_io.h"
+#include "tests/layers/tiny_model.h"
 
 namespace sl::layers {
 namespace {
@@ -19,23 +20,8 @@ namespace {
 namespace fs = std::filesystem;
 
 ModelConfig tiny() {
-  ModelConfig c;
-  c.vocab_size = 40;
-  c.d_model = 16;
-  c.pattern = "M*-E";
-  c.mamba.n_heads = 4;
-  c.mamba.head_dim = 8;
-  c.mamba.state_size = 8;
-  c.mamba.n_groups = 2;
-  c.mamba.chunk_size = 8;
-  c.attention.n_heads = 4;
-  c.attention.n_kv_heads = 2;
-  c.attention.head_dim = 4;
-  c.mlp.intermediate_size = 24;
-  c.moe.n_routed_experts = 4;
-  c.moe.top_k = 2;
-  c.moe.intermediate_size = 12;
-  c.moe.shared_intermediate_size = 10;
+  ModelConfig c = test::tiny_hybrid("M*-E", 40);
+  c.init_std = ModelConfig().init_std;
   c.moe.aux_loss_coef = 0.0;
   c.moe.routed_scaling_factor = 2.5;
   return c;
@@ -164,8 +150,7 @@ TEST(HfConfig, UnknownAndUnsupportedValuesNameTheKey) {
                {"layers_block_type", "conv"});
   expect_error(parse_hf_config(R"({"model_type": "llama"})", "c.json"), {"model_type", "llama"});
   expect_error(parse_hf_config(R"({"hidden_size": 64,)", "c.json"), {"c.json", "JSON"});
-  expect_error(parse_hf_config(R"({"num_attention_heads": 6, "num_key_value_heads": 4})",
-                               "c.json"),
+  expect_error(parse_hf_config(R"({"num_attention_heads": 6, "num_key_value_heads": 4})", "c.json"),
                {"c.json", "n_kv_heads"});
 }
 

@@ -13,31 +13,13 @@
 #include "kernels/adamw.h"
 #include "tests/common/gpu.h"
 #include "tests/common/tolerance.h"
+#include "tests/layers/tiny_model.h"
 
 namespace sl::layers {
 namespace {
 
 ModelConfig tiny(const std::string& pattern) {
-  ModelConfig c;
-  c.vocab_size = 32;
-  c.d_model = 16;
-  c.pattern = pattern;
-  c.init_std = 0.1;
-  c.mamba.n_heads = 4;
-  c.mamba.head_dim = 8;
-  c.mamba.state_size = 8;
-  c.mamba.n_groups = 2;
-  c.mamba.chunk_size = 8;
-  c.attention.n_heads = 4;
-  c.attention.n_kv_heads = 2;
-  c.attention.head_dim = 4;
-  c.mlp.intermediate_size = 24;
-  c.moe.n_routed_experts = 4;
-  c.moe.top_k = 2;
-  c.moe.intermediate_size = 12;
-  c.moe.shared_intermediate_size = 10;
-  c.moe.aux_loss_coef = 0.05;
-  return c;
+  return test::tiny_hybrid(pattern);
 }
 
 std::unique_ptr<HybridLM> make_lm(const ModelConfig& c, uint64_t seed) {

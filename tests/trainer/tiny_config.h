@@ -6,7 +6,7 @@
 
 #include <string>
 
-namespace sl::trainer::test {
+namespace sl::test {
 
 inline std::string tiny_config(const std::string& more) {
   return R"(
@@ -22,4 +22,4 @@ device: cpu
 )" + more;
 }
 
-}  // namespace sl::trainer::test
+}  // namespace sl::test
