@@ -145,11 +145,14 @@ __global__ void __launch_bounds__(kThreads) attention_dkv_kernel(const Attention
         const bool ok = u >= qlo[c] && u <= qhi[c] && u < p.Lk;
         s[n][e] = ok ? fast_exp2(fmaf(s[n][e], sl2, -info[c])) : 0.f;
       }
-      // dV += P^T dO.
+    // dV += P^T dO.
 #pragma unroll
     for (int kk = 0; kk < kB / 16; ++kk) {
       uint32_t pa[4];
-      acc_to_a<T>(pa, s[2 * kk], s[2 * kk + 1]);
+      pa[0] = Mma<T>::pack(s[2 * kk][0], s[2 * kk][1]);
+      pa[1] = Mma<T>::pack(s[2 * kk][2], s[2 * kk][3]);
+      pa[2] = Mma<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      pa[3] = Mma<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
 #pragma unroll
       for (int dp = 0; dp < D / 16; ++dp) {
         uint32_t bf[4];
@@ -181,11 +184,14 @@ __global__ void __launch_bounds__(kThreads) attention_dkv_kernel(const Attention
         const int c = n * 8 + 2 * (lane & 3) + (e & 1);
         s[n][e] *= dpt[n][e] - info[kB + c];
       }
-      // dK += dS^T Q.
+    // dK += dS^T Q.
 #pragma unroll
     for (int kk = 0; kk < kB / 16; ++kk) {
       uint32_t pa[4];
-      acc_to_a<T>(pa, s[2 * kk], s[2 * kk + 1]);
+      pa[0] = Mma<T>::pack(s[2 * kk][0], s[2 * kk][1]);
+      pa[1] = Mma<T>::pack(s[2 * kk][2], s[2 * kk][3]);
+      pa[2] = Mma<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      pa[3] = Mma<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
 #pragma unroll
       for (int dp = 0; dp < D / 16; ++dp) {
         uint32_t bf[4];
@@ -316,7 +322,10 @@ __global__ void __launch_bounds__(kThreads) attention_dq_kernel(const AttentionP
 #pragma unroll
     for (int kk = 0; kk < kB / 16; ++kk) {
       uint32_t pa[4];
-      acc_to_a<T>(pa, s[2 * kk], s[2 * kk + 1]);
+      pa[0] = Mma<T>::pack(s[2 * kk][0], s[2 * kk][1]);
+      pa[1] = Mma<T>::pack(s[2 * kk][2], s[2 * kk][3]);
+      pa[2] = Mma<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      pa[3] = Mma<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
 #pragma unroll
       for (int dd = 0; dd < D / 16; ++dd) {
         uint32_t bf[4];

@@ -131,15 +131,53 @@ __global__ void __launch_bounds__(Tile::kThreads, 2) attention_fwd_kernel(const 
         }
     }
 
-    // Online softmax, log2 domain (attention_cuda_common.cuh).
+    // Online softmax, log2 domain: m is the running max of s * sl2.
 #pragma unroll
-    for (int mt = 0; mt < kMT; ++mt) online_softmax_block(s[mt], m[mt], l[mt], sl2, o[mt]);
+    for (int mt = 0; mt < kMT; ++mt) {
+      float alpha[2];
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int n = 0; n < kBN / 8; ++n)
+          mx = fmaxf(mx, fmaxf(s[mt][n][2 * j], s[mt][n][2 * j + 1]));
+        mx = quad_max(mx) * sl2;
+        const float m_new = fmaxf(m[mt][j], mx);
+        const float base = m_new == -INFINITY ? 0.f : m_new;
+        alpha[j] = fast_exp2(m[mt][j] - base);
+        m[mt][j] = m_new;
+        float sum = 0.f;
+#pragma unroll
+        for (int n = 0; n < kBN / 8; ++n) {
+          s[mt][n][2 * j] = fast_exp2(fmaf(s[mt][n][2 * j], sl2, -base));
+          s[mt][n][2 * j + 1] = fast_exp2(fmaf(s[mt][n][2 * j + 1], sl2, -base));
+          sum += s[mt][n][2 * j] + s[mt][n][2 * j + 1];
+        }
+        l[mt][j] = l[mt][j] * alpha[j] + sum;
+      }
+      // Once a row's maximum has settled (most key blocks of a long row) alpha is 1: skip the
+      // rescale when it is 1 for the whole warp (a uniform branch).
+      if (!__all_sync(0xffffffffu, alpha[0] == 1.f && alpha[1] == 1.f)) {
+#pragma unroll
+        for (int n = 0; n < D / 8; ++n) {
+          o[mt][n][0] *= alpha[0];
+          o[mt][n][1] *= alpha[0];
+          o[mt][n][2] *= alpha[1];
+          o[mt][n][3] *= alpha[1];
+        }
+      }
+    }
 
 #pragma unroll
     for (int kk = 0; kk < kBN / 16; ++kk) {
       uint32_t pa[kMT][4];
 #pragma unroll
-      for (int mt = 0; mt < kMT; ++mt) acc_to_a<T>(pa[mt], s[mt][2 * kk], s[mt][2 * kk + 1]);
+      for (int mt = 0; mt < kMT; ++mt) {
+        pa[mt][0] = Mma<T>::pack(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+        pa[mt][1] = Mma<T>::pack(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+        pa[mt][2] = Mma<T>::pack(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+        pa[mt][3] = Mma<T>::pack(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+      }
 #pragma unroll
       for (int dp = 0; dp < D / 16; ++dp) {
         uint32_t bf[4];
@@ -240,7 +278,8 @@ void attention_forward_cuda(const AttentionParams& p, int device) {
   attn::forward_variant(p, device, 0);
 }
 
-void doc_start_cuda(const int32_t* seq_idx, int32_t* doc_start, int64_t B, int64_t T, int device) {
+void doc_start_cuda(const int32_t* seq_idx, int32_t* doc_start, int64_t B, int64_t T,
+                    int device) {
   cuda::set_device(device);
   doc_start_kernel<<<unsigned(B), kScanThreads, 0, cuda::stream(device)>>>(seq_idx, doc_start, T);
   SL_CUDA_LAUNCH_CHECK();

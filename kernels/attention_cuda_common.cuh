@@ -92,26 +92,6 @@ struct Mma<f16> {
   }
 };
 
-// Two accumulator tiles (columns 16 kk .. 16 kk + 15 of a 16-row product) as the A operand of
-// the next product (Note [fragment layouts]): P or dS re-used from registers.
-template <class T>
-__device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&lo)[4],
-                                         const float (&hi)[4]) {
-  a[0] = Mma<T>::pack(lo[0], lo[1]);
-  a[1] = Mma<T>::pack(lo[2], lo[3]);
-  a[2] = Mma<T>::pack(hi[0], hi[1]);
-  a[3] = Mma<T>::pack(hi[2], hi[3]);
-}
-
-// One key block of the online softmax, for this thread's two rows (j = 0, 1: accumulator
-// elements 2j, 2j + 1) of a 16-row tile, in the log2 domain: s (raw scores) becomes
-// exp2(s * sl2 - m), m is the running max of s * sl2, l the running sum, and o is rescaled when
-// a maximum moved. Once a row's maximum has settled (most key blocks of a long row) alpha is 1,
-// and the rescale is skipped when it is 1 for the whole warp (a uniform branch).
-template <int NT, int DT>
-__device__ __forceinline__ void online_softmax_block(float (&s)[NT][4], float (&m)[2],
-                                                     float (&l)[2], float sl2, float (&o)[DT][4]);
-
 // Byte offset of chunk `chunk` of row `row` in a swizzled tile of D-element rows.
 template <int D>
 __device__ __forceinline__ uint32_t tile_offset(int row, int chunk) {
@@ -182,43 +162,6 @@ __device__ __forceinline__ float fast_exp2(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
   return y;
-}
-
-__device__ __forceinline__ float quad_max(float v);
-__device__ __forceinline__ float quad_sum(float v);
-
-template <int NT, int DT>
-__device__ __forceinline__ void online_softmax_block(float (&s)[NT][4], float (&m)[2],
-                                                     float (&l)[2], float sl2, float (&o)[DT][4]) {
-  float alpha[2];
-#pragma unroll
-  for (int j = 0; j < 2; ++j) {
-    float mx = -INFINITY;
-#pragma unroll
-    for (int n = 0; n < NT; ++n) mx = fmaxf(mx, fmaxf(s[n][2 * j], s[n][2 * j + 1]));
-    mx = quad_max(mx) * sl2;
-    const float m_new = fmaxf(m[j], mx);
-    const float base = m_new == -INFINITY ? 0.f : m_new;
-    alpha[j] = fast_exp2(m[j] - base);
-    m[j] = m_new;
-    float sum = 0.f;
-#pragma unroll
-    for (int n = 0; n < NT; ++n) {
-      s[n][2 * j] = fast_exp2(fmaf(s[n][2 * j], sl2, -base));
-      s[n][2 * j + 1] = fast_exp2(fmaf(s[n][2 * j + 1], sl2, -base));
-      sum += s[n][2 * j] + s[n][2 * j + 1];
-    }
-    l[j] = l[j] * alpha[j] + sum;
-  }
-  if (!__all_sync(0xffffffffu, alpha[0] == 1.f && alpha[1] == 1.f)) {
-#pragma unroll
-    for (int n = 0; n < DT; ++n) {
-      o[n][0] *= alpha[0];
-      o[n][1] *= alpha[0];
-      o[n][2] *= alpha[1];
-      o[n][3] *= alpha[1];
-    }
-  }
 }
 
 __device__ __forceinline__ float quad_max(float v) {

@@ -41,13 +41,13 @@ constexpr uint64_t kEmptyKey = ~uint64_t(0);
 
 struct SpanArgs {
   SuperlinearParams p;
-  int64_t p0, n;   // this chunk's pairs: global ids p0 .. p0 + n - 1 (pair = row * k + slot)
-  int64_t n_kb;    // key blocks per (batch, KV head)
-  int key_bits;    // significant bits of a valid key
-  uint64_t* keys;  // [n] footprint keys (then sorted)
-  int32_t* idx;    // [n] local pair index (then sorted by key)
-  int2* bounds;    // [n] span [st, en] per local pair
-  uint16_t* os;    // [n, D] per-pair output, bf16
+  int64_t p0, n;    // this chunk's pairs: global ids p0 .. p0 + n - 1 (pair = row * k + slot)
+  int64_t n_kb;     // key blocks per (batch, KV head)
+  int key_bits;     // significant bits of a valid key
+  uint64_t* keys;   // [n] footprint keys (then sorted)
+  int32_t* idx;     // [n] local pair index (then sorted by key)
+  int2* bounds;     // [n] span [st, en] per local pair
+  uint16_t* os;     // [n, D] per-pair output, bf16
 };
 
 // Row geometry of a [B, Hq, Lq] row index.
@@ -192,8 +192,8 @@ __global__ void __launch_bounds__(kThreads, 2)
       }
     }
     const int k0 = kb * kBN;
-    const bool inside =
-        k0 >= lo[0] && k0 + kBN - 1 <= hi[0] && k0 >= lo[1] && k0 + kBN - 1 <= hi[1];
+    const bool inside = k0 >= lo[0] && k0 + kBN - 1 <= hi[0] && k0 >= lo[1] &&
+                        k0 + kBN - 1 <= hi[1];
     if (!__all_sync(0xffffffffu, inside)) {
 #pragma unroll
       for (int n = 0; n < kBN / 8; ++n)
@@ -203,11 +203,42 @@ __global__ void __launch_bounds__(kThreads, 2)
           if (u < lo[e >> 1] || u > hi[e >> 1]) s[n][e] = -INFINITY;
         }
     }
-    online_softmax_block(s, m, l, sl2, o);
+    float alpha[2];
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int n = 0; n < kBN / 8; ++n) mx = fmaxf(mx, fmaxf(s[n][2 * j], s[n][2 * j + 1]));
+      mx = quad_max(mx) * sl2;
+      const float m_new = fmaxf(m[j], mx);
+      const float base = m_new == -INFINITY ? 0.f : m_new;
+      alpha[j] = fast_exp2(m[j] - base);
+      m[j] = m_new;
+      float sum = 0.f;
+#pragma unroll
+      for (int n = 0; n < kBN / 8; ++n) {
+        s[n][2 * j] = fast_exp2(fmaf(s[n][2 * j], sl2, -base));
+        s[n][2 * j + 1] = fast_exp2(fmaf(s[n][2 * j + 1], sl2, -base));
+        sum += s[n][2 * j] + s[n][2 * j + 1];
+      }
+      l[j] = l[j] * alpha[j] + sum;
+    }
+    if (!__all_sync(0xffffffffu, alpha[0] == 1.f && alpha[1] == 1.f)) {
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n) {
+        o[n][0] *= alpha[0];
+        o[n][1] *= alpha[0];
+        o[n][2] *= alpha[1];
+        o[n][3] *= alpha[1];
+      }
+    }
 #pragma unroll
     for (int kk = 0; kk < kBN / 16; ++kk) {
       uint32_t pa[4];
-      acc_to_a<bf16>(pa, s[2 * kk], s[2 * kk + 1]);
+      pa[0] = Mma<bf16>::pack(s[2 * kk][0], s[2 * kk][1]);
+      pa[1] = Mma<bf16>::pack(s[2 * kk][2], s[2 * kk][3]);
+      pa[2] = Mma<bf16>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      pa[3] = Mma<bf16>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
 #pragma unroll
       for (int dp = 0; dp < D / 16; ++dp) {
         uint32_t bf[4];
@@ -384,14 +415,14 @@ void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTime
   SL_CUDA_CHECK(cub::DeviceScan::InclusiveScan(nullptr, max_bytes, (int32_t*)nullptr,
                                                (int32_t*)nullptr, ::cuda::maximum<int32_t>(), cap,
                                                s));
-  SL_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, sum_bytes, (int32_t*)nullptr,
-                                              (int32_t*)nullptr, cap, s));
+  SL_CUDA_CHECK(
+      cub::DeviceScan::ExclusiveSum(nullptr, sum_bytes, (int32_t*)nullptr, (int32_t*)nullptr, cap, s));
   Tensor temp = scratch(int64_t(std::max(sort_bytes, std::max(max_bytes, sum_bytes))), dev);
   const size_t temp_bytes = size_t(temp.numel()) * 4;
 
   constexpr int smem = span_smem_bytes<D>();
-  SL_CUDA_CHECK(
-      cudaFuncSetAttribute(span_tile_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  SL_CUDA_CHECK(cudaFuncSetAttribute(span_tile_kernel<D>,
+                                     cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   for (int64_t row0 = 0; row0 < rows; row0 += rows_per_chunk) {
     const int64_t nrows = std::min(rows_per_chunk, rows - row0);
     SpanArgs a;
@@ -410,7 +441,8 @@ void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTime
     size_t tb = temp_bytes;
     uint64_t* ks = reinterpret_cast<uint64_t*>(keys_sorted.data_ptr());
     SL_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.data_ptr(), tb, a.keys, ks, a.idx,
-                                                  idx_sorted.data<int32_t>(), a.n, 0, key_bits, s));
+                                                  idx_sorted.data<int32_t>(), a.n, 0, key_bits,
+                                                  s));
     // The sort reads key_bits bits, but the sorted keys keep all 64: empty slots stay kEmptyKey.
     a.keys = ks;
     a.idx = idx_sorted.data<int32_t>();
@@ -426,14 +458,15 @@ void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTime
     tb = temp_bytes;
     SL_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(temp.data_ptr(), tb, mark.data<int32_t>(),
                                                 slot.data<int32_t>(), a.n, s));
-    tile_scatter_kernel<<<blocks_for(a.n), 256, 0, s>>>(mark.data<int32_t>(), slot.data<int32_t>(),
-                                                        a.n, tile_start.data<int32_t>());
+    tile_scatter_kernel<<<blocks_for(a.n), 256, 0, s>>>(mark.data<int32_t>(),
+                                                        slot.data<int32_t>(), a.n,
+                                                        tile_start.data<int32_t>());
     SL_CUDA_LAUNCH_CHECK();
     int32_t last_slot = 0, last_mark = 0;
-    SL_CUDA_CHECK(
-        cudaMemcpyAsync(&last_slot, slot.data<int32_t>() + a.n - 1, 4, cudaMemcpyDeviceToHost, s));
-    SL_CUDA_CHECK(
-        cudaMemcpyAsync(&last_mark, mark.data<int32_t>() + a.n - 1, 4, cudaMemcpyDeviceToHost, s));
+    SL_CUDA_CHECK(cudaMemcpyAsync(&last_slot, slot.data<int32_t>() + a.n - 1, 4,
+                                  cudaMemcpyDeviceToHost, s));
+    SL_CUDA_CHECK(cudaMemcpyAsync(&last_mark, mark.data<int32_t>() + a.n - 1, 4,
+                                  cudaMemcpyDeviceToHost, s));
     SL_CUDA_CHECK(cudaStreamSynchronize(s));
     const int64_t tiles = int64_t(last_slot) + last_mark;
     timer.mark(3);
