@@ -223,6 +223,7 @@ StatusOr<TrainResult> Run::loop() {
             c_.model.pattern + "\"; device " + dev_.str() + ", " + dtype_name(compute_) +
             (compute_ == DType::BF16 ? " with f32 master weights" : "") + "; " +
             std::to_string(c_.batch_size * c_.seq_len * c_.grad_accum) + " tokens per step");
+  con_.line("data: " + source_->describe());
   if (step_ >= c_.steps) {
     con_.line("nothing to do: resumed at step " + std::to_string(step_) + " of " +
               std::to_string(c_.steps) + " (--set checkpoint.resume=none to train again)");
