@@ -16,6 +16,13 @@
 // "backbone.embedding.weight". Every parameter must be found with its shape, and every tensor of
 // the files must be used; otherwise an error names the tensor.
 //
+// Note [differences from transformers] (5.24, found by the parity fixture, which avoids them):
+// transformers clamps dt to [time_step_min, inf) and ignores time_step_limit, where we clamp at
+// time_step_limit (default (0, inf)): outputs differ where softplus(dt) < time_step_min; it
+// ignores residual_in_fp32 (its residual stays in the model dtype; ours is f32 when set, which
+// matters only in bf16); its experts never have a bias and it builds exactly one shared expert,
+// so other settings are refused on export.
+//
 // The one non-obvious decision: saving writes the released checkpoints' layout (what
 // transformers' own save_pretrained writes back after its load-time conversion), with every
 // config key written explicitly, so the directory loads in transformers and here alike; the MoE
