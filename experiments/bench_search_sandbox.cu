@@ -13,6 +13,7 @@
 // identical: the harness checks that before it prints a time. Not used by the library until it
 // wins on the device.
 #include <cstdio>
+#include <type_traits>
 #include <vector>
 
 #include "experiments/bench_util.h"
@@ -112,9 +113,11 @@ __global__ void __launch_bounds__(128) search_group_kernel(SuperlinearParams p) 
           }
       }
     }
-#pragma unroll
-    for (int hh = 0; hh < kHeadsPerWarp; ++hh) {
-      if (hh >= nh) break;
+    // One head's top-k update; called with compile-time head indices so bs / ba stay in
+    // registers (a loop over heads around the ballot loop does not unroll).
+    auto update = [&](auto hh_c) {
+      constexpr int hh = decltype(hh_c)::value;
+      if (hh >= nh) return;
       const float s = ok ? (acc[hh][0] + acc[hh][1]) + (acc[hh][2] + acc[hh][3]) : -INFINITY;
       float ws = -INFINITY;
       int32_t wa = kNoAnchor;
@@ -128,12 +131,17 @@ __global__ void __launch_bounds__(128) search_group_kernel(SuperlinearParams p) 
         topk_insert(k, __shfl_sync(0xffffffffu, s, src), __shfl_sync(0xffffffffu, a, src), bs[hh],
                     ba[hh]);
       }
-    }
+    };
+    static_assert(kHeadsPerWarp == 4, "update is called for heads 0..3");
+    update(std::integral_constant<int, 0>{});
+    update(std::integral_constant<int, 1>{});
+    update(std::integral_constant<int, 2>{});
+    update(std::integral_constant<int, 3>{});
   }
   if (lane != 0) return;
 #pragma unroll
   for (int hh = 0; hh < kHeadsPerWarp; ++hh) {
-    if (hh >= nh) break;
+    if (hh >= nh) continue;
     const int64_t row = ((b * p.Hq + h0 + hh) * p.Lq + i) * k;
 #pragma unroll
     for (int j = 0; j < slcuda::kMaxK; ++j)
