@@ -104,6 +104,27 @@ const Tensor* CheckpointData::find(const std::string& name) const {
   return nullptr;
 }
 
+StatusOr<Tensor> CheckpointData::get(const std::string& name, const Dims& shape, DType dtype,
+                                     const std::string& path) const {
+  const Tensor* t = find(name);
+  if (!t) return Status::Corruption(path + ": no tensor '" + name + "'");
+  if (t->shape() != shape || t->dtype() != dtype)
+    return Status::Corruption(path + ": tensor '" + name + "' is " + t->str() + ", expected " +
+                              dtype_name(dtype) + shape.str());
+  return *t;
+}
+
+Status CheckpointData::check_model_config(const std::string& model_yaml, const std::string& path,
+                                          const std::string& advice) const {
+  auto it = texts.find("model_config");
+  if (it == texts.end()) return Status::Corruption(path + ": no model_config record");
+  if (it->second != model_yaml)
+    return Status::InvalidArgument(path +
+                                   ": written for a different model configuration (stored:\n" +
+                                   it->second + "); " + advice);
+  return Status::Ok();
+}
+
 Status write_checkpoint(const std::string& path, const CheckpointData& data) {
   fs::path final_path(path);
   fs::path dir = final_path.parent_path().empty() ? fs::path(".") : final_path.parent_path();

@@ -37,6 +37,14 @@ struct CheckpointData {
   void add(const std::string& name, const Tensor& t) { tensors.emplace_back(name, t); }
   // The tensor with this name, or nullptr.
   const Tensor* find(const std::string& name) const;
+  // The tensor with this name, which must have `shape` and `dtype`; otherwise Corruption naming
+  // `path` (the checkpoint file) and the tensor.
+  StatusOr<Tensor> get(const std::string& name, const Dims& shape, DType dtype,
+                       const std::string& path) const;
+  // OK when the stored "model_config" text equals `model_yaml`; otherwise Corruption (no record)
+  // or InvalidArgument naming `path`, showing the stored configuration and ending with `advice`.
+  Status check_model_config(const std::string& model_yaml, const std::string& path,
+                            const std::string& advice) const;
 };
 
 Status write_checkpoint(const std::string& path, const CheckpointData& data);

@@ -53,22 +53,14 @@ void print_niah_table(std::FILE* out, const NiahEvalConfig& n, const std::vector
 
 Status load_model_params(layers::HybridLM& model, const CheckpointData& ck,
                          const std::string& path) {
-  auto it = ck.texts.find("model_config");
-  if (it == ck.texts.end()) return Status::Corruption(path + ": no model_config record");
-  const std::string want = layers::to_yaml(model.config());
-  if (it->second != want)
-    return Status::InvalidArgument(path +
-                                   ": written for a different model configuration than the "
-                                   "config's model section (stored:\n" +
-                                   it->second + ")");
+  Status mc = ck.check_model_config(layers::to_yaml(model.config()), path,
+                                    "the config's model section describes another model");
+  if (!mc.ok()) return mc;
   for (auto& [name, p] : model.named_parameters()) {
-    const Tensor* t = ck.find("param/" + name);
-    if (!t) return Status::Corruption(path + ": no tensor 'param/" + name + "'");
-    if (t->shape() != p.value().shape() || t->dtype() != DType::F32)
-      return Status::Corruption(path + ": tensor 'param/" + name + "' is " + t->str() +
-                                ", expected f32" + p.value().shape().str());
+    StatusOr<Tensor> t = ck.get("param/" + name, p.value().shape(), DType::F32, path);
+    if (!t.ok()) return t.status();
     Tensor dst = p.value();
-    dst.copy_(*t);
+    dst.copy_(t.value());
   }
   return Status::Ok();
 }

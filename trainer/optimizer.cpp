@@ -152,18 +152,10 @@ Status Optimizer::load(const CheckpointData& ck, const std::string& path) {
   const std::string stored = it == ck.texts.end() ? "adamw" : it->second;
   if (stored != cfg_.kind)
     return Status::InvalidArgument(
-        path + ": written with optimizer.kind " + stored + ", but optimizer.kind is " +
-        cfg_.kind + "; its optimizer state cannot be used (start fresh with --set " +
+        path + ": written with optimizer.kind " + stored + ", but optimizer.kind is " + cfg_.kind +
+        "; its optimizer state cannot be used (start fresh with --set " +
         "checkpoint.resume=none, use another checkpoint.dir, or set optimizer.kind=" + stored +
         ")");
-  auto get = [&](const std::string& name, const Dims& shape, DType dt) -> StatusOr<Tensor> {
-    const Tensor* t = ck.find(name);
-    if (!t) return Status::Corruption(path + ": no tensor '" + name + "'");
-    if (t->shape() != shape || t->dtype() != dt)
-      return Status::Corruption(path + ": tensor '" + name + "' is " + t->str() + ", expected " +
-                                dtype_name(dt) + shape.str());
-    return *t;
-  };
   const std::string prefix = cfg_.kind == "sgd" ? "sgd/" : "adam/";
   for (ParamState& s : states_) {
     std::vector<std::pair<std::string, Tensor*>> records = {{"param/" + s.name, &s.master}};
@@ -180,12 +172,12 @@ Status Optimizer::load(const CheckpointData& ck, const std::string& path) {
       }
     }
     for (auto& [name, dst] : records) {
-      StatusOr<Tensor> t = get(name, s.master.shape(), DType::F32);
+      StatusOr<Tensor> t = ck.get(name, s.master.shape(), DType::F32, path);
       if (!t.ok()) return t.status();
       dst->copy_(t.value());
     }
     if (s.frozen) continue;
-    StatusOr<Tensor> st = get(prefix + s.name + "/step", {1}, DType::I64);
+    StatusOr<Tensor> st = ck.get(prefix + s.name + "/step", {1}, DType::I64, path);
     if (!st.ok()) return st.status();
     s.step = st.value().to_vector<int64_t>()[0];
   }

@@ -102,9 +102,7 @@ class Run {
  private:
   Status restore(const CheckpointData& ck, const std::string& path);
   Status save();
-  EvalResult evaluate() {
-    return evaluate_lm(model_, *source_, c_.logging.eval_batches, dev_);
-  }
+  EvalResult evaluate() { return evaluate_lm(model_, *source_, c_.logging.eval_batches, dev_); }
   void report_eval(const EvalResult& e, const char* when);
 
   const TrainConfig& c_;
@@ -123,23 +121,13 @@ class Run {
 };
 
 Status Run::restore(const CheckpointData& ck, const std::string& path) {
-  auto it = ck.texts.find("model_config");
-  if (it == ck.texts.end()) return Status::Corruption(path + ": no model_config record");
-  if (it->second != model_text_)
-    return Status::InvalidArgument(
-        path + ": written for a different model configuration (stored:\n" + it->second +
-        "); start fresh with --set checkpoint.resume=none or use another checkpoint.dir");
-  auto get = [&](const std::string& name, const Dims& shape, DType dt) -> StatusOr<Tensor> {
-    const Tensor* t = ck.find(name);
-    if (!t) return Status::Corruption(path + ": no tensor '" + name + "'");
-    if (t->shape() != shape || t->dtype() != dt)
-      return Status::Corruption(path + ": tensor '" + name + "' is " + t->str() + ", expected " +
-                                dtype_name(dt) + shape.str());
-    return *t;
-  };
+  Status mc = ck.check_model_config(
+      model_text_, path,
+      "start fresh with --set checkpoint.resume=none or use another checkpoint.dir");
+  if (!mc.ok()) return mc;
   Status os = opt_->load(ck, path);
   if (!os.ok()) return os;
-  StatusOr<Tensor> state = get("trainer/state", {4}, DType::I64);
+  StatusOr<Tensor> state = ck.get("trainer/state", {4}, DType::I64, path);
   if (!state.ok()) return state.status();
   std::vector<int64_t> v = state.value().to_vector<int64_t>();
   step_ = v[0];

@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "tests/trainer/tiny_config.h"
+#include "tests/trainer/train_fixture.h"
 #include "trainer/metrics.h"
 #include "trainer/train.h"
 

@@ -45,9 +45,8 @@ TEST(SetRequiresGrad, FrozenModelParametersGetNoGradient) {
   Generator gen(4);
   layers::HybridLM lm(c, gen);
   auto params = lm.named_parameters();
-  StatusOr<std::unique_ptr<Optimizer>> opt =
-      Optimizer::create(params, OptimizerConfig{}, {"backbone.embeddings.*", "*.1.mixer.*"},
-                        DType::F32);
+  StatusOr<std::unique_ptr<Optimizer>> opt = Optimizer::create(
+      params, OptimizerConfig{}, {"backbone.embeddings.*", "*.1.mixer.*"}, DType::F32);
   ASSERT_TRUE(opt.ok()) << opt.status().message();
   Tensor ids = Tensor::from_vector(std::vector<int32_t>{1, 2, 3, 4, 5, 6}, {1, 6});
   lm.loss(ids, ids).total.backward();

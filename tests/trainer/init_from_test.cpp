@@ -29,7 +29,9 @@ layers::ModelConfig fixture_config() {
   return c.value();
 }
 
-std::vector<float> values(const ag::Var& v) { return v.value().to(DType::F32).to_vector<float>(); }
+std::vector<float> values(const ag::Var& v) {
+  return v.value().to(DType::F32).to_vector<float>();
+}
 
 TEST(InitFrom, HuggingFaceDirectory) {
   layers::ModelConfig c = fixture_config();

@@ -11,7 +11,7 @@
 #include <filesystem>
 
 #include "layers/hybrid_lm.h"
-#include "tests/trainer/tiny_config.h"
+#include "tests/trainer/train_fixture.h"
 #include "trainer/checkpoint.h"
 #include "trainer/param_groups.h"
 #include "trainer/train.h"
@@ -183,34 +183,12 @@ batch_size: 2
 seq_len: 16
 )");
 
-class OptimizerRun : public ::testing::Test {
+class OptimizerRun : public test::TrainRunTest {
  protected:
-  void SetUp() override {
-    dir_ = (fs::temp_directory_path() /
-            ("sl_opt_" + std::to_string(::getpid()) + "_" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name()))
-               .string();
-    fs::remove_all(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   TrainConfig config(std::vector<std::string> overrides = {}) {
     overrides.insert(overrides.begin(), "checkpoint.dir=" + dir_);
-    StatusOr<TrainConfig> c = parse_train_config(kTiny, "tiny.yaml", overrides);
-    SL_CHECK(c.ok()) << c.status().message();
-    return c.value();
+    return parse(kTiny, "tiny.yaml", overrides);
   }
-  static StatusOr<TrainResult> try_run(const TrainConfig& c, TrainHooks hooks = {}) {
-    hooks.quiet = true;
-    hooks.keep_params = true;
-    return train(c, hooks);
-  }
-  static TrainResult run(const TrainConfig& c, TrainHooks hooks = {}) {
-    StatusOr<TrainResult> r = try_run(c, hooks);
-    SL_CHECK(r.ok()) << r.status().message();
-    return std::move(r).value();
-  }
-  std::string dir_;
 };
 
 bool same_bits(const Tensor& x, const Tensor& y) {

@@ -120,8 +120,7 @@ TEST(RecomputeRun, LossTrajectoryIsBitIdentical) {
   ASSERT_EQ(results[0].params.size(), results[1].params.size());
   for (size_t i = 0; i < results[0].params.size(); ++i) {
     const Tensor &a = results[0].params[i].second, &b = results[1].params[i].second;
-    EXPECT_EQ(std::memcmp(a.data_ptr(), b.data_ptr(), a.nbytes()), 0)
-        << results[0].params[i].first;
+    EXPECT_EQ(std::memcmp(a.data_ptr(), b.data_ptr(), a.nbytes()), 0) << results[0].params[i].first;
   }
   fs::remove_all(dir);
 }

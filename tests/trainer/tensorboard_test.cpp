@@ -17,7 +17,7 @@
 #include <set>
 #include <sstream>
 
-#include "tests/trainer/tiny_config.h"
+#include "tests/trainer/train_fixture.h"
 #include "trainer/config.h"
 #include "trainer/train.h"
 

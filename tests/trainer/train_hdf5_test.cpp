@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "data/build_command.h"
+#include "tests/trainer/train_fixture.h"
 #include "trainer/checkpoint.h"
 #include "trainer/train.h"
 
@@ -38,14 +39,10 @@ batch_size: 4
 seq_len: 32
 )";
 
-class TrainHdf5Test : public ::testing::Test {
+class TrainHdf5Test : public test::TrainRunTest {
  protected:
   void SetUp() override {
-    dir_ = (fs::path(::testing::TempDir()) /
-            ("sl_train_hdf5_" + std::to_string(::getpid()) + "_" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name()))
-               .string();
-    fs::remove_all(dir_);
+    TrainRunTest::SetUp();
     fs::create_directories(dir_ + "/text");
     const char* words[] = {"the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "far"};
     for (int f = 0; f < 10; ++f) {
@@ -58,26 +55,16 @@ class TrainHdf5Test : public ::testing::Test {
     StatusOr<data::BuildSummary> s = data::build_token_dataset(o);
     SL_CHECK(s.ok()) << s.status().message();
   }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  StatusOr<TrainConfig> parse(std::vector<std::string> overrides = {}) {
+  StatusOr<TrainConfig> parse_hdf5(std::vector<std::string> overrides = {}) {
     overrides.insert(overrides.begin(), "data.path=" + dir_ + "/tokens.h5");
     overrides.insert(overrides.begin(), "checkpoint.dir=" + dir_ + "/ckpt");
     return parse_train_config(kTiny, "tiny_hdf5.yaml", overrides);
   }
   TrainConfig config(std::vector<std::string> overrides = {}) {
-    StatusOr<TrainConfig> c = parse(std::move(overrides));
+    StatusOr<TrainConfig> c = parse_hdf5(std::move(overrides));
     SL_CHECK(c.ok()) << c.status().message();
     return c.value();
   }
-  static TrainResult run(const TrainConfig& c, TrainHooks hooks = {}) {
-    hooks.quiet = true;
-    hooks.keep_params = true;
-    StatusOr<TrainResult> r = train(c, hooks);
-    SL_CHECK(r.ok()) << r.status().message();
-    return std::move(r).value();
-  }
-  std::string dir_;
 };
 
 TEST_F(TrainHdf5Test, TrainsAndResumesBitIdentically) {
@@ -114,7 +101,7 @@ TEST_F(TrainHdf5Test, DataKeysRoundTripAndAreValidated) {
   EXPECT_EQ(back.value().data.eval_fraction, 0.5);
 
   auto rejects = [&](std::vector<std::string> o, const std::string& what) {
-    StatusOr<TrainConfig> r = parse(std::move(o));
+    StatusOr<TrainConfig> r = parse_hdf5(std::move(o));
     ASSERT_FALSE(r.ok()) << what;
     EXPECT_NE(r.status().message().find(what), std::string::npos) << r.status().message();
   };
@@ -123,7 +110,7 @@ TEST_F(TrainHdf5Test, DataKeysRoundTripAndAreValidated) {
   rejects({"data.eval_fraction=1.5"}, "data.eval_fraction");
   rejects({"data.shuffle=maybe"}, "data.shuffle");
   // The synthetic keys are not checked against a token file's run.
-  EXPECT_TRUE(parse({"data.n_pairs=1000"}).ok());
+  EXPECT_TRUE(parse_hdf5({"data.n_pairs=1000"}).ok());
 }
 
 TEST_F(TrainHdf5Test, FileProblemsAreStatusNamingTheKeyAndFile) {

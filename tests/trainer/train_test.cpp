@@ -15,7 +15,7 @@
 #include "core/device.h"
 #include "layers/hybrid_lm.h"
 #include "tests/common/gpu.h"
-#include "tests/trainer/tiny_config.h"
+#include "tests/trainer/train_fixture.h"
 #include "trainer/checkpoint.h"
 
 namespace sl::trainer {
@@ -34,31 +34,12 @@ seq_len: 16
 grad_accum: 2
 )");
 
-class TrainTest : public ::testing::Test {
+class TrainTest : public test::TrainRunTest {
  protected:
-  void SetUp() override {
-    dir_ = (fs::temp_directory_path() /
-            ("sl_train_" + std::to_string(::getpid()) + "_" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name()))
-               .string();
-    fs::remove_all(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   TrainConfig config(std::vector<std::string> overrides = {}) {
     overrides.insert(overrides.begin(), "checkpoint.dir=" + dir_);
-    StatusOr<TrainConfig> c = parse_train_config(kTiny, "tiny.yaml", overrides);
-    SL_CHECK(c.ok()) << c.status().message();
-    return c.value();
+    return parse(kTiny, "tiny.yaml", overrides);
   }
-  static TrainResult run(const TrainConfig& c, TrainHooks hooks = {}) {
-    hooks.quiet = true;
-    hooks.keep_params = true;
-    StatusOr<TrainResult> r = train(c, hooks);
-    SL_CHECK(r.ok()) << r.status().message();
-    return std::move(r).value();
-  }
-  std::string dir_;
 };
 
 void expect_bit_identical(const TrainResult& a, const TrainResult& b) {
