@@ -58,18 +58,6 @@ int64_t peak_extra(F&& fn) {
   return cuda_alloc::stats(0).peak_allocated - before;
 }
 
-// Median ms of fn with a repetition count that keeps each measurement near 1.5 s.
-float time_auto(const std::function<void()>& fn) {
-  cuda::Event a, b;
-  a.record(cuda::stream(0));
-  fn();
-  b.record(cuda::stream(0));
-  b.synchronize();
-  const float once = b.elapsed_ms(a);
-  const int reps = std::max(1, std::min(10, int(1500.f / std::max(once, 1e-3f))));
-  return bench::time_ms(fn, reps > 2 ? 1 : 0, reps);
-}
-
 }  // namespace
 
 int main() {
@@ -115,7 +103,7 @@ int main() {
       const int64_t fwd_mem =
           peak_extra([&] { f = superlinear_forward(pr.qa, pr.qs, pr.k, pr.v, pr.cfg); });
       const float fwd_ms =
-          time_auto([&] { (void)superlinear_forward(pr.qa, pr.qs, pr.k, pr.v, pr.cfg); });
+          bench::time_auto([&] { (void)superlinear_forward(pr.qa, pr.qs, pr.k, pr.v, pr.cfg); });
 
       // Exact attended keys and searched candidates from the kept anchors, head by head.
       const std::vector<int32_t> anchors = f.anchors.to(Device::cpu()).to_vector<int32_t>();
@@ -132,11 +120,11 @@ int main() {
       SuperlinearGrads g;
       const int64_t det_mem = peak_extra(
           [&] { g = superlinear_backward(pr.dout, pr.qa, pr.qs, pr.k, pr.v, f, pr.cfg); });
-      const float det_ms = time_auto(
+      const float det_ms = bench::time_auto(
           [&] { (void)superlinear_backward(pr.dout, pr.qa, pr.qs, pr.k, pr.v, f, pr.cfg); });
       const int64_t grads_bytes = int64_t(2 * (g.dqa.nbytes() + g.dk.nbytes()));
       const int64_t fast_mem = peak_extra([&] { backward_fast(pr, f, g); });
-      const float fast_ms = time_auto([&] { backward_fast(pr, f, g); });
+      const float fast_ms = bench::time_auto([&] { backward_fast(pr, f, g); });
 
       std::printf(
           "| %lldK | %lld | %.0f | %.3f | %.1f | %.1f | %.3f | %.1f | %.3f | %.1f | %.0f | %.0f | "

@@ -46,20 +46,6 @@ int64_t rounded(const Tensor& t) {
   return int64_t(cuda_alloc::round_size(t.nbytes()));
 }
 
-// Median ms over `reps` runs after one warm-up; reps = 0: one timed run decides how many more
-// (~1.5 s worth, at most 10; a single run over 1.5 s is the answer itself).
-float time_reps(const std::function<void()>& fn, int reps) {
-  if (reps > 0) return bench::time_ms(fn, 1, reps);
-  cuda::Event a, b;
-  a.record(cuda::stream(0));
-  fn();
-  b.record(cuda::stream(0));
-  b.synchronize();
-  const float once = b.elapsed_ms(a);
-  const int n = std::max(1, std::min(10, int(1500.f / std::max(once, 1e-3f))));
-  return n == 1 ? once : bench::time_ms(fn, 0, n);
-}
-
 void measure_superlinear(AttentionBenchRow& r, const SuperlinearConfig& cfg, int reps,
                          bool fast_backward) {
   cuda_alloc::empty_cache(0);
@@ -91,11 +77,12 @@ void measure_superlinear(AttentionBenchRow& r, const SuperlinearConfig& cfg, int
   r.kv_bytes = int64_t(k.nbytes() + v.nbytes());
 
   r.work = count_attended(cfg, r.hq, r.L, f.anchors.to(Device::cpu()).to_vector<int32_t>());
-  r.sl_fwd_ms = time_reps([&] { (void)kernels::superlinear_forward(qa, qs, k, v, cfg); }, reps);
-  r.sl_bwd_ms =
-      time_reps([&] { (void)kernels::superlinear_backward(dout, qa, qs, k, v, f, cfg); }, reps);
+  r.sl_fwd_ms =
+      bench::time_auto([&] { (void)kernels::superlinear_forward(qa, qs, k, v, cfg); }, reps);
+  r.sl_bwd_ms = bench::time_auto(
+      [&] { (void)kernels::superlinear_backward(dout, qa, qs, k, v, f, cfg); }, reps);
   if (fast_backward)
-    r.sl_bwd_fast_ms = time_reps(
+    r.sl_bwd_fast_ms = bench::time_auto(
         [&] {
           (void)kernels::superlinear_backward(dout, qa, qs, k, v, f, cfg, Tensor(), -1, false);
         },
@@ -109,9 +96,9 @@ void measure_dense(AttentionBenchRow& r, int reps) {
   const Tensor dout = randn({1, r.L, r.hq, r.d}, 14);
   kernels::AttentionOutput o = kernels::attention_forward(q, k, v);
   (void)kernels::attention_backward(q, k, v, o.out, o.lse, dout);
-  r.dense_fwd_ms = time_reps([&] { (void)kernels::attention_forward(q, k, v); }, reps);
-  r.dense_bwd_ms =
-      time_reps([&] { (void)kernels::attention_backward(q, k, v, o.out, o.lse, dout); }, reps);
+  r.dense_fwd_ms = bench::time_auto([&] { (void)kernels::attention_forward(q, k, v); }, reps);
+  r.dense_bwd_ms = bench::time_auto(
+      [&] { (void)kernels::attention_backward(q, k, v, o.out, o.lse, dout); }, reps);
   r.dense_source = "measured";
 }
 
