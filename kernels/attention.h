@@ -79,6 +79,7 @@ struct AttentionParams {
   float* lse = nullptr;                  // [B, Hq, Lq]
   const void* dout = nullptr;            // backward: [B, Lq, Hq, D] contiguous, as out
   float* delta = nullptr;                // backward scratch: [B, Hq, Lq] rowsum(dout * out)
+  bool delta_given = false;              // backward: delta already holds the row terms, out unused
   void *dq = nullptr, *dk = nullptr, *dv = nullptr;  // contiguous like q, k, v
 };
 

@@ -352,8 +352,10 @@ __global__ void __launch_bounds__(kThreads) attention_dq_kernel(const AttentionP
 template <class T, int D>
 void launch_backward(const AttentionParams& p, cudaStream_t stream) {
   const int64_t rows = p.B * p.Lq * p.Hq;
-  delta_kernel<T><<<unsigned((rows + 7) / 8), 256, 0, stream>>>(p);
-  SL_CUDA_LAUNCH_CHECK();
+  if (!p.delta_given) {
+    delta_kernel<T><<<unsigned((rows + 7) / 8), 256, 0, stream>>>(p);
+    SL_CUDA_LAUNCH_CHECK();
+  }
   constexpr int smem_kv = dkv_smem_bytes<D>(), smem_q = dq_smem_bytes<D>();
   SL_CUDA_CHECK(cudaFuncSetAttribute(attention_dkv_kernel<T, D>,
                                      cudaFuncAttributeMaxDynamicSharedMemorySize, smem_kv));

@@ -465,6 +465,7 @@ void superlinear_backward_cuda(const SuperlinearBackwardParams& bp, int device) 
     SL_CUDA_CHECK(cudaMemsetAsync(bp.dv, 0, bytes, s));
     return;
   }
+  if (spans_supported(p)) return backward_spans(bp, device);
   SL_DISPATCH_CUDA_FLOAT(p.dtype, kOp, T, backward_typed<T>(bp, device, s));
 }
 

@@ -223,5 +223,8 @@ void launch_search(const SuperlinearParams& p, cudaStream_t s);
 // spans_supported(p), superlinear_forward_cuda hands the call to forward_spans.
 bool spans_supported(const SuperlinearParams& p);
 void forward_spans(const SuperlinearParams& p, int device);
+// The tensor-core backward on the same tiles (kernels/superlinear_span_bwd_cuda.cu), for the
+// same inputs; both of bp.deterministic's modes take it (it uses no atomics).
+void backward_spans(const SuperlinearBackwardParams& bp, int device);
 
 }  // namespace sl::kernels::slcuda

@@ -17,89 +17,21 @@
 // ((b * Hkv + g) * n_kb + kb0) << 8 | (nb - 1); empty slots get the all-ones key and sort last.
 // Query heads of a GQA group share K/V, so their pairs share tiles.
 //
-// Memory: pairs are processed in chunks of query rows ([B, Hq, Lq] order) of at most kChunkPairs
-// pairs, so the per-pair buffers (output rows in bf16, sort keys and indices) are bounded
-// independently of L (Note [span memory] in the README's superlinear section). Every step is
+// Memory: pairs are processed in chunks of query rows (Note [span chunks] in
+// kernels/superlinear_span_cuda.cuh), so the per-pair buffers (output rows in bf16, sort keys
+// and indices) are bounded independently of L (Note [span memory] in the README's superlinear
+// section). Every step is
 // deterministic: the sort is stable, each pair is computed by one block, the merge sums in slot
 // order. One host read per chunk (the tile count, to size the grid).
-#include <cub/cub.cuh>
-
 #include <cstdio>
 #include <cstdlib>
 
-#include "kernels/attention_cuda_common.cuh"
-#include "kernels/superlinear_cuda_common.cuh"
+#include "kernels/superlinear_span_cuda.cuh"
 
 namespace sl::kernels::slcuda {
 namespace {
 
 using namespace attn;
-
-constexpr int kTile = 64, kBN = 64, kWarps = 4, kThreads = kWarps * 32;
-constexpr int64_t kChunkPairs = int64_t(1) << 21;
-constexpr uint64_t kEmptyKey = ~uint64_t(0);
-
-struct SpanArgs {
-  SuperlinearParams p;
-  int64_t p0, n;    // this chunk's pairs: global ids p0 .. p0 + n - 1 (pair = row * k + slot)
-  int64_t n_kb;     // key blocks per (batch, KV head)
-  int key_bits;     // significant bits of a valid key
-  uint64_t* keys;   // [n] footprint keys (then sorted)
-  int32_t* idx;     // [n] local pair index (then sorted by key)
-  int2* bounds;     // [n] span [st, en] per local pair
-  uint16_t* os;     // [n, D] per-pair output, bf16
-};
-
-// Row geometry of a [B, Hq, Lq] row index.
-struct Row {
-  int64_t b, h, i, t, sb;
-};
-__device__ __forceinline__ Row locate_row(const SuperlinearParams& p, int64_t row) {
-  Row r;
-  r.i = row % p.Lq;
-  r.h = (row / p.Lq) % p.Hq;
-  r.b = row / (p.Lq * p.Hq);
-  r.t = p.q_start + r.i;
-  r.sb = p.doc_starts ? p.doc_starts[r.b * p.Lkv + r.t] : 0;
-  return r;
-}
-
-__global__ void pair_keys_kernel(SpanArgs a) {
-  const int64_t lp = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (lp >= a.n) return;
-  const SuperlinearParams& p = a.p;
-  const int64_t gp = a.p0 + lp, row = gp / p.cfg.k;
-  const int32_t anchor = p.anchors[gp];
-  a.idx[lp] = int32_t(lp);
-  if (anchor < 0) {
-    a.keys[lp] = kEmptyKey;
-    return;
-  }
-  const Row r = locate_row(p, row);
-  const int64_t st = span_start(p.cfg, anchor, r.t, r.sb), en = span_end(p.cfg, anchor, r.t, r.sb);
-  a.bounds[lp] = make_int2(int(st), int(en));
-  const int64_t kb0 = st / kBN, nb = en / kBN - kb0 + 1;
-  const int64_t g = r.h / (p.Hq / p.Hkv);
-  a.keys[lp] = (uint64_t((r.b * p.Hkv + g) * a.n_kb + kb0) << 8) | uint64_t(nb - 1);
-}
-
-// Tile starts: position i starts a tile when it is valid and (i - start of its run) % kTile == 0.
-__global__ void tile_flags_kernel(const uint64_t* keys, int64_t n, int32_t* run_head) {
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  run_head[i] = (i == 0 || keys[i] != keys[i - 1]) ? int32_t(i) : 0;
-}
-__global__ void tile_marks_kernel(const uint64_t* keys, const int32_t* run_start, int64_t n,
-                                  int32_t* mark) {
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  mark[i] = keys[i] != kEmptyKey && (i - run_start[i]) % kTile == 0;
-}
-__global__ void tile_scatter_kernel(const int32_t* mark, const int32_t* slot, int64_t n,
-                                    int32_t* tile_start) {
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < n && mark[i]) tile_start[slot[i]] = int32_t(i);
-}
 
 template <int D>
 constexpr int span_smem_bytes() {
@@ -108,8 +40,7 @@ constexpr int span_smem_bytes() {
 
 // One tile: up to 64 pairs with one footprint; warp w owns pairs 16 w .. 16 w + 15.
 template <int D>
-__global__ void __launch_bounds__(kThreads, 2)
-    span_tile_kernel(SpanArgs a, const int32_t* tile_start) {
+__global__ void __launch_bounds__(kThreads, 2) span_tile_kernel(SpanArgs a, uint16_t* os) {
   extern __shared__ __align__(128) unsigned char smem[];
   const uint32_t sq = smem_addr(smem);
   auto sk = [&](int st) { return sq + uint32_t((kTile + st * kBN) * D * 2); };
@@ -119,18 +50,12 @@ __global__ void __launch_bounds__(kThreads, 2)
 
   const SuperlinearParams& p = a.p;
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
-  const int64_t s0 = tile_start[blockIdx.x];
+  const int64_t s0 = a.tile_start[blockIdx.x];
   const uint64_t key = a.keys[s0];
-  const int nb = int(key & 255u) + 1;
-  const int64_t bk = int64_t(key >> 8);
-  const int kb0 = int(bk % a.n_kb);
-  const int64_t bg = bk / a.n_kb;  // b * Hkv + g
-  int rows = 0;
-  {
-    const int64_t q = s0 + threadIdx.x;
-    const bool same = threadIdx.x < kTile && q < a.n && a.keys[q] == key;
-    rows = __syncthreads_count(same);  // runs are contiguous, so these are the first `rows`
-  }
+  const Footprint fp = footprint(key, a.n_kb);
+  const int kb0 = fp.kb0, nb = fp.nb;
+  const int64_t bg = fp.bg;
+  const int rows = tile_rows(a, s0, key);
   for (int r = int(threadIdx.x); r < kTile; r += kThreads) {
     const int32_t lp = r < rows ? a.idx[s0 + r] : -1;
     slp[r] = lp;
@@ -192,8 +117,8 @@ __global__ void __launch_bounds__(kThreads, 2)
       }
     }
     const int k0 = kb * kBN;
-    const bool inside = k0 >= lo[0] && k0 + kBN - 1 <= hi[0] && k0 >= lo[1] &&
-                        k0 + kBN - 1 <= hi[1];
+    const bool inside =
+        k0 >= lo[0] && k0 + kBN - 1 <= hi[0] && k0 >= lo[1] && k0 + kBN - 1 <= hi[1];
     if (!__all_sync(0xffffffffu, inside)) {
 #pragma unroll
       for (int n = 0; n < kBN / 8; ++n)
@@ -257,7 +182,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     const int32_t lp = slp[r];
     if (lp < 0) continue;
     const float inv = lj > 0.f ? 1.f / lj : 0.f;
-    uint16_t* orow = a.os + int64_t(lp) * D;
+    uint16_t* orow = os + int64_t(lp) * D;
 #pragma unroll
     for (int n = 0; n < D / 8; ++n)
       *reinterpret_cast<uint32_t*>(orow + n * 8 + 2 * (lane & 3)) =
@@ -270,7 +195,8 @@ __global__ void __launch_bounds__(kThreads, 2)
 
 // Merge (spec §8): one warp per query row of the chunk; lane per dimension (E = D / 32).
 template <int D>
-__global__ void merge_kernel(SpanArgs a, const uint16_t* ow, int64_t row0, int64_t rows) {
+__global__ void merge_kernel(SpanArgs a, const uint16_t* os, const uint16_t* ow, int64_t row0,
+                             int64_t rows) {
   constexpr int E = D / 32;
   const int64_t w = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   if (w >= rows) return;
@@ -307,7 +233,7 @@ __global__ void merge_kernel(SpanArgs a, const uint16_t* ow, int64_t row0, int64
     if (lam == -INFINITY) continue;
     const float ww = lse_w == -INFINITY ? 0.f : expf(lse_w - lam);
     const float wj = an[j] >= 0 ? expf(lj - lam) : 0.f;
-    const uint16_t* osr = a.os + (row * k + j - a.p0) * D;
+    const uint16_t* osr = os + (row * k + j - a.p0) * D;
 #pragma unroll
     for (int e = 0; e < E; ++e) {
       const float osv = an[j] >= 0 ? __uint_as_float(uint32_t(osr[lane * E + e]) << 16) : 0.f;
@@ -327,70 +253,17 @@ __global__ void fill_kernel(float* x, int64_t n, float v) {
   if (i < n) x[i] = v;
 }
 
-// Debugging knob: SL_SPAN_PROFILE=1 prints the forward's stage times (ms) to stderr per call:
-// search, window, pair keys + sort + tiles, span tiles, merge. Off: no events, no syncs.
-class StageTimer {
- public:
-  explicit StageTimer(cudaStream_t s) : s_(s), on_(std::getenv("SL_SPAN_PROFILE") != nullptr) {
-    if (on_) start_.record(s_);
-  }
-  void mark(int stage) {  // stage 1..5: the end of that stage
-    if (!on_) return;
-    end_.record(s_);
-    end_.synchronize();
-    ms_[stage - 1] += end_.elapsed_ms(start_);
-    start_.record(s_);
-  }
-  ~StageTimer() {
-    if (on_)
-      std::fprintf(stderr,
-                   "superlinear forward stages (ms): search %.3f window %.3f sort %.3f tiles %.3f "
-                   "merge %.3f\n",
-                   ms_[0], ms_[1], ms_[2], ms_[3], ms_[4]);
-  }
-
- private:
-  cudaStream_t s_;
-  bool on_;
-  cuda::Event start_, end_;
-  float ms_[5] = {0, 0, 0, 0, 0};
-};
-
-unsigned blocks_for(int64_t n, int per = 256) {
-  return unsigned((n + per - 1) / per);
-}
-
-// Bytes of scratch as an int32 tensor on the device (freed with the tensor).
-Tensor scratch(int64_t bytes, Device dev) {
-  return Tensor::empty({std::max<int64_t>(1, (bytes + 3) / 4)}, DType::I32, dev);
-}
-
 template <int D>
 void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTimer& timer) {
   const Device dev = Device::cuda(device);
   const int64_t rows = p.B * p.Hq * p.Lq, k = p.cfg.k;
-  const int64_t n_kb = (p.Lkv + kBN - 1) / kBN;
-  int key_bits = 8;
-  while ((uint64_t(1) << (key_bits - 8)) <= uint64_t(p.B * p.Hkv * n_kb)) ++key_bits;
-  const int64_t max_span = len_b(p.cfg, p.Lkv) + len_f(p.cfg, p.Lkv) + 1;
-  SL_CHECK(max_span / kBN + 2 <= 256 && key_bits < 64)
-      << kOp << ": spans of up to " << max_span << " keys exceed the tensor-core path's 256 key "
-      << "blocks per span";
 
   // Window first: O_w [B, Lq, Hq, D] and lse_w.
   const int64_t W = window_len(p.cfg);
   Tensor ow;
   if (W > 0) {
     ow = Tensor::empty({p.B, p.Lq, p.Hq, D}, DType::BF16, dev);
-    AttentionParams ap;
-    ap.dtype = DType::BF16;
-    ap.B = p.B, ap.Lq = p.Lq, ap.Lk = p.Lkv, ap.Hq = p.Hq, ap.Hkv = p.Hkv, ap.D = D;
-    ap.causal = true, ap.window = W, ap.q_offset = p.q_start;
-    ap.scale = 1.f / sqrtf(float(D));
-    ap.q = p.qa, ap.k = p.k, ap.v = p.v;
-    ap.q_sb = p.Hq * p.Lq * D, ap.q_st = D, ap.q_sh = p.Lq * D;
-    ap.k_sb = p.Hkv * p.Lkv * D, ap.k_st = D, ap.k_sh = p.Lkv * D;
-    ap.doc_start = p.doc_starts;
+    AttentionParams ap = window_params(p);
     ap.out = ow.data_ptr();
     ap.lse = static_cast<float*>(p.lse_w);
     attention_forward_cuda(ap, device);
@@ -400,83 +273,26 @@ void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTime
   }
   timer.mark(2);
 
-  const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkPairs / k);
+  const int64_t rows_per_chunk = std::max<int64_t>(1, chunk_pairs() / k);
   const int64_t cap = std::min(rows, rows_per_chunk) * k;
-  Tensor keys = scratch(cap * 8, dev), keys_sorted = scratch(cap * 8, dev);
-  Tensor idx = scratch(cap * 4, dev), idx_sorted = scratch(cap * 4, dev);
-  Tensor bounds = scratch(cap * 8, dev), os = scratch(cap * D * 2, dev);
-  Tensor head = scratch(cap * 4, dev), run_start = scratch(cap * 4, dev);
-  Tensor mark = scratch(cap * 4, dev), slot = scratch(cap * 4, dev);
-  Tensor tile_start = scratch(cap * 4, dev);
-  size_t sort_bytes = 0, max_bytes = 0, sum_bytes = 0;
-  SL_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, (uint64_t*)nullptr,
-                                                (uint64_t*)nullptr, (int32_t*)nullptr,
-                                                (int32_t*)nullptr, cap, 0, key_bits, s));
-  SL_CUDA_CHECK(cub::DeviceScan::InclusiveScan(nullptr, max_bytes, (int32_t*)nullptr,
-                                               (int32_t*)nullptr, ::cuda::maximum<int32_t>(), cap,
-                                               s));
-  SL_CUDA_CHECK(
-      cub::DeviceScan::ExclusiveSum(nullptr, sum_bytes, (int32_t*)nullptr, (int32_t*)nullptr, cap, s));
-  Tensor temp = scratch(int64_t(std::max(sort_bytes, std::max(max_bytes, sum_bytes))), dev);
-  const size_t temp_bytes = size_t(temp.numel()) * 4;
-
+  SpanTiles tiles(p, cap, dev);
+  Tensor os = scratch(cap * D * 2, dev);
+  uint16_t* os_ptr = reinterpret_cast<uint16_t*>(os.data_ptr());
   constexpr int smem = span_smem_bytes<D>();
-  SL_CUDA_CHECK(cudaFuncSetAttribute(span_tile_kernel<D>,
-                                     cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  SL_CUDA_CHECK(
+      cudaFuncSetAttribute(span_tile_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   for (int64_t row0 = 0; row0 < rows; row0 += rows_per_chunk) {
     const int64_t nrows = std::min(rows_per_chunk, rows - row0);
     SpanArgs a;
-    a.p = p;
-    a.p0 = row0 * k;
-    a.n = nrows * k;
-    a.n_kb = n_kb;
-    a.key_bits = key_bits;
-    a.keys = reinterpret_cast<uint64_t*>(keys.data_ptr());
-    a.idx = idx.data<int32_t>();
-    a.bounds = reinterpret_cast<int2*>(bounds.data_ptr());
-    a.os = reinterpret_cast<uint16_t*>(os.data_ptr());
-    pair_keys_kernel<<<blocks_for(a.n), 256, 0, s>>>(a);
-    SL_CUDA_LAUNCH_CHECK();
-    // Empty slots carry all ones: within key_bits they still sort after every valid key.
-    size_t tb = temp_bytes;
-    uint64_t* ks = reinterpret_cast<uint64_t*>(keys_sorted.data_ptr());
-    SL_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.data_ptr(), tb, a.keys, ks, a.idx,
-                                                  idx_sorted.data<int32_t>(), a.n, 0, key_bits,
-                                                  s));
-    // The sort reads key_bits bits, but the sorted keys keep all 64: empty slots stay kEmptyKey.
-    a.keys = ks;
-    a.idx = idx_sorted.data<int32_t>();
-    tile_flags_kernel<<<blocks_for(a.n), 256, 0, s>>>(ks, a.n, head.data<int32_t>());
-    SL_CUDA_LAUNCH_CHECK();
-    tb = temp_bytes;
-    SL_CUDA_CHECK(cub::DeviceScan::InclusiveScan(temp.data_ptr(), tb, head.data<int32_t>(),
-                                                 run_start.data<int32_t>(),
-                                                 ::cuda::maximum<int32_t>(), a.n, s));
-    tile_marks_kernel<<<blocks_for(a.n), 256, 0, s>>>(ks, run_start.data<int32_t>(), a.n,
-                                                      mark.data<int32_t>());
-    SL_CUDA_LAUNCH_CHECK();
-    tb = temp_bytes;
-    SL_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(temp.data_ptr(), tb, mark.data<int32_t>(),
-                                                slot.data<int32_t>(), a.n, s));
-    tile_scatter_kernel<<<blocks_for(a.n), 256, 0, s>>>(mark.data<int32_t>(),
-                                                        slot.data<int32_t>(), a.n,
-                                                        tile_start.data<int32_t>());
-    SL_CUDA_LAUNCH_CHECK();
-    int32_t last_slot = 0, last_mark = 0;
-    SL_CUDA_CHECK(cudaMemcpyAsync(&last_slot, slot.data<int32_t>() + a.n - 1, 4,
-                                  cudaMemcpyDeviceToHost, s));
-    SL_CUDA_CHECK(cudaMemcpyAsync(&last_mark, mark.data<int32_t>() + a.n - 1, 4,
-                                  cudaMemcpyDeviceToHost, s));
-    SL_CUDA_CHECK(cudaStreamSynchronize(s));
-    const int64_t tiles = int64_t(last_slot) + last_mark;
+    const int64_t n_tiles = tiles.build(p, row0 * k, nrows * k, a, s);
     timer.mark(3);
-    if (tiles > 0) {
-      span_tile_kernel<D><<<unsigned(tiles), kThreads, smem, s>>>(a, tile_start.data<int32_t>());
+    if (n_tiles > 0) {
+      span_tile_kernel<D><<<unsigned(n_tiles), kThreads, smem, s>>>(a, os_ptr);
       SL_CUDA_LAUNCH_CHECK();
     }
     timer.mark(4);
     merge_kernel<D><<<blocks_for(nrows, 8), 256, 0, s>>>(
-        a, W > 0 ? reinterpret_cast<const uint16_t*>(ow.data_ptr()) : nullptr, row0, nrows);
+        a, os_ptr, W > 0 ? reinterpret_cast<const uint16_t*>(ow.data_ptr()) : nullptr, row0, nrows);
     SL_CUDA_LAUNCH_CHECK();
     timer.mark(5);
   }
@@ -491,7 +307,7 @@ bool spans_supported(const SuperlinearParams& p) {
 
 void forward_spans(const SuperlinearParams& p, int device) {
   cudaStream_t s = cuda::stream(device);
-  StageTimer timer(s);
+  StageTimer timer(s, "forward", {"search", "window", "sort", "tiles", "merge"});
   launch_search(p, s);
   timer.mark(1);
   if (p.D == 64) return run_spans<64>(p, device, s, timer);

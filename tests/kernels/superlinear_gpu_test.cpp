@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <random>
 #include <string>
@@ -227,6 +228,47 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, SuperlinearGpuChunks, ::testing::Values(DType::
                          [](const ::testing::TestParamInfo<DType>& i) {
                            return std::string(dtype_name(i.param));
                          });
+
+// The tensor-core path in chunks of query rows (Note [span chunks] in
+// kernels/superlinear_span_cuda.cuh, forced small with SL_SPAN_CHUNK_PAIRS; 97 pairs is not a
+// multiple of k, so chunks hold whole rows of 32 queries): the forward's bits do not depend on
+// the chunking, and the backward, which sums dK/dV chunk by chunk, still meets the reference.
+TEST(SuperlinearGpuSpanChunks, ChunkedTensorCorePathMatchesOneChunk) {
+  SL_REQUIRE_GPU();
+  const DType dt = DType::BF16;
+  for (SuperlinearConfig cfg : {cfg_int(2, 0.5, 3, 3, 2, 1), SuperlinearConfig::balanced()}) {
+    const Case c{"span_chunks", 2, 4, 2, 300, 300, 128, cfg, true};
+    const Inputs in = make_inputs(c, dt, 123);
+    const Inputs g = convert(in, dt, kGpu);
+    const SuperlinearForward one = forward(g, cfg);
+    ASSERT_EQ(setenv("SL_SPAN_CHUNK_PAIRS", "97", 1), 0);
+    SuperlinearForward many;
+    SuperlinearGrads gm, gm2;
+    try {
+      many = forward(g, cfg);
+      gm = backward(g, many, cfg);
+      gm2 = backward(g, many, cfg);
+    } catch (...) {
+      unsetenv("SL_SPAN_CHUNK_PAIRS");
+      throw;
+    }
+    unsetenv("SL_SPAN_CHUNK_PAIRS");
+    EXPECT_TRUE(AllEqual(many.out, one.out));
+    EXPECT_TRUE(AllEqual(many.lse_s, one.lse_s));
+    EXPECT_TRUE(AllEqual(many.lse_w, one.lse_w));
+    EXPECT_TRUE(AllEqual(gm2.dqa, gm.dqa) && AllEqual(gm2.dqs, gm.dqs) &&
+                AllEqual(gm2.dk, gm.dk) && AllEqual(gm2.dv, gm.dv))
+        << "chunked backward not reproducible";
+
+    const Inputs in64 = convert(in, DType::F64, Device::cpu());
+    SuperlinearWork work;
+    const SuperlinearForward ref = forward(in64, cfg, &work);
+    const SuperlinearGrads gr = backward(in64, ref, cfg);
+    const int64_t max_keys = *std::max_element(work.keys.begin(), work.keys.end());
+    const int64_t n_q = max_keys + c.D, n_kv = (c.Hq / c.Hkv) * c.Lq * (cfg.k + 1) + c.D;
+    ExpectGradsClose(gm, gr, dt, n_q, n_kv, "chunked " + cfg.str());
+  }
+}
 
 TEST(SuperlinearGpuRandom, AnchorsMatchCpuAwayFromNearTies) {
   SL_REQUIRE_GPU();

@@ -1,0 +1,268 @@
+// Internal to the tensor-core superlinear kernels (kernels/superlinear_span_cuda.cu forward,
+// kernels/superlinear_span_bwd_cuda.cu backward): the (query, span) pair geometry, and the tile
+// builder that buckets one chunk of pairs by key-block footprint (Note [span buckets] in the
+// forward). Not a public header; everything has internal linkage (one copy per file).
+//
+// Note [span chunks]
+// Pairs are processed in chunks of whole query rows ([B, Hq, Lq] order) of at most
+// chunk_pairs() pairs, so per-pair buffers are bounded independently of L. SL_SPAN_CHUNK_PAIRS
+// overrides the bound (a testing knob: the GPU tests force several chunks on small inputs).
+#pragma once
+
+#include <cub/cub.cuh>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "kernels/attention_cuda_common.cuh"
+#include "kernels/superlinear_cuda_common.cuh"
+
+namespace sl::kernels::slcuda {
+namespace {
+
+constexpr int kTile = 64, kBN = 64, kWarps = 4, kThreads = kWarps * 32;
+constexpr uint64_t kEmptyKey = ~uint64_t(0);
+
+inline int64_t chunk_pairs() {
+  const char* env = std::getenv("SL_SPAN_CHUNK_PAIRS");
+  const int64_t v = env ? std::atoll(env) : 0;
+  return v > 0 ? v : int64_t(1) << 21;
+}
+
+struct SpanArgs {
+  SuperlinearParams p;
+  int64_t p0, n;   // this chunk's pairs: global ids p0 .. p0 + n - 1 (pair = row * k + slot)
+  int64_t n_kb;    // key blocks per (batch, KV head)
+  uint64_t* keys;  // [n] footprint keys, sorted
+  int32_t* idx;    // [n] local pair index, sorted by key
+  int2* bounds;    // [n] span [st, en] per local pair (unsorted, by local index)
+  const int32_t* tile_start;  // [tiles] first sorted position of each tile
+};
+
+// Row geometry of a [B, Hq, Lq] row index.
+struct Row {
+  int64_t b, h, i, t, sb;
+};
+__device__ __forceinline__ Row locate_row(const SuperlinearParams& p, int64_t row) {
+  Row r;
+  r.i = row % p.Lq;
+  r.h = (row / p.Lq) % p.Hq;
+  r.b = row / (p.Lq * p.Hq);
+  r.t = p.q_start + r.i;
+  r.sb = p.doc_starts ? p.doc_starts[r.b * p.Lkv + r.t] : 0;
+  return r;
+}
+
+// A tile's footprint from its key: key = ((b * Hkv + g) * n_kb + kb0) << 8 | (nb - 1).
+struct Footprint {
+  int64_t bg;  // b * Hkv + g
+  int kb0, nb;
+};
+__device__ __forceinline__ Footprint footprint(uint64_t key, int64_t n_kb) {
+  const int64_t bk = int64_t(key >> 8);
+  return {bk / n_kb, int(bk % n_kb), int(key & 255u) + 1};
+}
+
+__global__ void pair_keys_kernel(SpanArgs a, uint64_t* keys, int32_t* idx) {
+  const int64_t lp = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (lp >= a.n) return;
+  const SuperlinearParams& p = a.p;
+  const int64_t gp = a.p0 + lp, row = gp / p.cfg.k;
+  const int32_t anchor = p.anchors[gp];
+  idx[lp] = int32_t(lp);
+  if (anchor < 0) {
+    keys[lp] = kEmptyKey;
+    return;
+  }
+  const Row r = locate_row(p, row);
+  const int64_t st = span_start(p.cfg, anchor, r.t, r.sb), en = span_end(p.cfg, anchor, r.t, r.sb);
+  a.bounds[lp] = make_int2(int(st), int(en));
+  const int64_t kb0 = st / kBN, nb = en / kBN - kb0 + 1;
+  const int64_t g = r.h / (p.Hq / p.Hkv);
+  keys[lp] = (uint64_t((r.b * p.Hkv + g) * a.n_kb + kb0) << 8) | uint64_t(nb - 1);
+}
+
+// Tile starts: position i starts a tile when it is valid and (i - start of its run) % kTile == 0.
+__global__ void tile_flags_kernel(const uint64_t* keys, int64_t n, int32_t* run_head) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  run_head[i] = (i == 0 || keys[i] != keys[i - 1]) ? int32_t(i) : 0;
+}
+__global__ void tile_marks_kernel(const uint64_t* keys, const int32_t* run_start, int64_t n,
+                                  int32_t* mark) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  mark[i] = keys[i] != kEmptyKey && (i - run_start[i]) % kTile == 0;
+}
+__global__ void tile_scatter_kernel(const int32_t* mark, const int32_t* slot, int64_t n,
+                                    int32_t* tile_start) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n && mark[i]) tile_start[slot[i]] = int32_t(i);
+}
+
+// The rows of a tile (sorted positions s0 .. s0 + rows - 1 share the tile's key); every thread
+// of the block calls it.
+__device__ __forceinline__ int tile_rows(const SpanArgs& a, int64_t s0, uint64_t key) {
+  const int64_t q = s0 + threadIdx.x;
+  const bool same = threadIdx.x < kTile && q < a.n && a.keys[q] == key;
+  return __syncthreads_count(same);  // runs are contiguous, so these are the first `rows`
+}
+
+// The window (spec §5) as banded flash attention (kernels/attention.h) over the op's [B, H, L, D]
+// tensors: causal, sliding window W, packed documents, queries from q_start. Outputs, lse and
+// the backward fields are left for the caller.
+inline AttentionParams window_params(const SuperlinearParams& p) {
+  AttentionParams ap;
+  ap.dtype = DType::BF16;
+  ap.B = p.B, ap.Lq = p.Lq, ap.Lk = p.Lkv, ap.Hq = p.Hq, ap.Hkv = p.Hkv, ap.D = p.D;
+  ap.causal = true, ap.window = window_len(p.cfg), ap.q_offset = p.q_start;
+  ap.scale = 1.f / sqrtf(float(p.D));
+  ap.q = p.qa, ap.k = p.k, ap.v = p.v;
+  ap.q_sb = p.Hq * p.Lq * p.D, ap.q_st = p.D, ap.q_sh = p.Lq * p.D;
+  ap.k_sb = p.Hkv * p.Lkv * p.D, ap.k_st = p.D, ap.k_sh = p.Lkv * p.D;
+  ap.doc_start = p.doc_starts;
+  return ap;
+}
+
+inline unsigned blocks_for(int64_t n, int per = 256) {
+  return unsigned((n + per - 1) / per);
+}
+
+// Bytes of scratch as an int32 tensor on the device (freed with the tensor).
+inline Tensor scratch(int64_t bytes, Device dev) {
+  return Tensor::empty({std::max<int64_t>(1, (bytes + 3) / 4)}, DType::I32, dev);
+}
+
+// Debugging knob: SL_SPAN_PROFILE=1 prints a pass's stage times (ms, summed over chunks) to
+// stderr per call. Off: no events, no syncs.
+class StageTimer {
+ public:
+  StageTimer(cudaStream_t s, const char* what, std::vector<const char*> names)
+      : s_(s),
+        on_(std::getenv("SL_SPAN_PROFILE") != nullptr),
+        what_(what),
+        names_(std::move(names)),
+        ms_(names_.size(), 0.f) {
+    if (on_) start_.record(s_);
+  }
+  void mark(int stage) {  // stage 1..n: the end of that stage
+    if (!on_) return;
+    end_.record(s_);
+    end_.synchronize();
+    ms_[size_t(stage - 1)] += end_.elapsed_ms(start_);
+    start_.record(s_);
+  }
+  ~StageTimer() {
+    if (!on_) return;
+    std::string line = std::string("superlinear ") + what_ + " stages (ms):";
+    char buf[64];
+    for (size_t i = 0; i < names_.size(); ++i) {
+      std::snprintf(buf, sizeof buf, " %s %.3f", names_[i], double(ms_[i]));
+      line += buf;
+    }
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
+
+ private:
+  cudaStream_t s_;
+  bool on_;
+  const char* what_;
+  std::vector<const char*> names_;
+  std::vector<float> ms_;
+  cuda::Event start_, end_;
+};
+
+// Buckets chunks of pairs into tiles; owns the per-pair scratch of one chunk (about 52 bytes per
+// pair plus CUB's temporary storage). Deterministic: the sort is stable.
+class SpanTiles {
+ public:
+  SpanTiles(const SuperlinearParams& p, int64_t cap, Device dev)
+      : cap_(std::max<int64_t>(cap, 1)), n_kb_((p.Lkv + kBN - 1) / kBN) {
+    key_bits_ = 8;
+    while ((uint64_t(1) << (key_bits_ - 8)) <= uint64_t(p.B * p.Hkv * n_kb_)) ++key_bits_;
+    const int64_t max_span = len_b(p.cfg, p.Lkv) + len_f(p.cfg, p.Lkv) + 1;
+    max_nb_ = int(max_span / kBN + 2);
+    SL_CHECK(max_nb_ <= 256 && key_bits_ < 64)
+        << kOp << ": spans of up to " << max_span << " keys exceed the tensor-core path's 256 "
+        << "key blocks per span";
+    keys_ = scratch(cap_ * 8, dev), keys_sorted_ = scratch(cap_ * 8, dev);
+    idx_ = scratch(cap_ * 4, dev), idx_sorted_ = scratch(cap_ * 4, dev);
+    bounds_ = scratch(cap_ * 8, dev);
+    head_ = scratch(cap_ * 4, dev), run_start_ = scratch(cap_ * 4, dev);
+    mark_ = scratch(cap_ * 4, dev), slot_ = scratch(cap_ * 4, dev);
+    tile_start_ = scratch(cap_ * 4, dev);
+    size_t sort_bytes = 0, max_bytes = 0, sum_bytes = 0;
+    SL_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, (uint64_t*)nullptr,
+                                                  (uint64_t*)nullptr, (int32_t*)nullptr,
+                                                  (int32_t*)nullptr, cap_, 0, key_bits_));
+    SL_CUDA_CHECK(cub::DeviceScan::InclusiveScan(nullptr, max_bytes, (int32_t*)nullptr,
+                                                 (int32_t*)nullptr, ::cuda::maximum<int32_t>(),
+                                                 cap_));
+    SL_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, sum_bytes, (int32_t*)nullptr,
+                                                (int32_t*)nullptr, cap_));
+    temp_ = scratch(int64_t(std::max(sort_bytes, std::max(max_bytes, sum_bytes))), dev);
+  }
+  int64_t n_kb() const { return n_kb_; }
+  int max_nb() const { return max_nb_; }
+
+  // Pairs p0 .. p0 + n - 1: fills a (keys, idx sorted; bounds; tile_start) and returns the number
+  // of tiles (one host read).
+  int64_t build(const SuperlinearParams& p, int64_t p0, int64_t n, SpanArgs& a, cudaStream_t s) {
+    SL_CHECK(n <= cap_) << kOp << ": chunk of " << n << " pairs exceeds the tile builder's "
+                        << cap_;
+    a.p = p;
+    a.p0 = p0;
+    a.n = n;
+    a.n_kb = n_kb_;
+    a.bounds = reinterpret_cast<int2*>(bounds_.data_ptr());
+    uint64_t* keys = reinterpret_cast<uint64_t*>(keys_.data_ptr());
+    pair_keys_kernel<<<blocks_for(n), 256, 0, s>>>(a, keys, idx_.data<int32_t>());
+    SL_CUDA_LAUNCH_CHECK();
+    // Empty slots carry all ones: within key_bits they still sort after every valid key, and the
+    // sorted keys keep all 64 bits.
+    uint64_t* ks = reinterpret_cast<uint64_t*>(keys_sorted_.data_ptr());
+    size_t tb = temp_bytes();
+    SL_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp_.data_ptr(), tb, keys, ks,
+                                                  idx_.data<int32_t>(), idx_sorted_.data<int32_t>(),
+                                                  n, 0, key_bits_, s));
+    a.keys = ks;
+    a.idx = idx_sorted_.data<int32_t>();
+    tile_flags_kernel<<<blocks_for(n), 256, 0, s>>>(ks, n, head_.data<int32_t>());
+    SL_CUDA_LAUNCH_CHECK();
+    tb = temp_bytes();
+    SL_CUDA_CHECK(cub::DeviceScan::InclusiveScan(temp_.data_ptr(), tb, head_.data<int32_t>(),
+                                                 run_start_.data<int32_t>(),
+                                                 ::cuda::maximum<int32_t>(), n, s));
+    tile_marks_kernel<<<blocks_for(n), 256, 0, s>>>(ks, run_start_.data<int32_t>(), n,
+                                                    mark_.data<int32_t>());
+    SL_CUDA_LAUNCH_CHECK();
+    tb = temp_bytes();
+    SL_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(temp_.data_ptr(), tb, mark_.data<int32_t>(),
+                                                slot_.data<int32_t>(), n, s));
+    tile_scatter_kernel<<<blocks_for(n), 256, 0, s>>>(mark_.data<int32_t>(), slot_.data<int32_t>(),
+                                                      n, tile_start_.data<int32_t>());
+    SL_CUDA_LAUNCH_CHECK();
+    a.tile_start = tile_start_.data<int32_t>();
+    int32_t last_slot = 0, last_mark = 0;
+    SL_CUDA_CHECK(
+        cudaMemcpyAsync(&last_slot, slot_.data<int32_t>() + n - 1, 4, cudaMemcpyDeviceToHost, s));
+    SL_CUDA_CHECK(
+        cudaMemcpyAsync(&last_mark, mark_.data<int32_t>() + n - 1, 4, cudaMemcpyDeviceToHost, s));
+    SL_CUDA_CHECK(cudaStreamSynchronize(s));
+    return int64_t(last_slot) + last_mark;
+  }
+
+ private:
+  size_t temp_bytes() const { return size_t(temp_.numel()) * 4; }
+
+  int64_t cap_, n_kb_;
+  int key_bits_ = 8, max_nb_ = 0;
+  Tensor keys_, keys_sorted_, idx_, idx_sorted_, bounds_, head_, run_start_, mark_, slot_,
+      tile_start_, temp_;
+};
+
+}  // namespace
+}  // namespace sl::kernels::slcuda
