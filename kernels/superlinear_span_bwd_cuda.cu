@@ -31,13 +31,16 @@ namespace {
 
 using namespace attn;
 
+constexpr int kList = 512;  // live tiles listed at a time by the dK/dV kernel
+
 template <int D>
 constexpr int tile_smem_bytes() {
-  return 6 * kTile * D * 2;  // Q, dO, K[2], V[2]
+  return 6 * kTile * D * 2 + kTile * 4;  // Q, dO, K[2], V[2], pair ids
 }
 template <int D>
 constexpr int dkv_smem_bytes() {
-  return 6 * kTile * D * 2 + 2 * 5 * kTile * 4;  // K, V, Q[2], dO[2], (lse2, c1, c2, lo, hi)[2]
+  // K, V, Q[2], dO[2], (lse2, c1, c2, lo, hi, pair id)[2], live tiles, warp counts
+  return 6 * kTile * D * 2 + 2 * 6 * kTile * 4 + kList * 4 + kWarps * 4;
 }
 
 // The pairs of tile `t` at sorted positions s0 .. s0 + 63 whose key matches.
@@ -46,15 +49,16 @@ __device__ __forceinline__ int32_t tile_pair(const SpanArgs& a, int64_t s0, uint
   return q < a.n && a.keys[q] == key ? a.idx[q] : -1;
 }
 
-// Gathers the Q and dO rows of a tile's pairs into swizzled tiles (padding rows zero-filled).
+// Gathers the Q and dO rows of a tile's pairs (ids in s_lp, written before a barrier) into
+// swizzled tiles (padding rows zero-filled).
 template <int D>
-__device__ __forceinline__ void gather_rows(const SpanArgs& a, int64_t s0, uint64_t key,
+__device__ __forceinline__ void gather_rows(const SpanArgs& a, const int32_t* s_lp,
                                             const uint16_t* qa, const uint16_t* dout, uint32_t sq,
                                             uint32_t sdo) {
   const int k = a.p.cfg.k;
   for (int c = int(threadIdx.x); c < kTile * (D / 8); c += kThreads) {
     const int r = c / (D / 8), chunk = c % (D / 8);
-    const int32_t lp = tile_pair(a, s0, key, r);
+    const int32_t lp = s_lp[r];
     const int64_t off = lp >= 0 ? ((a.p0 + lp) / k) * D + chunk * 8 : 0;
     cp_async16(sq + tile_offset<D>(r, chunk), qa + off, lp >= 0);
     cp_async16(sdo + tile_offset<D>(r, chunk), dout + off, lp >= 0);
@@ -67,13 +71,13 @@ struct PairRows {
   int lo[2], hi[2];
   float lse2[2], c1[2], c2[2];
 };
-__device__ __forceinline__ PairRows pair_rows(const SpanArgs& a, int64_t s0, uint64_t key,
+__device__ __forceinline__ PairRows pair_rows(const SpanArgs& a, const int32_t* s_lp,
                                               const float2* coef) {
   PairRows pr;
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
 #pragma unroll
   for (int j = 0; j < 2; ++j) {
-    const int32_t lp = tile_pair(a, s0, key, warp * 16 + (lane >> 2) + 8 * j);
+    const int32_t lp = s_lp[warp * 16 + (lane >> 2) + 8 * j];
     pr.lp[j] = lp;
     const int2 bd = lp >= 0 ? a.bounds[lp] : make_int2(1, 0);
     pr.lo[j] = bd.x;
@@ -145,8 +149,11 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int64_t s0 = a.tile_start[blockIdx.x];
   const uint64_t key = a.keys[s0];
   const Footprint fp = footprint(key, a.n_kb);
+  int32_t* s_lp = reinterpret_cast<int32_t*>(smem + 6 * kTile * D * 2);
+  if (threadIdx.x < kTile) s_lp[threadIdx.x] = tile_pair(a, s0, key, int(threadIdx.x));
+  __syncthreads();
 
-  gather_rows<D>(a, s0, key, static_cast<const uint16_t*>(p.qa), dout, sq, sdo);
+  gather_rows<D>(a, s_lp, static_cast<const uint16_t*>(p.qa), dout, sq, sdo);
   const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + fp.bg * p.Lkv * D;
   const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + fp.bg * p.Lkv * D;
   load_tile<kBN, D, kThreads>(sk(0), kbase + int64_t(fp.kb0) * kBN * D, D,
@@ -154,7 +161,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   load_tile<kBN, D, kThreads>(sv(0), vbase + int64_t(fp.kb0) * kBN * D, D,
                               int(p.Lkv) - fp.kb0 * kBN);
   cp_async_commit();
-  const PairRows pr = pair_rows(a, s0, key, kDq ? coef : nullptr);
+  const PairRows pr = pair_rows(a, s_lp, kDq ? coef : nullptr);
   const float sl2 = rsqrtf(float(D)) * kLog2e;
 
   float acc[2] = {0.f, 0.f};
@@ -359,7 +366,9 @@ __global__ void __launch_bounds__(kThreads)
   const uint32_t s_k = smem_addr(smem), s_v = s_k + kBN * D * 2;
   auto s_q = [&](int buf) { return s_v + uint32_t((1 + buf) * kTile * D * 2); };
   auto s_do = [&](int buf) { return s_v + uint32_t((3 + buf) * kTile * D * 2); };
-  float* rowinfo = reinterpret_cast<float*>(smem + 6 * kTile * D * 2);  // [2][5][kTile]
+  float* rowinfo = reinterpret_cast<float*>(smem + 6 * kTile * D * 2);  // [2][6][kTile]
+  int32_t* s_list = reinterpret_cast<int32_t*>(rowinfo + 2 * 6 * kTile);
+  int32_t* s_count = s_list + kList;
 
   const SuperlinearParams& p = a.p;
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
@@ -367,27 +376,48 @@ __global__ void __launch_bounds__(kThreads)
   const int kb = int(blockIdx.x % a.n_kb), k0 = kb * kBN;
   const uint64_t first = uint64_t(bg * a.n_kb + max(0, kb - max_nb + 1)) << 8;
   const uint64_t last = (uint64_t(bg * a.n_kb + kb) << 8) | 255u;
+  int64_t scan = lower_bound_key(tile_key, n_tiles, first);
   const int64_t t_end = lower_bound_key(tile_key, n_tiles, last + 1);
-  auto next_live = [&](int64_t t) {
-    for (; t < t_end; ++t) {
-      const Footprint f = footprint(tile_key[t], a.n_kb);
-      if (f.kb0 + f.nb - 1 >= kb) break;
+  if (scan >= t_end) return;
+
+  // The next live tiles (footprint reaching this block) of [scan, t_end), in tile order, into
+  // s_list: one candidate per thread per step, compacted with ballots.
+  auto fill_list = [&]() {
+    int n_list = 0;
+    while (scan < t_end && n_list + kThreads <= kList) {
+      const int64_t t = scan + threadIdx.x;
+      bool live = false;
+      if (t < t_end) {
+        const Footprint f = footprint(tile_key[t], a.n_kb);
+        live = f.kb0 + f.nb - 1 >= kb;
+      }
+      const unsigned ballot = __ballot_sync(0xffffffffu, live);
+      if (lane == 0) s_count[warp] = __popc(ballot);
+      __syncthreads();
+      int before = n_list, total = n_list;
+      for (int w = 0; w < kWarps; ++w) {
+        before += w < warp ? s_count[w] : 0;
+        total += s_count[w];
+      }
+      if (live) s_list[before + __popc(ballot & ((1u << lane) - 1u))] = int32_t(t);
+      n_list = total;
+      scan += kThreads;
+      __syncthreads();
     }
-    return t;
+    return n_list;
   };
-  int64_t t = next_live(lower_bound_key(tile_key, n_tiles, first));
-  if (t >= t_end) return;
 
   const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + bg * p.Lkv * D;
   const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + bg * p.Lkv * D;
   load_tile<kBN, D, kThreads>(s_k, kbase + int64_t(k0) * D, D, int(p.Lkv) - k0);
   load_tile<kBN, D, kThreads>(s_v, vbase + int64_t(k0) * D, D, int(p.Lkv) - k0);
 
+  // Stages tile `tile` into buffer buf (all threads; one barrier inside).
   auto issue = [&](int64_t tile, int buf) {
     const int64_t s0 = a.tile_start[tile];
     const uint64_t key = tile_key[tile];
-    gather_rows<D>(a, s0, key, static_cast<const uint16_t*>(p.qa), dout, s_q(buf), s_do(buf));
-    float* info = rowinfo + buf * 5 * kTile;
+    float* info = rowinfo + buf * 6 * kTile;
+    int32_t* s_lp = reinterpret_cast<int32_t*>(info) + 5 * kTile;
     for (int c = int(threadIdx.x); c < kTile; c += kThreads) {
       const int32_t lp = tile_pair(a, s0, key, c);
       const int2 bd = lp >= 0 ? a.bounds[lp] : make_int2(1, 0);
@@ -397,7 +427,10 @@ __global__ void __launch_bounds__(kThreads)
       info[2 * kTile + c] = cc.y;
       reinterpret_cast<int*>(info)[3 * kTile + c] = bd.x;
       reinterpret_cast<int*>(info)[4 * kTile + c] = bd.y;
+      s_lp[c] = lp;
     }
+    __syncthreads();
+    gather_rows<D>(a, s_lp, static_cast<const uint16_t*>(p.qa), dout, s_q(buf), s_do(buf));
   };
 
   float dk[D / 8][4], dv[D / 8][4];
@@ -408,104 +441,110 @@ __global__ void __launch_bounds__(kThreads)
   const float sl2 = rsqrtf(float(D)) * kLog2e;
   const int krow = warp * 16 + (lane >> 2);  // this thread's keys: k0 + krow, k0 + krow + 8
 
-  issue(t, 0);
-  cp_async_commit();
-  for (int buf = 0; t < t_end; buf ^= 1) {
-    cp_async_wait<0>();
-    __syncthreads();
-    const int64_t nt = next_live(t + 1);
-    if (nt < t_end) issue(nt, buf ^ 1);
+  bool any = false;
+  while (scan < t_end) {
+    const int n_list = fill_list();
+    any = any || n_list > 0;
+    if (n_list > 0) issue(s_list[0], 0);
     cp_async_commit();
-    t = nt;
-    const float* info = rowinfo + buf * 5 * kTile;
-    const int* qlo = reinterpret_cast<const int*>(info) + 3 * kTile;
-    const int* qhi = reinterpret_cast<const int*>(info) + 4 * kTile;
+    for (int it = 0; it < n_list; ++it) {
+      const int buf = it & 1;
+      cp_async_wait<0>();
+      __syncthreads();
+      if (it + 1 < n_list) issue(s_list[it + 1], buf ^ 1);
+      cp_async_commit();
+      const float* info = rowinfo + buf * 6 * kTile;
+      const int* qlo = reinterpret_cast<const int*>(info) + 3 * kTile;
+      const int* qhi = reinterpret_cast<const int*>(info) + 4 * kTile;
 
-    // S^T = K Q^T: 16 keys x 64 pairs per warp; P^T in place.
-    float s[kTile / 8][4];
+      // S^T = K Q^T: 16 keys x 64 pairs per warp; P^T in place.
+      float s[kTile / 8][4];
 #pragma unroll
-    for (int n = 0; n < kTile / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+      for (int n = 0; n < kTile / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t af[4];
-      load_a<D>(af, s_k, warp * 16, kk, lane);
+      for (int kk = 0; kk < D / 16; ++kk) {
+        uint32_t af[4];
+        load_a<D>(af, s_k, warp * 16, kk, lane);
 #pragma unroll
-      for (int np = 0; np < kTile / 16; ++np) {
-        uint32_t bf[4];
-        load_b_nk<D>(bf, s_q(buf), np * 16, kk, lane);
-        Mma<bf16>::run(s[2 * np], af, bf[0], bf[1]);
-        Mma<bf16>::run(s[2 * np + 1], af, bf[2], bf[3]);
+        for (int np = 0; np < kTile / 16; ++np) {
+          uint32_t bf[4];
+          load_b_nk<D>(bf, s_q(buf), np * 16, kk, lane);
+          Mma<bf16>::run(s[2 * np], af, bf[0], bf[1]);
+          Mma<bf16>::run(s[2 * np + 1], af, bf[2], bf[3]);
+        }
+      }
+#pragma unroll
+      for (int n = 0; n < kTile / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int c = n * 8 + 2 * (lane & 3) + (e & 1);
+          const int u = k0 + krow + 8 * (e >> 1);
+          const bool ok = u >= qlo[c] && u <= qhi[c];
+          s[n][e] = ok ? fast_exp2(fmaf(s[n][e], sl2, -info[c])) : 0.f;
+        }
+        // dV += (c1 P)^T dO.
+#pragma unroll
+      for (int kk = 0; kk < kTile / 16; ++kk) {
+        const int c0 = kk * 16 + 2 * (lane & 3);
+        const float a0 = info[kTile + c0], a1 = info[kTile + c0 + 1];
+        const float a8 = info[kTile + c0 + 8], a9 = info[kTile + c0 + 9];
+        uint32_t pa[4];
+        pa[0] = Mma<bf16>::pack(s[2 * kk][0] * a0, s[2 * kk][1] * a1);
+        pa[1] = Mma<bf16>::pack(s[2 * kk][2] * a0, s[2 * kk][3] * a1);
+        pa[2] = Mma<bf16>::pack(s[2 * kk + 1][0] * a8, s[2 * kk + 1][1] * a9);
+        pa[3] = Mma<bf16>::pack(s[2 * kk + 1][2] * a8, s[2 * kk + 1][3] * a9);
+#pragma unroll
+        for (int dp = 0; dp < D / 16; ++dp) {
+          uint32_t bf[4];
+          load_b_kn<D>(bf, s_do(buf), kk * 16, dp * 16, lane);
+          Mma<bf16>::run(dv[2 * dp], pa, bf[0], bf[1]);
+          Mma<bf16>::run(dv[2 * dp + 1], pa, bf[2], bf[3]);
+        }
+      }
+      // dP^T = V dO^T, then dS^T = P^T (c1 dP^T - c2) in place.
+      float dpt[kTile / 8][4];
+#pragma unroll
+      for (int n = 0; n < kTile / 8; ++n) dpt[n][0] = dpt[n][1] = dpt[n][2] = dpt[n][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        uint32_t af[4];
+        load_a<D>(af, s_v, warp * 16, kk, lane);
+#pragma unroll
+        for (int np = 0; np < kTile / 16; ++np) {
+          uint32_t bf[4];
+          load_b_nk<D>(bf, s_do(buf), np * 16, kk, lane);
+          Mma<bf16>::run(dpt[2 * np], af, bf[0], bf[1]);
+          Mma<bf16>::run(dpt[2 * np + 1], af, bf[2], bf[3]);
+        }
+      }
+#pragma unroll
+      for (int n = 0; n < kTile / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int c = n * 8 + 2 * (lane & 3) + (e & 1);
+          s[n][e] *= fmaf(info[kTile + c], dpt[n][e], -info[2 * kTile + c]);
+        }
+        // dK += dS^T Q.
+#pragma unroll
+      for (int kk = 0; kk < kTile / 16; ++kk) {
+        uint32_t pa[4];
+        pa[0] = Mma<bf16>::pack(s[2 * kk][0], s[2 * kk][1]);
+        pa[1] = Mma<bf16>::pack(s[2 * kk][2], s[2 * kk][3]);
+        pa[2] = Mma<bf16>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+        pa[3] = Mma<bf16>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+        for (int dp = 0; dp < D / 16; ++dp) {
+          uint32_t bf[4];
+          load_b_kn<D>(bf, s_q(buf), kk * 16, dp * 16, lane);
+          Mma<bf16>::run(dk[2 * dp], pa, bf[0], bf[1]);
+          Mma<bf16>::run(dk[2 * dp + 1], pa, bf[2], bf[3]);
+        }
       }
     }
-#pragma unroll
-    for (int n = 0; n < kTile / 8; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int c = n * 8 + 2 * (lane & 3) + (e & 1);
-        const int u = k0 + krow + 8 * (e >> 1);
-        const bool ok = u >= qlo[c] && u <= qhi[c];
-        s[n][e] = ok ? fast_exp2(fmaf(s[n][e], sl2, -info[c])) : 0.f;
-      }
-      // dV += (c1 P)^T dO.
-#pragma unroll
-    for (int kk = 0; kk < kTile / 16; ++kk) {
-      const int c0 = kk * 16 + 2 * (lane & 3);
-      const float a0 = info[kTile + c0], a1 = info[kTile + c0 + 1];
-      const float a8 = info[kTile + c0 + 8], a9 = info[kTile + c0 + 9];
-      uint32_t pa[4];
-      pa[0] = Mma<bf16>::pack(s[2 * kk][0] * a0, s[2 * kk][1] * a1);
-      pa[1] = Mma<bf16>::pack(s[2 * kk][2] * a0, s[2 * kk][3] * a1);
-      pa[2] = Mma<bf16>::pack(s[2 * kk + 1][0] * a8, s[2 * kk + 1][1] * a9);
-      pa[3] = Mma<bf16>::pack(s[2 * kk + 1][2] * a8, s[2 * kk + 1][3] * a9);
-#pragma unroll
-      for (int dp = 0; dp < D / 16; ++dp) {
-        uint32_t bf[4];
-        load_b_kn<D>(bf, s_do(buf), kk * 16, dp * 16, lane);
-        Mma<bf16>::run(dv[2 * dp], pa, bf[0], bf[1]);
-        Mma<bf16>::run(dv[2 * dp + 1], pa, bf[2], bf[3]);
-      }
-    }
-    // dP^T = V dO^T, then dS^T = P^T (c1 dP^T - c2) in place.
-    float dpt[kTile / 8][4];
-#pragma unroll
-    for (int n = 0; n < kTile / 8; ++n) dpt[n][0] = dpt[n][1] = dpt[n][2] = dpt[n][3] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t af[4];
-      load_a<D>(af, s_v, warp * 16, kk, lane);
-#pragma unroll
-      for (int np = 0; np < kTile / 16; ++np) {
-        uint32_t bf[4];
-        load_b_nk<D>(bf, s_do(buf), np * 16, kk, lane);
-        Mma<bf16>::run(dpt[2 * np], af, bf[0], bf[1]);
-        Mma<bf16>::run(dpt[2 * np + 1], af, bf[2], bf[3]);
-      }
-    }
-#pragma unroll
-    for (int n = 0; n < kTile / 8; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int c = n * 8 + 2 * (lane & 3) + (e & 1);
-        s[n][e] *= fmaf(info[kTile + c], dpt[n][e], -info[2 * kTile + c]);
-      }
-      // dK += dS^T Q.
-#pragma unroll
-    for (int kk = 0; kk < kTile / 16; ++kk) {
-      uint32_t pa[4];
-      pa[0] = Mma<bf16>::pack(s[2 * kk][0], s[2 * kk][1]);
-      pa[1] = Mma<bf16>::pack(s[2 * kk][2], s[2 * kk][3]);
-      pa[2] = Mma<bf16>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      pa[3] = Mma<bf16>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-#pragma unroll
-      for (int dp = 0; dp < D / 16; ++dp) {
-        uint32_t bf[4];
-        load_b_kn<D>(bf, s_q(buf), kk * 16, dp * 16, lane);
-        Mma<bf16>::run(dk[2 * dp], pa, bf[0], bf[1]);
-        Mma<bf16>::run(dk[2 * dp + 1], pa, bf[2], bf[3]);
-      }
-    }
+    cp_async_wait<0>();
+    __syncthreads();  // every warp is done with both buffers before the next list is staged
   }
-  cp_async_wait<0>();
+  if (!any) return;
 
   const float scale = rsqrtf(float(D));
 #pragma unroll
