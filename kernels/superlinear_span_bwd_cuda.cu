@@ -43,10 +43,10 @@ constexpr int dkv_smem_bytes() {
   return 6 * kTile * D * 2 + 2 * 6 * kTile * 4 + kList * 4 + kWarps * 4;
 }
 
-// The pairs of tile `t` at sorted positions s0 .. s0 + 63 whose key matches.
+// Pair r of the tile starting at sorted position s0 (-1 past the end of its run).
 __device__ __forceinline__ int32_t tile_pair(const SpanArgs& a, int64_t s0, uint64_t key, int r) {
   const int64_t q = s0 + r;
-  return q < a.n && a.keys[q] == key ? a.idx[q] : -1;
+  return q < a.n && same_run(a.keys[q], key) ? a.idx[q] : -1;
 }
 
 // Gathers the Q and dO rows of a tile's pairs (ids in s_lp, written before a barrier) into
@@ -147,7 +147,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   const SuperlinearParams& p = a.p;
   const int lane = int(threadIdx.x) & 31;
   const int64_t s0 = a.tile_start[blockIdx.x];
-  const uint64_t key = a.keys[s0];
+  const uint64_t key = a.tile_key[blockIdx.x];
   const Footprint fp = footprint(key, a.n_kb);
   int32_t* s_lp = reinterpret_cast<int32_t*>(smem + 6 * kTile * D * 2);
   if (threadIdx.x < kTile) s_lp[threadIdx.x] = tile_pair(a, s0, key, int(threadIdx.x));
@@ -337,11 +337,6 @@ __global__ void dq_rows_kernel(SpanArgs a, const float* dq_pair, const uint16_t*
   }
 #pragma unroll
   for (int e = 0; e < E; ++e) dqa[row * D + lane * E + e] = to_bf16(acc[e]);
-}
-
-__global__ void tile_keys_kernel(SpanArgs a, int64_t n_tiles, uint64_t* tile_key) {
-  const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (t < n_tiles) tile_key[t] = a.keys[a.tile_start[t]];
 }
 
 __device__ __forceinline__ int64_t lower_bound_key(const uint64_t* x, int64_t n, uint64_t v) {
@@ -677,7 +672,6 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
   SpanTiles tiles(p, cap, dev);
   Tensor ys = Tensor::empty({cap}, DType::F32, dev),
          dq_pair = Tensor::empty({cap * D}, DType::F32, dev);
-  Tensor tile_key = scratch(cap * 8, dev);
   constexpr int tsmem = tile_smem_bytes<D>(), ksmem = dkv_smem_bytes<D>();
   SL_CUDA_CHECK(cudaFuncSetAttribute(span_tile_bwd_kernel<D, false>,
                                      cudaFuncAttributeMaxDynamicSharedMemorySize, tsmem));
@@ -743,11 +737,8 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
     SL_CUDA_LAUNCH_CHECK();
     timer.mark(4);
     if (n_tiles > 0) {
-      uint64_t* tk = reinterpret_cast<uint64_t*>(tile_key.data_ptr());
-      tile_keys_kernel<<<blocks_for(n_tiles), 256, 0, s>>>(a, n_tiles, tk);
-      SL_CUDA_LAUNCH_CHECK();
       span_dkv_kernel<D><<<unsigned(n_keys / p.Lkv * tiles.n_kb()), kThreads, ksmem, s>>>(
-          a, dout, rt.coef, tk, n_tiles, tiles.max_nb(), dk_acc, dv_acc);
+          a, dout, rt.coef, a.tile_key, n_tiles, tiles.max_nb(), dk_acc, dv_acc);
       SL_CUDA_LAUNCH_CHECK();
     }
     timer.mark(5);

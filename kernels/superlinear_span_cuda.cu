@@ -5,16 +5,22 @@
 //      doc_start = doc_starts), giving O_w and lse_w;
 //   3. spans, bucketed (Note [span buckets]): every kept (query, span) pair gets a footprint key,
 //      pairs are sorted by it (CUB radix sort: histogram + prefix sum + scatter, stable), runs of
-//      equal keys are cut into tiles of 64 pairs, and one block per tile runs the flash
-//      forward's Q K^T / P V over the footprint's key blocks with each pair's own bounds, writing
+//      equal first block are cut into tiles of 64 pairs, and one block per tile runs the flash
+//      forward's Q K^T / P V over the tile's key blocks with each pair's own bounds, writing
 //      the pair's normalised output and lse;
 //   4. merge: per query, the spec §8 LSE merge of window and each span, then the gate.
 //
 // Note [span buckets]
 // A span [st, en] covers key blocks kb0 = st / 64 .. en / 64 (nb blocks). Pairs with the same
-// (batch, KV head, kb0, nb) read exactly the same K/V blocks, so 64 of them form a dense tile
-// whose products are masked only where a pair's span starts or ends inside a block. The key is
-// ((b * Hkv + g) * n_kb + kb0) << 8 | (nb - 1); empty slots get the all-ones key and sort last.
+// (batch, KV head, kb0) read the same K/V blocks from kb0 on, so 64 of them form a dense tile
+// over the largest nb among them, masked only where a pair's span starts or ends inside a block
+// (a pair with one block fewer than the tile's sees that block fully masked). The key is
+// ((b * Hkv + g) * n_kb + kb0) << 8 | (nb - 1), so within a run the block counts ascend and a
+// tile's last key is its footprint; empty slots get the all-ones key and sort last. Cutting runs
+// by kb0 alone rather than by (kb0, nb) keeps tiles full where few pairs share a block (at 128K,
+// GQA 1, balanced: ~96 pairs per (kb0, nb) run, i.e. ~25% of tile rows empty, estimated): a span's
+// start offset in its block gives only 2 block counts per kb0 (a few where lengths vary with
+// documents or f_f), so a pair spends at most about one masked block per tile.
 // Query heads of a GQA group share K/V, so their pairs share tiles.
 //
 // Memory: pairs are processed in chunks of query rows (Note [span chunks] in
@@ -51,7 +57,7 @@ __global__ void __launch_bounds__(kThreads, 2) span_tile_kernel(SpanArgs a, uint
   const SuperlinearParams& p = a.p;
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
   const int64_t s0 = a.tile_start[blockIdx.x];
-  const uint64_t key = a.keys[s0];
+  const uint64_t key = a.tile_key[blockIdx.x];
   const Footprint fp = footprint(key, a.n_kb);
   const int kb0 = fp.kb0, nb = fp.nb;
   const int64_t bg = fp.bg;

@@ -40,6 +40,7 @@ struct SpanArgs {
   int32_t* idx;    // [n] local pair index, sorted by key
   int2* bounds;    // [n] span [st, en] per local pair (unsorted, by local index)
   const int32_t* tile_start;  // [tiles] first sorted position of each tile
+  const uint64_t* tile_key;   // [tiles] footprint of each tile (its last pair's key), ascending
 };
 
 // Row geometry of a [B, Hq, Lq] row index.
@@ -85,11 +86,16 @@ __global__ void pair_keys_kernel(SpanArgs a, uint64_t* keys, int32_t* idx) {
   keys[lp] = (uint64_t((r.b * p.Hkv + g) * a.n_kb + kb0) << 8) | uint64_t(nb - 1);
 }
 
+// Pairs of one run share (b, KV head, kb0): the key without its block count.
+__device__ __forceinline__ bool same_run(uint64_t x, uint64_t y) {
+  return (x >> 8) == (y >> 8);
+}
+
 // Tile starts: position i starts a tile when it is valid and (i - start of its run) % kTile == 0.
 __global__ void tile_flags_kernel(const uint64_t* keys, int64_t n, int32_t* run_head) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
-  run_head[i] = (i == 0 || keys[i] != keys[i - 1]) ? int32_t(i) : 0;
+  run_head[i] = (i == 0 || !same_run(keys[i], keys[i - 1])) ? int32_t(i) : 0;
 }
 __global__ void tile_marks_kernel(const uint64_t* keys, const int32_t* run_start, int64_t n,
                                   int32_t* mark) {
@@ -102,12 +108,23 @@ __global__ void tile_scatter_kernel(const int32_t* mark, const int32_t* slot, in
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n && mark[i]) tile_start[slot[i]] = int32_t(i);
 }
+// A tile's footprint: its last pair's key, the largest block count of the run's pairs in it
+// (keys ascend within a run).
+__global__ void tile_key_kernel(const uint64_t* keys, int64_t n, const int32_t* tile_start,
+                                int64_t n_tiles, uint64_t* tile_key) {
+  const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= n_tiles) return;
+  const int64_t s0 = tile_start[t];
+  int64_t last = s0;
+  while (last + 1 < n && last + 1 < s0 + kTile && same_run(keys[last + 1], keys[s0])) ++last;
+  tile_key[t] = keys[last];
+}
 
 // The rows of a tile (sorted positions s0 .. s0 + rows - 1 share the tile's key); every thread
 // of the block calls it.
 __device__ __forceinline__ int tile_rows(const SpanArgs& a, int64_t s0, uint64_t key) {
   const int64_t q = s0 + threadIdx.x;
-  const bool same = threadIdx.x < kTile && q < a.n && a.keys[q] == key;
+  const bool same = threadIdx.x < kTile && q < a.n && same_run(a.keys[q], key);
   return __syncthreads_count(same);  // runs are contiguous, so these are the first `rows`
 }
 
@@ -193,7 +210,7 @@ class SpanTiles {
     bounds_ = scratch(cap_ * 8, dev);
     head_ = scratch(cap_ * 4, dev), run_start_ = scratch(cap_ * 4, dev);
     mark_ = scratch(cap_ * 4, dev), slot_ = scratch(cap_ * 4, dev);
-    tile_start_ = scratch(cap_ * 4, dev);
+    tile_start_ = scratch(cap_ * 4, dev), tile_key_ = scratch(cap_ * 8, dev);
     size_t sort_bytes = 0, max_bytes = 0, sum_bytes = 0;
     SL_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, (uint64_t*)nullptr,
                                                   (uint64_t*)nullptr, (int32_t*)nullptr,
@@ -252,7 +269,14 @@ class SpanTiles {
     SL_CUDA_CHECK(
         cudaMemcpyAsync(&last_mark, mark_.data<int32_t>() + n - 1, 4, cudaMemcpyDeviceToHost, s));
     SL_CUDA_CHECK(cudaStreamSynchronize(s));
-    return int64_t(last_slot) + last_mark;
+    const int64_t n_tiles = int64_t(last_slot) + last_mark;
+    uint64_t* tk = reinterpret_cast<uint64_t*>(tile_key_.data_ptr());
+    if (n_tiles > 0) {
+      tile_key_kernel<<<blocks_for(n_tiles), 256, 0, s>>>(ks, n, a.tile_start, n_tiles, tk);
+      SL_CUDA_LAUNCH_CHECK();
+    }
+    a.tile_key = tk;
+    return n_tiles;
   }
 
  private:
@@ -261,7 +285,7 @@ class SpanTiles {
   int64_t cap_, n_kb_;
   int key_bits_ = 8, max_nb_ = 0;
   Tensor keys_, keys_sorted_, idx_, idx_sorted_, bounds_, head_, run_start_, mark_, slot_,
-      tile_start_, temp_;
+      tile_start_, tile_key_, temp_;
 };
 
 }  // namespace
