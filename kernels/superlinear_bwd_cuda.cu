@@ -1,6 +1,7 @@
 // CUDA backward of superlinear attention (spec §9), following the CPU reference's math (Note
 // [backward through the merge] in kernels/superlinear_cpu.cpp) with the layouts of Note [warp
-// layouts] (kernels/superlinear_cuda_common.cuh).
+// layouts] (kernels/superlinear_cuda_common.cuh). bf16 with D 64 or 128 goes to the tensor-core
+// backward instead (kernels/superlinear_span_bwd_cuda.cu); these kernels serve the rest.
 //
 // Note [deterministic superlinear backward]
 // 1. Rows (one warp per query row): pass 1 recomputes y_j = <dO, O_j> from the window and span
