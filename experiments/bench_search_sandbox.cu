@@ -2,16 +2,22 @@
 // tensor-core forward (experiments/results/2026-11-28-h100-c3b776b-parity-train-attention.md).
 // Each (query head, candidate) reads one K row, so the search streams ~L^1.5 rows from memory.
 //
-//   per head      the production search (kernels::slcuda::launch_search): one warp per query
+//   per head      the lane search (kernels::slcuda::launch_search_lanes): one warp per query
 //                 head, lane per candidate, each lane reads its candidate's K row;
 //   group-shared  one warp per (query, up to 4 heads of one KV group): each lane reads its
 //                 candidate's row once and scores it against every head's Qs, so a GQA-r model
-//                 reads each row r / 4 ... r times less often.
+//                 reads each row r / 4 ... r times less often;
+//   mma           the tensor-core search (kernels/superlinear_search_mma.cu, what launch_search
+//                 runs for bf16 unless SL_SEARCH_KERNEL=lanes): one warp per (query, up to 8 heads
+//                 of a group), 16 gathered K rows x 8 heads per mma.m16n8k16.
 //
-// Both sum a dot product in the same order (element d into partial d % 4, d increasing, then
-// (p0 + p1) + (p2 + p3)) and insert into the top-k in lane order, so anchors and scores must be
-// identical: the harness checks that before it prints a time. Not used by the library until it
-// wins on the device.
+// Per head and group-shared sum a dot product in the same order (element d into partial d % 4,
+// d increasing, then (p0 + p1) + (p2 + p3)) and insert into the top-k in lane order, so their
+// anchors and scores must be identical. The mma search sums in the tensor core's order: its scores
+// differ in the last bits, and so may its anchors where two candidates nearly tie; the table
+// gives the rows whose anchors differ and the largest score difference where they agree.
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <type_traits>
 #include <vector>
@@ -25,31 +31,6 @@ using namespace sl::kernels;
 namespace {
 
 constexpr int kHeadsPerWarp = 4;
-
-// As in kernels/superlinear_cuda.cu (the winner moves both into the shared header).
-__device__ __forceinline__ bool ranks_before(float s, int32_t a, float ws, int32_t wa) {
-  return wa < 0 || s > ws || (s == ws && a < wa);
-}
-__device__ __forceinline__ void topk_insert(int k, float s, int32_t a, float (&bs)[slcuda::kMaxK],
-                                            int32_t (&ba)[slcuda::kMaxK]) {
-  int m = 0;
-#pragma unroll
-  for (int j = 0; j < slcuda::kMaxK; ++j)
-    if (j < k && !ranks_before(s, a, bs[j], ba[j])) m = j + 1;
-  if (m >= k) return;
-#pragma unroll
-  for (int j = slcuda::kMaxK - 1; j > 0; --j)
-    if (j > m && j < k) {
-      bs[j] = bs[j - 1];
-      ba[j] = ba[j - 1];
-    }
-#pragma unroll
-  for (int j = 0; j < slcuda::kMaxK; ++j)
-    if (j == m) {
-      bs[j] = s;
-      ba[j] = a;
-    }
-}
 
 // bf16 rows, D a multiple of 8, 16-byte aligned (checked by the harness).
 template <int D>
@@ -124,12 +105,12 @@ __global__ void __launch_bounds__(128) search_group_kernel(SuperlinearParams p) 
 #pragma unroll
       for (int j = 0; j < slcuda::kMaxK; ++j)
         if (j == k - 1) ws = bs[hh][j], wa = ba[hh][j];
-      unsigned mask = __ballot_sync(0xffffffffu, ok && ranks_before(s, a, ws, wa));
+      unsigned mask = __ballot_sync(0xffffffffu, ok && slcuda::ranks_before(s, a, ws, wa));
       while (mask) {
         const int src = __ffs(mask) - 1;
         mask &= mask - 1;
-        topk_insert(k, __shfl_sync(0xffffffffu, s, src), __shfl_sync(0xffffffffu, a, src), bs[hh],
-                    ba[hh]);
+        slcuda::topk_insert(k, __shfl_sync(0xffffffffu, s, src), __shfl_sync(0xffffffffu, a, src),
+                            bs[hh], ba[hh]);
       }
     };
     static_assert(kHeadsPerWarp == 4, "update is called for heads 0..3");
@@ -160,6 +141,33 @@ void launch_group(const SuperlinearParams& p, cudaStream_t s) {
   SL_CUDA_LAUNCH_CHECK();
 }
 
+// Rows ([B, Hq, L]) whose anchors differ, and the largest |score difference| over slots whose
+// anchors agree.
+struct Diff {
+  int64_t rows = 0;
+  double max_abs = 0;
+};
+Diff compare(const Tensor& a0, const Tensor& s0, const Tensor& a1, const Tensor& s1, int k) {
+  const std::vector<int32_t> x0 = a0.to(Device::cpu()).to_vector<int32_t>();
+  const std::vector<int32_t> x1 = a1.to(Device::cpu()).to_vector<int32_t>();
+  const std::vector<float> y0 = s0.to(Device::cpu()).to_vector<float>();
+  const std::vector<float> y1 = s1.to(Device::cpu()).to_vector<float>();
+  Diff d;
+  for (size_t row = 0; row * k < x0.size(); ++row) {
+    bool same = true;
+    for (int j = 0; j < k; ++j) {
+      const size_t e = row * k + j;
+      if (x0[e] != x1[e]) {
+        same = false;
+      } else if (x0[e] >= 0) {
+        d.max_abs = std::max(d.max_abs, std::fabs(double(y0[e]) - double(y1[e])));
+      }
+    }
+    d.rows += !same;
+  }
+  return d;
+}
+
 }  // namespace
 
 int main() {
@@ -170,14 +178,16 @@ int main() {
   std::printf("# superlinear search sandbox, %s, %s, B=%lld Hq=%lld D=%lld bf16\n\n",
               bench::device_name().c_str(), cfg.str().c_str(), (long long)B, (long long)Hq,
               (long long)D);
-  std::printf("| L | Hkv | per head ms | group-shared ms | speed-up | identical |\n");
-  std::printf("|---|---|---|---|---|---|\n");
-  for (int64_t L : {int64_t(16) << 10, int64_t(64) << 10}) {
+  std::printf(
+      "| L | Hkv | per head ms | group-shared ms | mma ms | group speed-up | mma speed-up | group "
+      "identical | mma rows differing | mma max abs score diff |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
+  for (int64_t L : {int64_t(16) << 10, int64_t(64) << 10, int64_t(128) << 10}) {
     for (int64_t Hkv : {int64_t(16), int64_t(2)}) {
       Generator gen(7);
       Tensor qs = Tensor::randn({B, Hq, L, D}, gen, DType::BF16, gpu, 0, 0.088);
       Tensor k = Tensor::randn({B, Hkv, L, D}, gen, DType::BF16, gpu);
-      Tensor anchors[2], scores[2];
+      Tensor anchors[3], scores[3];
       SuperlinearParams p{};
       p.qa = qs.data_ptr();
       p.qs = qs.data_ptr();
@@ -187,22 +197,27 @@ int main() {
       p.stat_dtype = DType::F32;
       p.B = B, p.Hq = Hq, p.Hkv = Hkv, p.Lq = L, p.Lkv = L, p.D = D, p.q_start = 0;
       p.cfg = cfg;
-      float ms[2];
-      for (int v = 0; v < 2; ++v) {
+      SL_CHECK(slcuda::search_mma_supported(p)) << "the mma search must apply here";
+      float ms[3];
+      for (int v = 0; v < 3; ++v) {
         anchors[v] = Tensor::empty({B, Hq, L, cfg.k}, DType::I32, gpu);
         scores[v] = Tensor::empty({B, Hq, L, cfg.k}, DType::F32, gpu);
         p.anchors = anchors[v].data<int32_t>();
         p.scores = scores[v].data_ptr();
-        auto run = [&] { v == 0 ? slcuda::launch_search(p, s) : launch_group(p, s); };
+        auto run = [&] {
+          if (v == 0) slcuda::launch_search_lanes(p, s);
+          if (v == 1) launch_group(p, s);
+          if (v == 2) slcuda::launch_search_mma(p, s);
+        };
         run();
         ms[v] = bench::time_ms(run, 2, 10);
       }
-      const bool same = anchors[0].to(Device::cpu()).to_vector<int32_t>() ==
-                            anchors[1].to(Device::cpu()).to_vector<int32_t>() &&
-                        scores[0].to(Device::cpu()).to_vector<float>() ==
-                            scores[1].to(Device::cpu()).to_vector<float>();
-      std::printf("| %lldK | %lld | %.3f | %.3f | %.2f | %s |\n", (long long)(L >> 10),
-                  (long long)Hkv, ms[0], ms[1], ms[0] / ms[1], same ? "yes" : "NO");
+      const Diff group = compare(anchors[0], scores[0], anchors[1], scores[1], cfg.k);
+      const Diff mma = compare(anchors[0], scores[0], anchors[2], scores[2], cfg.k);
+      std::printf("| %lldK | %lld | %.3f | %.3f | %.3f | %.2f | %.2f | %s | %lld | %.3g |\n",
+                  (long long)(L >> 10), (long long)Hkv, ms[0], ms[1], ms[2], ms[0] / ms[1],
+                  ms[0] / ms[2], group.rows == 0 && group.max_abs == 0 ? "yes" : "NO",
+                  (long long)mma.rows, mma.max_abs);
       std::fflush(stdout);
     }
   }

@@ -8,40 +8,19 @@
 // and the top-k keeps the spec's total order (score descending, then the farther anchor), so the
 // kept set does not depend on the order in which candidates are inserted; with scores equal in
 // f32 and f64 (e.g. inputs on a coarse grid) the GPU selects exactly the CPU's anchors.
+//
+// launch_search (the search alone, for the tensor-core forward) runs the tensor-core search of
+// kernels/superlinear_search_mma.cu where it applies (bf16, D 64 or 128) and this file's lane
+// search otherwise. SL_SEARCH_KERNEL=lanes (a debugging knob, read once per process) forces the
+// lane search everywhere.
+#include <cstdlib>
+#include <cstring>
+
 #include "kernels/superlinear_cuda_common.cuh"
 
 namespace sl::kernels {
 namespace slcuda {
 namespace {
-
-// (s, a) ranks before the entry (ws, wa): an empty slot loses to any candidate; a larger score
-// wins; equal scores: the farther (smaller) anchor wins.
-__device__ __forceinline__ bool ranks_before(float s, int32_t a, float ws, int32_t wa) {
-  return wa < 0 || s > ws || (s == ws && a < wa);
-}
-
-// Inserts (s, a) into the sorted top-k held identically by every lane (static indices only, so
-// the arrays stay in registers).
-__device__ __forceinline__ void topk_insert(int k, float s, int32_t a, float (&bs)[kMaxK],
-                                            int32_t (&ba)[kMaxK]) {
-  int m = 0;
-#pragma unroll
-  for (int j = 0; j < kMaxK; ++j)
-    if (j < k && !ranks_before(s, a, bs[j], ba[j])) m = j + 1;
-  if (m >= k) return;
-#pragma unroll
-  for (int j = kMaxK - 1; j > 0; --j)
-    if (j > m && j < k) {
-      bs[j] = bs[j - 1];
-      ba[j] = ba[j - 1];
-    }
-#pragma unroll
-  for (int j = 0; j < kMaxK; ++j)
-    if (j == m) {
-      bs[j] = s;
-      ba[j] = a;
-    }
-}
 
 // Online-softmax attention of the warp's query (qa_s, shared memory) over keys [lo, hi]: o gets
 // this lane's E elements of the normalised output; returns the log-sum-exp of the scaled logits
@@ -170,7 +149,7 @@ void launch_forward(const SuperlinearParams& p, bool vec, cudaStream_t s) {
 
 }  // namespace
 
-void launch_search(const SuperlinearParams& p, cudaStream_t s) {
+void launch_search_lanes(const SuperlinearParams& p, cudaStream_t s) {
   const bool vec = can_vectorise(p, {});
   const size_t smem = size_t(kRowWarps) * 2 * size_t(p.D) * sizeof(float);
   SL_DISPATCH_CUDA_FLOAT(p.dtype, kOp, T, {
@@ -178,6 +157,15 @@ void launch_search(const SuperlinearParams& p, cudaStream_t s) {
         <<<row_blocks(p.B * p.Hq * p.Lq), kRowWarps * 32, smem, s>>>(p, vec);
   });
   SL_CUDA_LAUNCH_CHECK();
+}
+
+void launch_search(const SuperlinearParams& p, cudaStream_t s) {
+  static const bool lanes = [] {
+    const char* env = std::getenv("SL_SEARCH_KERNEL");
+    return env != nullptr && std::strcmp(env, "lanes") == 0;
+  }();
+  if (!lanes && search_mma_supported(p)) return launch_search_mma(p, s);
+  launch_search_lanes(p, s);
 }
 
 }  // namespace slcuda

@@ -169,6 +169,36 @@ __device__ __forceinline__ RowGeom locate_warp(const SuperlinearParams& p, int64
   return g;
 }
 
+// (s, a) ranks before the entry (ws, wa): an empty slot loses to any candidate; a larger score
+// wins; equal scores: the farther (smaller) anchor wins. A total order over distinct anchors, so
+// a top-k under it does not depend on insertion order.
+__device__ __forceinline__ bool ranks_before(float s, int32_t a, float ws, int32_t wa) {
+  return wa < 0 || s > ws || (s == ws && a < wa);
+}
+
+// Inserts (s, a) into a sorted top-k of k <= kMaxK entries (static indices only, so the arrays
+// stay in registers).
+__device__ __forceinline__ void topk_insert(int k, float s, int32_t a, float (&bs)[kMaxK],
+                                            int32_t (&ba)[kMaxK]) {
+  int m = 0;
+#pragma unroll
+  for (int j = 0; j < kMaxK; ++j)
+    if (j < k && !ranks_before(s, a, bs[j], ba[j])) m = j + 1;
+  if (m >= k) return;
+#pragma unroll
+  for (int j = kMaxK - 1; j > 0; --j)
+    if (j > m && j < k) {
+      bs[j] = bs[j - 1];
+      ba[j] = ba[j - 1];
+    }
+#pragma unroll
+  for (int j = 0; j < kMaxK; ++j)
+    if (j == m) {
+      bs[j] = s;
+      ba[j] = a;
+    }
+}
+
 // Gate weights (spec §8): softmax over valid slots' scores, uniform 1/k when none is valid.
 __device__ __forceinline__ void gate_weights(int k, const float* sc, const int32_t* an, float* g) {
   int nv = 0;
@@ -216,8 +246,14 @@ inline unsigned row_blocks(int64_t rows) {
   return unsigned((rows + kRowWarps - 1) / kRowWarps);
 }
 
-// The search alone (anchors and scores of every query row), kernels/superlinear_cuda.cu.
+// The search alone (anchors and scores of every query row), kernels/superlinear_cuda.cu: the
+// tensor-core search when search_mma_supported(p) (unless SL_SEARCH_KERNEL=lanes), else the lane
+// search. Both keep the same top-k order; scores may differ in the last bits (summation order).
 void launch_search(const SuperlinearParams& p, cudaStream_t s);
+void launch_search_lanes(const SuperlinearParams& p, cudaStream_t s);
+// kernels/superlinear_search_mma.cu: bf16, D 64 or 128, K and Qs 16-byte aligned.
+bool search_mma_supported(const SuperlinearParams& p);
+void launch_search_mma(const SuperlinearParams& p, cudaStream_t s);
 
 // The tensor-core forward (kernels/superlinear_span_cuda.cu): bf16, D 64 or 128. When
 // spans_supported(p), superlinear_forward_cuda hands the call to forward_spans.
