@@ -73,7 +73,8 @@ void measure_superlinear(AttentionBenchRow& r, const SuperlinearConfig& cfg, int
     bwd_ws = cuda_alloc::stats(0).peak_allocated - before_bwd - grads + r.metadata_bytes;
   }
   r.peak_bytes = std::max(fwd_peak, cuda_alloc::stats(0).peak_allocated);
-  r.workspace_bytes = std::max(fwd_ws, bwd_ws);
+  r.fwd_workspace_bytes = fwd_ws;
+  r.bwd_workspace_bytes = bwd_ws;
   r.kv_bytes = int64_t(k.nbytes() + v.nbytes());
 
   r.work = count_attended(cfg, r.hq, r.L, f.anchors.to(Device::cpu()).to_vector<int32_t>());

@@ -317,11 +317,12 @@ std::string attention_markdown(const std::vector<AttentionBenchRow>& rows,
   md << header << "\n\n| L | GQA | keys/query | search GFLOP | SL fwd ms | SL fwd TFLOP/s | "
      << "SL bwd ms | SL bwd TFLOP/s | ";
   if (o.fast_backward) md << "SL bwd fast ms | SL bwd fast TFLOP/s | ";
-  md << "SL peak MiB | workspace MiB | metadata MiB | K+V MiB | dense fwd ms | dense fwd TFLOP/s "
+  md << "SL peak MiB | fwd workspace MiB | bwd workspace MiB | metadata MiB | K+V MiB | dense fwd "
+     << "ms | dense fwd TFLOP/s "
      << "| dense bwd ms | dense bwd TFLOP/s | dense | speed-up |";
   if (cudnn) md << " cuDNN fwd+bwd ms | speed-up vs cuDNN |";
   md << "\n|";
-  const int cols = 18 + (o.fast_backward ? 2 : 0) + (cudnn ? 2 : 0);
+  const int cols = 19 + (o.fast_backward ? 2 : 0) + (cudnn ? 2 : 0);
   for (int c = 0; c < cols; ++c) md << "---|";
   md << "\n";
   for (const AttentionBenchRow& r : rows) {
@@ -335,11 +336,11 @@ std::string attention_markdown(const std::vector<AttentionBenchRow>& rows,
                          fmt(tflops(2.5 * sf, r.sl_bwd_ms), 1)});
       if (o.fast_backward)
         c.insert(c.end(), {fmt(r.sl_bwd_fast_ms, 3), fmt(tflops(2.5 * sf, r.sl_bwd_fast_ms), 1)});
-      c.insert(c.end(), {fmt(mib(r.peak_bytes), 0), fmt(mib(r.workspace_bytes), 0),
-                         fmt(mib(r.metadata_bytes), 0)});
+      c.insert(c.end(), {fmt(mib(r.peak_bytes), 0), fmt(mib(r.fwd_workspace_bytes), 0),
+                         fmt(mib(r.bwd_workspace_bytes), 0), fmt(mib(r.metadata_bytes), 0)});
     } else {
       c.push_back(r.note);
-      c.resize(c.size() + (o.fast_backward ? 10 : 8), "-");
+      c.resize(c.size() + (o.fast_backward ? 11 : 9), "-");
     }
     c.insert(c.end(),
              {fmt(mib(r.kv_bytes), 0), fmt(r.dense_fwd_ms, 3), fmt(tflops(df, r.dense_fwd_ms), 1),
@@ -361,8 +362,9 @@ std::string attention_markdown(const std::vector<AttentionBenchRow>& rows,
         "Dense: 4 * D * T (T + 1) / 2 per head forward, 2.5 x backward. Dense 'extrapolated': "
         "c * L^2 fit on the two largest measured lengths. Speed-up: dense (fwd + bwd) / SL "
         "(fwd + bwd). Peak: allocator high-water mark over the SL forward and backward, inputs "
-        "included. Workspace: the most bytes alive at once beyond Q, Qs, K, V, O and their "
-        "gradients (saved metadata + scratch), in the allocator's rounded sizes. Plot "
+        "included. Workspace: the most bytes alive at once beyond Q, Qs, K, V, O (and, in the "
+        "backward, dO and the four gradients): saved metadata + scratch, in the allocator's "
+        "rounded sizes, for the forward and the backward apart. Plot "
         "(attention.png): ms of fwd + bwd against L in K tokens, log-log; blue superlinear, red "
         "dense (dashed: extrapolated), green cuDNN; the later GQA ratios in lighter shades.\n";
   return md.str();
@@ -371,7 +373,8 @@ std::string attention_markdown(const std::vector<AttentionBenchRow>& rows,
 std::string attention_csv(const std::vector<AttentionBenchRow>& rows) {
   std::ostringstream c;
   c << "L,gqa,hq,hkv,d,note,attended_keys,search_scores,sl_fwd_ms,sl_fwd_tflops,sl_bwd_ms,"
-       "sl_bwd_tflops,sl_bwd_fast_ms,sl_bwd_fast_tflops,sl_peak_bytes,sl_workspace_bytes,"
+       "sl_bwd_tflops,sl_bwd_fast_ms,sl_bwd_fast_tflops,sl_peak_bytes,sl_fwd_workspace_bytes,"
+       "sl_bwd_workspace_bytes,"
        "sl_metadata_bytes,kv_bytes,dense_fwd_ms,dense_fwd_tflops,dense_bwd_ms,dense_bwd_tflops,"
        "dense_source,speedup,cudnn_fwd_ms,cudnn_bwd_ms\n";
   for (const AttentionBenchRow& r : rows) {
@@ -385,10 +388,10 @@ std::string attention_csv(const std::vector<AttentionBenchRow>& rows) {
       << csv_num(tflops(sf, r.sl_fwd_ms)) << "," << csv_num(r.sl_bwd_ms) << ","
       << csv_num(tflops(2.5 * sf, r.sl_bwd_ms)) << "," << csv_num(r.sl_bwd_fast_ms) << ","
       << csv_num(tflops(2.5 * sf, r.sl_bwd_fast_ms)) << "," << r.peak_bytes << ","
-      << r.workspace_bytes << "," << r.metadata_bytes << "," << r.kv_bytes << ","
-      << csv_num(r.dense_fwd_ms) << "," << csv_num(tflops(df, r.dense_fwd_ms)) << ","
-      << csv_num(r.dense_bwd_ms) << "," << csv_num(tflops(2.5 * df, r.dense_bwd_ms)) << "," << src
-      << "," << csv_num(r.speedup()) << "," << csv_num(r.cudnn.fwd_ms) << ","
+      << r.fwd_workspace_bytes << "," << r.bwd_workspace_bytes << "," << r.metadata_bytes << ","
+      << r.kv_bytes << "," << csv_num(r.dense_fwd_ms) << "," << csv_num(tflops(df, r.dense_fwd_ms))
+      << "," << csv_num(r.dense_bwd_ms) << "," << csv_num(tflops(2.5 * df, r.dense_bwd_ms)) << ","
+      << src << "," << csv_num(r.speedup()) << "," << csv_num(r.cudnn.fwd_ms) << ","
       << csv_num(r.cudnn.bwd_ms) << "\n";
   }
   return c.str();

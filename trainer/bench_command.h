@@ -90,10 +90,12 @@ struct AttentionBenchRow {
   std::string note;  // empty when the superlinear op ran, else why not ("skipped: ...")
   AttendedWork work;
   double sl_fwd_ms = NAN, sl_bwd_ms = NAN, sl_bwd_fast_ms = NAN;
-  int64_t peak_bytes = -1;       // allocator high-water mark over forward + backward, inputs in
-  int64_t workspace_bytes = -1;  // most bytes alive beyond Q, Qs, K, V, O and their gradients
-  int64_t metadata_bytes = -1;   // anchors, scores, lse_w, lse_s (part of the workspace)
-  int64_t kv_bytes = 0;          // K + V
+  int64_t peak_bytes = -1;  // allocator high-water mark over forward + backward, inputs in
+  // Most bytes alive at once beyond Q, Qs, K, V, O (and, in the backward, dO and the gradients):
+  // the forward's (its saved metadata and scratch) and the backward's (metadata + scratch).
+  int64_t fwd_workspace_bytes = -1, bwd_workspace_bytes = -1;
+  int64_t metadata_bytes = -1;  // anchors, scores, lse_w, lse_s (part of both workspaces)
+  int64_t kv_bytes = 0;         // K + V
   double dense_fwd_ms = NAN, dense_bwd_ms = NAN;
   std::string dense_source = "off";  // measured | extrapolated | off | failed: ...
   CudnnTime cudnn;

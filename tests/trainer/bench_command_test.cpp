@@ -197,7 +197,7 @@ TEST(BenchCommand, TableAndCsvCarryEveryRow) {
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 4);
   std::istringstream csv_lines(csv);
   for (std::string line; std::getline(csv_lines, line);)
-    EXPECT_EQ(std::count(line.begin(), line.end(), ','), 25) << line;
+    EXPECT_EQ(std::count(line.begin(), line.end(), ','), 26) << line;
   // 4 * D * keys / ms: 4 * 128 * 4096 * 1600 / 0.4096 ms = 8.192 TFLOP/s.
   EXPECT_NE(csv.find("4096,1,16,16,128,,6553600,655360,0.4096,8.192,"), std::string::npos) << csv;
 }
