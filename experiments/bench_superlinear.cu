@@ -86,8 +86,8 @@ int main() {
       const double predicted =
           last_L[hi] ? last_s[hi] * std::pow(double(L) / double(last_L[hi]), 1.5) : 0;
       if (elapsed() + predicted > kBudget) {
-        std::printf("| %lld | %lld | skipped: ~%.0f s predicted, %.0f s of %.0f s used |\n",
-                    (long long)L, (long long)Hkv, predicted, elapsed(), kBudget);
+        std::printf("| %lldK | %lld | skipped: ~%.0f s predicted, %.0f s of %.0f s used |\n",
+                    (long long)(L >> 10), (long long)Hkv, predicted, elapsed(), kBudget);
         continue;
       }
       const double case_t0 = elapsed();

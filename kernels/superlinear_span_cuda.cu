@@ -279,7 +279,9 @@ void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTime
   }
   timer.mark(2);
 
-  const int64_t rows_per_chunk = std::max<int64_t>(1, chunk_pairs() / k);
+  // Per pair: the bf16 output row and about 64 bytes of keys, indices, bounds and tile marks.
+  const int64_t kv_bytes = 2 * p.B * p.Hkv * p.Lkv * D * 2;
+  const int64_t rows_per_chunk = std::max<int64_t>(1, chunk_pairs(kv_bytes / 4, D * 2 + 64) / k);
   const int64_t cap = std::min(rows, rows_per_chunk) * k;
   SpanTiles tiles(p, cap, dev);
   Tensor os = scratch(cap * D * 2, dev);
