@@ -35,12 +35,12 @@ constexpr int kList = 512;  // live tiles listed at a time by the dK/dV kernel
 
 template <int D>
 constexpr int tile_smem_bytes() {
-  return 6 * kTile * D * 2 + kTile * 4;  // Q, dO, K[2], V[2], pair ids
+  return 6 * kTile * D * 2;  // Q, dO, K[2], V[2]
 }
 template <int D>
 constexpr int dkv_smem_bytes() {
-  // K, V, Q[2], dO[2], (lse2, c1, c2, lo, hi, pair id)[2], live tiles, warp counts
-  return 6 * kTile * D * 2 + 2 * 6 * kTile * 4 + kList * 4 + kWarps * 4;
+  // K, V, Q[2], dO[2], slot info[2] (float4) and hi[2], live tiles, warp counts
+  return 6 * kTile * D * 2 + 2 * kTile * 20 + kList * 4 + kWarps * 4;
 }
 
 // Pair r of the tile starting at sorted position s0 (-1 past the end of its run).
@@ -49,19 +49,47 @@ __device__ __forceinline__ int32_t tile_pair(const SpanArgs& a, int64_t s0, uint
   return q < a.n && same_run(a.keys[q], key) ? a.idx[q] : -1;
 }
 
-// Gathers the Q and dO rows of a tile's pairs (ids in s_lp, written before a barrier) into
-// swizzled tiles (padding rows zero-filled).
+// Note [slot tables]
+// Per chunk and pass, slot_table_kernel resolves every tile row (slot t * 64 + r) once: the
+// pair's query row, its local id, and the terms the tile kernels read (lse2 = lse_s log2(e), c1,
+// c2 -- zero before the gate terms exist -- and the span bounds). The tile kernels then gather
+// with one coalesced index load per thread and copy the terms with cp.async, instead of chasing
+// sorted position -> pair -> bounds/lse/coef through dependent loads at every tile (which
+// stalled the dK/dV pass between tiles).
+struct SlotTable {
+  int32_t* row;  // [tiles * 64] query row of the pair, -1 for padding
+  int32_t* lp;   // [tiles * 64] local pair id, -1 for padding
+  float4* info;  // [tiles * 64] (lse2, c1, c2, lo as int bits); padding: (inf, 0, 0, 1)
+  int32_t* hi;   // [tiles * 64] span end; padding: 0
+};
+
+__global__ void slot_table_kernel(SpanArgs a, const float2* coef, int64_t n_tiles, SlotTable st) {
+  const int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (x >= n_tiles * kTile) return;
+  const int64_t t = x / kTile;
+  const int32_t lp = tile_pair(a, a.tile_start[t], a.tile_key[t], int(x % kTile));
+  const int2 bd = lp >= 0 ? a.bounds[lp] : make_int2(1, 0);
+  const float2 cc = coef && lp >= 0 ? coef[a.p0 + lp] : make_float2(0.f, 0.f);
+  const float lse2 = lp >= 0 ? static_cast<const float*>(a.p.lse_s)[a.p0 + lp] * kLog2e : INFINITY;
+  st.row[x] = lp >= 0 ? int32_t((a.p0 + lp) / a.p.cfg.k) : -1;
+  st.lp[x] = lp;
+  st.info[x] = make_float4(lse2, cc.x, cc.y, __int_as_float(bd.x));
+  st.hi[x] = bd.y;
+}
+
+// Thread i gathers the Q and dO row of tile row i / 2 (one index per thread; lanes 2m, 2m + 1
+// fetch the two halves of each 32-byte sector together) into swizzled tiles; padding rows
+// (row < 0) are zero-filled.
 template <int D>
-__device__ __forceinline__ void gather_rows(const SpanArgs& a, const int32_t* s_lp,
-                                            const uint16_t* qa, const uint16_t* dout, uint32_t sq,
-                                            uint32_t sdo) {
-  const int k = a.p.cfg.k;
-  for (int c = int(threadIdx.x); c < kTile * (D / 8); c += kThreads) {
-    const int r = c / (D / 8), chunk = c % (D / 8);
-    const int32_t lp = s_lp[r];
-    const int64_t off = lp >= 0 ? ((a.p0 + lp) / k) * D + chunk * 8 : 0;
-    cp_async16(sq + tile_offset<D>(r, chunk), qa + off, lp >= 0);
-    cp_async16(sdo + tile_offset<D>(r, chunk), dout + off, lp >= 0);
+__device__ __forceinline__ void gather_row(int32_t row, const uint16_t* qa, const uint16_t* dout,
+                                           uint32_t sq, uint32_t sdo) {
+  const int r = int(threadIdx.x) >> 1, half = int(threadIdx.x) & 1;
+  const int64_t off = row >= 0 ? int64_t(row) * D : 0;
+#pragma unroll
+  for (int j = 0; j < D / 16; ++j) {
+    const int c = 2 * j + half;
+    cp_async16(sq + tile_offset<D>(r, c), qa + off + c * 8, row >= 0);
+    cp_async16(sdo + tile_offset<D>(r, c), dout + off + c * 8, row >= 0);
   }
 }
 
@@ -71,21 +99,19 @@ struct PairRows {
   int lo[2], hi[2];
   float lse2[2], c1[2], c2[2];
 };
-__device__ __forceinline__ PairRows pair_rows(const SpanArgs& a, const int32_t* s_lp,
-                                              const float2* coef) {
+__device__ __forceinline__ PairRows pair_rows(const SlotTable& st, int64_t t) {
   PairRows pr;
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
 #pragma unroll
   for (int j = 0; j < 2; ++j) {
-    const int32_t lp = s_lp[warp * 16 + (lane >> 2) + 8 * j];
-    pr.lp[j] = lp;
-    const int2 bd = lp >= 0 ? a.bounds[lp] : make_int2(1, 0);
-    pr.lo[j] = bd.x;
-    pr.hi[j] = bd.y;
-    pr.lse2[j] = lp >= 0 ? static_cast<const float*>(a.p.lse_s)[a.p0 + lp] * kLog2e : INFINITY;
-    const float2 cc = coef && lp >= 0 ? coef[a.p0 + lp] : make_float2(0.f, 0.f);
-    pr.c1[j] = cc.x;
-    pr.c2[j] = cc.y;
+    const int64_t x = t * kTile + warp * 16 + (lane >> 2) + 8 * j;
+    const float4 in = st.info[x];
+    pr.lp[j] = st.lp[x];
+    pr.lse2[j] = in.x;
+    pr.c1[j] = in.y;
+    pr.c2[j] = in.z;
+    pr.lo[j] = __float_as_int(in.w);
+    pr.hi[j] = st.hi[x];
   }
   return pr;
 }
@@ -138,7 +164,7 @@ __device__ __forceinline__ void span_probs(float (&s)[kBN / 8][4], const PairRow
 // pass); kDq = true: dq[lp] = sum_u P_u (c1 dP_u - c2) K_u / sqrt(D) in f32.
 template <int D, bool kDq>
 __global__ void __launch_bounds__(kThreads, 2)
-    span_tile_bwd_kernel(SpanArgs a, const uint16_t* dout, const float2* coef, float* ys,
+    span_tile_bwd_kernel(SpanArgs a, SlotTable st, const uint16_t* dout, float* ys,
                          float* dq_pair) {
   extern __shared__ __align__(128) unsigned char smem[];
   const uint32_t sq = smem_addr(smem), sdo = sq + kTile * D * 2;
@@ -146,14 +172,10 @@ __global__ void __launch_bounds__(kThreads, 2)
   auto sv = [&](int st) { return sdo + uint32_t((3 + st) * kBN * D * 2); };
   const SuperlinearParams& p = a.p;
   const int lane = int(threadIdx.x) & 31;
-  const int64_t s0 = a.tile_start[blockIdx.x];
-  const uint64_t key = a.tile_key[blockIdx.x];
-  const Footprint fp = footprint(key, a.n_kb);
-  int32_t* s_lp = reinterpret_cast<int32_t*>(smem + 6 * kTile * D * 2);
-  if (threadIdx.x < kTile) s_lp[threadIdx.x] = tile_pair(a, s0, key, int(threadIdx.x));
-  __syncthreads();
-
-  gather_rows<D>(a, s_lp, static_cast<const uint16_t*>(p.qa), dout, sq, sdo);
+  const int64_t t = blockIdx.x;
+  const Footprint fp = footprint(a.tile_key[t], a.n_kb);
+  gather_row<D>(st.row[t * kTile + (threadIdx.x >> 1)], static_cast<const uint16_t*>(p.qa), dout,
+                sq, sdo);
   const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + fp.bg * p.Lkv * D;
   const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + fp.bg * p.Lkv * D;
   load_tile<kBN, D, kThreads>(sk(0), kbase + int64_t(fp.kb0) * kBN * D, D,
@@ -161,7 +183,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   load_tile<kBN, D, kThreads>(sv(0), vbase + int64_t(fp.kb0) * kBN * D, D,
                               int(p.Lkv) - fp.kb0 * kBN);
   cp_async_commit();
-  const PairRows pr = pair_rows(a, s_lp, kDq ? coef : nullptr);
+  const PairRows pr = pair_rows(st, t);
   const float sl2 = rsqrtf(float(D)) * kLog2e;
 
   float acc[2] = {0.f, 0.f};
@@ -355,15 +377,17 @@ __device__ __forceinline__ int64_t lower_bound_key(const uint64_t* x, int64_t n,
 // dK / sqrt(D) and dV to the f32 accumulators ([B, Hkv, Lkv, D]).
 template <int D>
 __global__ void __launch_bounds__(kThreads)
-    span_dkv_kernel(SpanArgs a, const uint16_t* dout, const float2* coef, const uint64_t* tile_key,
-                    int64_t n_tiles, int max_nb, float* dk_acc, float* dv_acc) {
+    span_dkv_kernel(SpanArgs a, SlotTable st, const uint16_t* dout, int64_t n_tiles, int max_nb,
+                    float* dk_acc, float* dv_acc) {
   extern __shared__ __align__(128) unsigned char smem[];
   const uint32_t s_k = smem_addr(smem), s_v = s_k + kBN * D * 2;
   auto s_q = [&](int buf) { return s_v + uint32_t((1 + buf) * kTile * D * 2); };
   auto s_do = [&](int buf) { return s_v + uint32_t((3 + buf) * kTile * D * 2); };
-  float* rowinfo = reinterpret_cast<float*>(smem + 6 * kTile * D * 2);  // [2][6][kTile]
-  int32_t* s_list = reinterpret_cast<int32_t*>(rowinfo + 2 * 6 * kTile);
+  float4* s_info = reinterpret_cast<float4*>(smem + 6 * kTile * D * 2);  // [2][kTile]
+  int32_t* s_hi = reinterpret_cast<int32_t*>(s_info + 2 * kTile);        // [2][kTile]
+  int32_t* s_list = s_hi + 2 * kTile;
   int32_t* s_count = s_list + kList;
+  const uint64_t* tile_key = a.tile_key;
 
   const SuperlinearParams& p = a.p;
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
@@ -407,26 +431,19 @@ __global__ void __launch_bounds__(kThreads)
   load_tile<kBN, D, kThreads>(s_k, kbase + int64_t(k0) * D, D, int(p.Lkv) - k0);
   load_tile<kBN, D, kThreads>(s_v, vbase + int64_t(k0) * D, D, int(p.Lkv) - k0);
 
-  // Stages tile `tile` into buffer buf (all threads; one barrier inside).
-  auto issue = [&](int64_t tile, int buf) {
-    const int64_t s0 = a.tile_start[tile];
-    const uint64_t key = tile_key[tile];
-    float* info = rowinfo + buf * 6 * kTile;
-    int32_t* s_lp = reinterpret_cast<int32_t*>(info) + 5 * kTile;
-    for (int c = int(threadIdx.x); c < kTile; c += kThreads) {
-      const int32_t lp = tile_pair(a, s0, key, c);
-      const int2 bd = lp >= 0 ? a.bounds[lp] : make_int2(1, 0);
-      const float2 cc = lp >= 0 ? coef[a.p0 + lp] : make_float2(0.f, 0.f);
-      info[c] = lp >= 0 ? static_cast<const float*>(p.lse_s)[a.p0 + lp] * kLog2e : INFINITY;
-      info[kTile + c] = cc.x;
-      info[2 * kTile + c] = cc.y;
-      reinterpret_cast<int*>(info)[3 * kTile + c] = bd.x;
-      reinterpret_cast<int*>(info)[4 * kTile + c] = bd.y;
-      s_lp[c] = lp;
-    }
-    __syncthreads();
-    gather_rows<D>(a, s_lp, static_cast<const uint16_t*>(p.qa), dout, s_q(buf), s_do(buf));
+  // Stages tile `tile` into buffer buf with cp.async only (Note [slot tables]); `row` is this
+  // thread's gather row of that tile, loaded one tile ahead.
+  const uint16_t* qa = static_cast<const uint16_t*>(p.qa);
+  auto stage = [&](int64_t tile, int buf, int32_t row) {
+    gather_row<D>(row, qa, dout, s_q(buf), s_do(buf));
+    const int c = int(threadIdx.x);
+    if (c < kTile)
+      cp_async16(smem_addr(s_info + buf * kTile + c), st.info + tile * kTile + c, true);
+    else if (c < kTile + kTile / 4)
+      cp_async16(smem_addr(s_hi + buf * kTile + 4 * (c - kTile)),
+                 st.hi + tile * kTile + 4 * (c - kTile), true);
   };
+  auto row_of = [&](int64_t tile) { return st.row[tile * kTile + (threadIdx.x >> 1)]; };
 
   float dk[D / 8][4], dv[D / 8][4];
 #pragma unroll
@@ -439,18 +456,20 @@ __global__ void __launch_bounds__(kThreads)
   bool any = false;
   while (scan < t_end) {
     const int n_list = fill_list();
-    any = any || n_list > 0;
-    if (n_list > 0) issue(s_list[0], 0);
+    if (n_list == 0) continue;
+    any = true;
+    stage(s_list[0], 0, row_of(s_list[0]));
     cp_async_commit();
+    int32_t row_next = n_list > 1 ? row_of(s_list[1]) : -1;
     for (int it = 0; it < n_list; ++it) {
       const int buf = it & 1;
       cp_async_wait<0>();
       __syncthreads();
-      if (it + 1 < n_list) issue(s_list[it + 1], buf ^ 1);
+      if (it + 1 < n_list) stage(s_list[it + 1], buf ^ 1, row_next);
       cp_async_commit();
-      const float* info = rowinfo + buf * 6 * kTile;
-      const int* qlo = reinterpret_cast<const int*>(info) + 3 * kTile;
-      const int* qhi = reinterpret_cast<const int*>(info) + 4 * kTile;
+      if (it + 2 < n_list) row_next = row_of(s_list[it + 2]);
+      const float4* info = s_info + buf * kTile;
+      const int32_t* qhi = s_hi + buf * kTile;
 
       // S^T = K Q^T: 16 keys x 64 pairs per warp; P^T in place.
       float s[kTile / 8][4];
@@ -474,15 +493,16 @@ __global__ void __launch_bounds__(kThreads)
         for (int e = 0; e < 4; ++e) {
           const int c = n * 8 + 2 * (lane & 3) + (e & 1);
           const int u = k0 + krow + 8 * (e >> 1);
-          const bool ok = u >= qlo[c] && u <= qhi[c];
-          s[n][e] = ok ? fast_exp2(fmaf(s[n][e], sl2, -info[c])) : 0.f;
+          const float4 in = info[c];
+          const bool ok = u >= __float_as_int(in.w) && u <= qhi[c];
+          s[n][e] = ok ? fast_exp2(fmaf(s[n][e], sl2, -in.x)) : 0.f;
         }
         // dV += (c1 P)^T dO.
 #pragma unroll
       for (int kk = 0; kk < kTile / 16; ++kk) {
         const int c0 = kk * 16 + 2 * (lane & 3);
-        const float a0 = info[kTile + c0], a1 = info[kTile + c0 + 1];
-        const float a8 = info[kTile + c0 + 8], a9 = info[kTile + c0 + 9];
+        const float a0 = info[c0].y, a1 = info[c0 + 1].y;
+        const float a8 = info[c0 + 8].y, a9 = info[c0 + 9].y;
         uint32_t pa[4];
         pa[0] = Mma<bf16>::pack(s[2 * kk][0] * a0, s[2 * kk][1] * a1);
         pa[1] = Mma<bf16>::pack(s[2 * kk][2] * a0, s[2 * kk][3] * a1);
@@ -517,7 +537,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int c = n * 8 + 2 * (lane & 3) + (e & 1);
-          s[n][e] *= fmaf(info[kTile + c], dpt[n][e], -info[2 * kTile + c]);
+          s[n][e] *= fmaf(info[c].y, dpt[n][e], -info[c].z);
         }
         // dK += dS^T Q.
 #pragma unroll
@@ -682,14 +702,27 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
   uint16_t* dqs = static_cast<uint16_t*>(bp.dqs);
   const uint16_t* ow_ptr = W > 0 ? static_cast<const uint16_t*>(ow.data_ptr()) : nullptr;
 
+  // Note [slot tables]: 28 bytes per tile row, sized per chunk from its tile count.
+  Tensor slot_mem;
+  auto slot_table = [&](const SpanArgs& a, int64_t n_tiles, const float2* coef) {
+    const int64_t slots = n_tiles * kTile;
+    if (slot_mem.numel() < slots * 7) slot_mem = Tensor::empty({slots * 7}, DType::I32, dev);
+    int32_t* base = slot_mem.data<int32_t>();
+    SlotTable st{base, base + slots, reinterpret_cast<float4*>(base + 2 * slots), base + 6 * slots};
+    slot_table_kernel<<<blocks_for(slots), 256, 0, s>>>(a, coef, n_tiles, st);
+    SL_CUDA_LAUNCH_CHECK();
+    return st;
+  };
+
   SpanArgs a;
   int64_t n_tiles = 0;
   for (int64_t row0 = 0; row0 < rows; row0 += rows_per_chunk) {
     const int64_t nrows = std::min(rows_per_chunk, rows - row0);
     n_tiles = tiles.build(p, row0 * k, nrows * k, a, s);
     if (n_tiles > 0) {
+      const SlotTable st = slot_table(a, n_tiles, nullptr);
       span_tile_bwd_kernel<D, false>
-          <<<unsigned(n_tiles), kThreads, tsmem, s>>>(a, dout, nullptr, ys.data<float>(), nullptr);
+          <<<unsigned(n_tiles), kThreads, tsmem, s>>>(a, st, dout, ys.data<float>(), nullptr);
       SL_CUDA_LAUNCH_CHECK();
     }
     rows_kernel<D><<<blocks_for(nrows, 8), 256, 0, s>>>(a, dout, ow_ptr, ys.data<float>(), rt, dqs,
@@ -727,9 +760,11 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
   for (int64_t row0 = 0; row0 < rows; row0 += rows_per_chunk) {
     const int64_t nrows = std::min(rows_per_chunk, rows - row0);
     if (!one_chunk) n_tiles = tiles.build(p, row0 * k, nrows * k, a, s);
+    SlotTable st{};
     if (n_tiles > 0) {
-      span_tile_bwd_kernel<D, true><<<unsigned(n_tiles), kThreads, tsmem, s>>>(
-          a, dout, rt.coef, nullptr, dq_pair.data<float>());
+      st = slot_table(a, n_tiles, rt.coef);
+      span_tile_bwd_kernel<D, true>
+          <<<unsigned(n_tiles), kThreads, tsmem, s>>>(a, st, dout, nullptr, dq_pair.data<float>());
       SL_CUDA_LAUNCH_CHECK();
     }
     dq_rows_kernel<D><<<blocks_for(nrows, 8), 256, 0, s>>>(
@@ -738,7 +773,7 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
     timer.mark(4);
     if (n_tiles > 0) {
       span_dkv_kernel<D><<<unsigned(n_keys / p.Lkv * tiles.n_kb()), kThreads, ksmem, s>>>(
-          a, dout, rt.coef, a.tile_key, n_tiles, tiles.max_nb(), dk_acc, dv_acc);
+          a, st, dout, n_tiles, tiles.max_nb(), dk_acc, dv_acc);
       SL_CUDA_LAUNCH_CHECK();
     }
     timer.mark(5);
