@@ -416,12 +416,30 @@ void backward_typed(const SuperlinearBackwardParams& bp, int device, cudaStream_
   tm.alpha_y = tm.alpha + rows;
   rows_pass(tm);
 
-  const int64_t n_keys = p.B * p.Hkv * p.Lkv;
-  Tensor sort = Tensor::empty({4, n}, DType::I32, dev);
-  auto* keys_in = reinterpret_cast<uint32_t*>(sort.data<int32_t>());
+  const AnchorIndex ai = anchor_index(p, device, s);
+  const SuperlinearConfig& c = p.cfg;
+  KeyIndex ix{ai.pairs,        ai.offsets,      (p.Lkv + kKeyBlock - 1) / kKeyBlock,
+              len_b(c, p.Lkv), len_f(c, p.Lkv), window_len(c)};
+  if (p.D <= 64)
+    launch_keys<T, 2>(bp, tm, ix, vec, s);
+  else if (p.D <= 128)
+    launch_keys<T, 4>(bp, tm, ix, vec, s);
+  else
+    launch_keys<T, 8>(bp, tm, ix, vec, s);
+}
+
+}  // namespace
+
+AnchorIndex anchor_index(const SuperlinearParams& p, int device, cudaStream_t s) {
+  const Device dev = Device::cuda(device);
+  const int64_t n = p.B * p.Hq * p.Lq * p.cfg.k, n_keys = p.B * p.Hkv * p.Lkv;
+  AnchorIndex ai;
+  ai.storage = Tensor::empty({4 * n + n_keys + 1}, DType::I32, dev);
+  auto* keys_in = reinterpret_cast<uint32_t*>(ai.storage.data<int32_t>());
   auto* keys_out = keys_in + n;
-  int32_t* vals_in = sort.data<int32_t>() + 2 * n;
+  int32_t* vals_in = ai.storage.data<int32_t>() + 2 * n;
   int32_t* vals_out = vals_in + n;
+  int32_t* offsets = vals_out + n;
   pair_keys_kernel<<<grid_1d(n), 256, 0, s>>>(p, keys_in, vals_in);
   SL_CUDA_LAUNCH_CHECK();
   int end_bit = 1;
@@ -432,23 +450,13 @@ void backward_typed(const SuperlinearBackwardParams& bp, int device, cudaStream_
   Tensor temp = Tensor::empty({int64_t(temp_bytes / 8 + 1)}, DType::I64, dev);
   SL_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.data_ptr(), temp_bytes, keys_in, keys_out,
                                                 vals_in, vals_out, n, 0, end_bit, s));
-  Tensor offsets = Tensor::empty({n_keys + 1}, DType::I32, dev);
-  pair_offsets_kernel<<<grid_1d(n_keys + 1), 256, 0, s>>>(keys_out, n, n_keys,
-                                                          offsets.data<int32_t>());
+  pair_offsets_kernel<<<grid_1d(n_keys + 1), 256, 0, s>>>(keys_out, n, n_keys, offsets);
   SL_CUDA_LAUNCH_CHECK();
-
-  const SuperlinearConfig& c = p.cfg;
-  KeyIndex ix{vals_out,        offsets.data<int32_t>(), (p.Lkv + kKeyBlock - 1) / kKeyBlock,
-              len_b(c, p.Lkv), len_f(c, p.Lkv),         window_len(c)};
-  if (p.D <= 64)
-    launch_keys<T, 2>(bp, tm, ix, vec, s);
-  else if (p.D <= 128)
-    launch_keys<T, 4>(bp, tm, ix, vec, s);
-  else
-    launch_keys<T, 8>(bp, tm, ix, vec, s);
+  ai.pairs = vals_out;
+  ai.offsets = offsets;
+  return ai;
 }
 
-}  // namespace
 }  // namespace slcuda
 
 void superlinear_backward_cuda(const SuperlinearBackwardParams& bp, int device) {

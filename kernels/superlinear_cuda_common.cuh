@@ -259,6 +259,16 @@ void launch_search_mma(const SuperlinearParams& p, cudaStream_t s);
 // spans_supported(p), superlinear_forward_cuda hands the call to forward_spans.
 bool spans_supported(const SuperlinearParams& p);
 void forward_spans(const SuperlinearParams& p, int device);
+// The (row, slot) pairs sorted by (batch, KV head, anchor) with a stable radix sort, and
+// offsets[x] (x = (b * Hkv + g) * Lkv + a, 0 <= x <= B Hkv Lkv) of the first pair with key >= x:
+// a CSR from keys to the pairs that kept them as anchors (kernels/superlinear_bwd_cuda.cu).
+// About 16 bytes per pair and 4 per key; deterministic.
+struct AnchorIndex {
+  Tensor storage;
+  const int32_t* pairs = nullptr;    // [B Hq Lq k] pair ids v = row * k + slot, sorted
+  const int32_t* offsets = nullptr;  // [B Hkv Lkv + 1]
+};
+AnchorIndex anchor_index(const SuperlinearParams& p, int device, cudaStream_t s);
 // The tensor-core backward on the same tiles (kernels/superlinear_span_bwd_cuda.cu), for the
 // same inputs; both of bp.deterministic's modes take it (it uses no atomics).
 void backward_spans(const SuperlinearBackwardParams& bp, int device);

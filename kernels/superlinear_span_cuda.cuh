@@ -1,7 +1,9 @@
 // Internal to the tensor-core superlinear kernels (kernels/superlinear_span_cuda.cu forward,
-// kernels/superlinear_span_bwd_cuda.cu backward): the (query, span) pair geometry, and the tile
-// builder that buckets one chunk of pairs by key-block footprint (Note [span buckets] in the
-// forward). Not a public header; everything has internal linkage (one copy per file).
+// kernels/superlinear_span_bwd_cuda.cu and superlinear_span_bwd_tiles_cuda.cu backward): the
+// (query, span) pair geometry, and the tile builder that buckets one chunk of pairs by key-block
+// footprint (Note [span buckets] in the forward). Not a public header. The two argument structs
+// and the backward's tile launchers cross files; everything else has internal linkage (one copy
+// per file).
 //
 // Note [span chunks]
 // Pairs are processed in chunks of whole query rows ([B, Hq, Lq] order) of at most
@@ -25,6 +27,40 @@
 #include "kernels/superlinear_cuda_common.cuh"
 
 namespace sl::kernels::slcuda {
+
+// One chunk's pairs and tiles, as the span kernels read them.
+struct SpanArgs {
+  SuperlinearParams p;
+  int64_t p0, n;   // this chunk's pairs: global ids p0 .. p0 + n - 1 (pair = row * k + slot)
+  int64_t n_kb;    // key blocks per (batch, KV head)
+  uint64_t* keys;  // [n] footprint keys, sorted
+  int32_t* idx;    // [n] local pair index, sorted by key
+  int2* bounds;    // [n] span [st, en] per local pair (unsorted, by local index)
+  const int32_t* tile_start;  // [tiles] first sorted position of each tile
+  const uint64_t* tile_key;   // [tiles] footprint of each tile (its last pair's key), ascending
+};
+
+// Note [slot tables] (kernels/superlinear_span_bwd_tiles_cuda.cu): one entry per tile row.
+struct SlotTable {
+  int32_t* row;  // [tiles * 64] query row of the pair, -1 for padding
+  int32_t* lp;   // [tiles * 64] local pair id, -1 for padding
+  float4* info;  // [tiles * 64] (lse2, c1, c2, lo as int bits); padding: (inf, 0, 0, 1)
+  int32_t* hi;   // [tiles * 64] span end; padding: 0
+};
+
+// The backward's tile passes (kernels/superlinear_span_bwd_tiles_cuda.cu), D in {64, 128}: the
+// slot table of a chunk's tiles (coef null: c1 = c2 = 0); the y pass (ys[lp] = sum_u P_u dP_u);
+// the dQ pass (dq_pair[lp] = sum_u P_u (c1 dP_u - c2) K_u / sqrt(D), f32); the dK/dV pass (adds
+// dK / sqrt(D) and dV of the chunk's tiles to f32 accumulators [B, Hkv, Lkv, D]).
+void bwd_slot_table(const SpanArgs& a, int64_t n_tiles, const float2* coef, const SlotTable& st,
+                    cudaStream_t s);
+void bwd_y_tiles(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, int64_t n_tiles,
+                 float* ys, cudaStream_t s);
+void bwd_dq_tiles(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, int64_t n_tiles,
+                  float* dq_pair, cudaStream_t s);
+void bwd_dkv(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, int64_t n_tiles,
+             int max_nb, float* dk_acc, float* dv_acc, cudaStream_t s);
+
 namespace {
 
 constexpr int kTile = 64, kBN = 64, kWarps = 4, kThreads = kWarps * 32;
@@ -38,17 +74,6 @@ inline int64_t chunk_pairs(int64_t budget_bytes = 0, int64_t bytes_per_pair = 1)
   if (budget_bytes <= 0) return most;
   return std::min(most, std::max(least, budget_bytes / bytes_per_pair));
 }
-
-struct SpanArgs {
-  SuperlinearParams p;
-  int64_t p0, n;   // this chunk's pairs: global ids p0 .. p0 + n - 1 (pair = row * k + slot)
-  int64_t n_kb;    // key blocks per (batch, KV head)
-  uint64_t* keys;  // [n] footprint keys, sorted
-  int32_t* idx;    // [n] local pair index, sorted by key
-  int2* bounds;    // [n] span [st, en] per local pair (unsorted, by local index)
-  const int32_t* tile_start;  // [tiles] first sorted position of each tile
-  const uint64_t* tile_key;   // [tiles] footprint of each tile (its last pair's key), ascending
-};
 
 // Row geometry of a [B, Hq, Lq] row index.
 struct Row {

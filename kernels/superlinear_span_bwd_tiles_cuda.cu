@@ -1,0 +1,492 @@
+// The tile passes of the tensor-core superlinear backward (kernels/superlinear_span_bwd_cuda.cu
+// has the math and the order of passes): the slot tables, the y and dQ passes (one block per
+// tile: 64 pairs of one footprint against its key blocks) and the dK/dV pass (one block per
+// (batch, KV head, 64-key block), walking the chunk's tiles that reach it in tile order).
+#include "kernels/superlinear_span_cuda.cuh"
+
+namespace sl::kernels::slcuda {
+namespace {
+
+using namespace attn;
+
+constexpr int kList = 512;  // live tiles listed at a time by the dK/dV kernel
+
+template <int D>
+constexpr int tile_smem_bytes() {
+  return 6 * kTile * D * 2;  // Q, dO, K[2], V[2]
+}
+template <int D>
+constexpr int dkv_smem_bytes() {
+  // K, V, Q[2], dO[2], slot info[2] (float4) and hi[2], live tiles, warp counts
+  return 6 * kTile * D * 2 + 2 * kTile * 20 + kList * 4 + kWarps * 4;
+}
+
+// Pair r of the tile starting at sorted position s0 (-1 past the end of its run).
+__device__ __forceinline__ int32_t tile_pair(const SpanArgs& a, int64_t s0, uint64_t key, int r) {
+  const int64_t q = s0 + r;
+  return q < a.n && same_run(a.keys[q], key) ? a.idx[q] : -1;
+}
+
+// Note [slot tables]
+// Per chunk and pass, slot_table_kernel resolves every tile row (slot t * 64 + r) once: the
+// pair's query row, its local id, and the terms the tile kernels read (lse2 = lse_s log2(e), c1,
+// c2 -- zero before the gate terms exist -- and the span bounds). The tile kernels then gather
+// with one coalesced index load per thread and copy the terms with cp.async, instead of chasing
+// sorted position -> pair -> bounds/lse/coef through dependent loads at every tile (which
+// stalled the dK/dV pass between tiles).
+
+__global__ void slot_table_kernel(SpanArgs a, const float2* coef, int64_t n_tiles, SlotTable st) {
+  const int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (x >= n_tiles * kTile) return;
+  const int64_t t = x / kTile;
+  const int32_t lp = tile_pair(a, a.tile_start[t], a.tile_key[t], int(x % kTile));
+  const int2 bd = lp >= 0 ? a.bounds[lp] : make_int2(1, 0);
+  const float2 cc = coef && lp >= 0 ? coef[a.p0 + lp] : make_float2(0.f, 0.f);
+  const float lse2 = lp >= 0 ? static_cast<const float*>(a.p.lse_s)[a.p0 + lp] * kLog2e : INFINITY;
+  st.row[x] = lp >= 0 ? int32_t((a.p0 + lp) / a.p.cfg.k) : -1;
+  st.lp[x] = lp;
+  st.info[x] = make_float4(lse2, cc.x, cc.y, __int_as_float(bd.x));
+  st.hi[x] = bd.y;
+}
+
+// Thread i gathers the Q and dO row of tile row i / 2 (one index per thread; lanes 2m, 2m + 1
+// fetch the two halves of each 32-byte sector together) into swizzled tiles; padding rows
+// (row < 0) are zero-filled.
+template <int D>
+__device__ __forceinline__ void gather_row(int32_t row, const uint16_t* qa, const uint16_t* dout,
+                                           uint32_t sq, uint32_t sdo) {
+  const int r = int(threadIdx.x) >> 1, half = int(threadIdx.x) & 1;
+  const int64_t off = row >= 0 ? int64_t(row) * D : 0;
+#pragma unroll
+  for (int j = 0; j < D / 16; ++j) {
+    const int c = 2 * j + half;
+    cp_async16(sq + tile_offset<D>(r, c), qa + off + c * 8, row >= 0);
+    cp_async16(sdo + tile_offset<D>(r, c), dout + off + c * 8, row >= 0);
+  }
+}
+
+// This thread's two pair rows of a tile (rows warp * 16 + lane / 4 + 8 j).
+struct PairRows {
+  int32_t lp[2];
+  int lo[2], hi[2];
+  float lse2[2], c1[2], c2[2];
+};
+__device__ __forceinline__ PairRows pair_rows(const SlotTable& st, int64_t t) {
+  PairRows pr;
+  const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+    const int64_t x = t * kTile + warp * 16 + (lane >> 2) + 8 * j;
+    const float4 in = st.info[x];
+    pr.lp[j] = st.lp[x];
+    pr.lse2[j] = in.x;
+    pr.c1[j] = in.y;
+    pr.c2[j] = in.z;
+    pr.lo[j] = __float_as_int(in.w);
+    pr.hi[j] = st.hi[x];
+  }
+  return pr;
+}
+
+// S = Q K^T and dP = dO V^T for the warp's 16 pair rows against one 64-key block.
+template <int D>
+__device__ __forceinline__ void scores_and_dp(uint32_t sq, uint32_t sdo, uint32_t sk, uint32_t sv,
+                                              float (&s)[kBN / 8][4], float (&dp)[kBN / 8][4]) {
+  const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
+#pragma unroll
+  for (int n = 0; n < kBN / 8; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) s[n][e] = dp[n][e] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    uint32_t aq[4], ado[4];
+    load_a<D>(aq, sq, warp * 16, kk, lane);
+    load_a<D>(ado, sdo, warp * 16, kk, lane);
+#pragma unroll
+    for (int np = 0; np < kBN / 16; ++np) {
+      uint32_t bk[4], bv[4];
+      load_b_nk<D>(bk, sk, np * 16, kk, lane);
+      load_b_nk<D>(bv, sv, np * 16, kk, lane);
+      Mma<bf16>::run(s[2 * np], aq, bk[0], bk[1]);
+      Mma<bf16>::run(s[2 * np + 1], aq, bk[2], bk[3]);
+      Mma<bf16>::run(dp[2 * np], ado, bv[0], bv[1]);
+      Mma<bf16>::run(dp[2 * np + 1], ado, bv[2], bv[3]);
+    }
+  }
+}
+
+// P = exp(S / sqrt(D) - lse) inside each pair's span, 0 outside (in place).
+__device__ __forceinline__ void span_probs(float (&s)[kBN / 8][4], const PairRows& pr, int k0,
+                                           float sl2) {
+  const int lane = int(threadIdx.x) & 31;
+  const bool inside =
+      k0 >= pr.lo[0] && k0 + kBN - 1 <= pr.hi[0] && k0 >= pr.lo[1] && k0 + kBN - 1 <= pr.hi[1];
+  const bool all_inside = __all_sync(0xffffffffu, inside);
+#pragma unroll
+  for (int n = 0; n < kBN / 8; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int j = e >> 1, u = k0 + n * 8 + 2 * (lane & 3) + (e & 1);
+      const bool ok = all_inside || (u >= pr.lo[j] && u <= pr.hi[j]);
+      s[n][e] = ok ? fast_exp2(fmaf(s[n][e], sl2, -pr.lse2[j])) : 0.f;
+    }
+}
+
+// Tile kernels: one block per tile of the chunk. kDq = false: ys[lp] = sum_u P_u dP_u (the y
+// pass); kDq = true: dq[lp] = sum_u P_u (c1 dP_u - c2) K_u / sqrt(D) in f32.
+template <int D, bool kDq>
+__global__ void __launch_bounds__(kThreads, 2)
+    span_tile_bwd_kernel(SpanArgs a, SlotTable st, const uint16_t* dout, float* ys,
+                         float* dq_pair) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  const uint32_t sq = smem_addr(smem), sdo = sq + kTile * D * 2;
+  auto sk = [&](int st) { return sdo + uint32_t((1 + st) * kBN * D * 2); };
+  auto sv = [&](int st) { return sdo + uint32_t((3 + st) * kBN * D * 2); };
+  const SuperlinearParams& p = a.p;
+  const int lane = int(threadIdx.x) & 31;
+  const int64_t t = blockIdx.x;
+  const Footprint fp = footprint(a.tile_key[t], a.n_kb);
+  gather_row<D>(st.row[t * kTile + (threadIdx.x >> 1)], static_cast<const uint16_t*>(p.qa), dout,
+                sq, sdo);
+  const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + fp.bg * p.Lkv * D;
+  const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + fp.bg * p.Lkv * D;
+  load_tile<kBN, D, kThreads>(sk(0), kbase + int64_t(fp.kb0) * kBN * D, D,
+                              int(p.Lkv) - fp.kb0 * kBN);
+  load_tile<kBN, D, kThreads>(sv(0), vbase + int64_t(fp.kb0) * kBN * D, D,
+                              int(p.Lkv) - fp.kb0 * kBN);
+  cp_async_commit();
+  const PairRows pr = pair_rows(st, t);
+  const float sl2 = rsqrtf(float(D)) * kLog2e;
+
+  float acc[2] = {0.f, 0.f};
+  float dq[kDq ? D / 8 : 1][4];
+#pragma unroll
+  for (int n = 0; n < (kDq ? D / 8 : 1); ++n) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.f;
+
+  for (int kb = fp.kb0; kb < fp.kb0 + fp.nb; ++kb) {
+    const int stage = (kb - fp.kb0) & 1;
+    cp_async_wait<0>();
+    __syncthreads();
+    if (kb + 1 < fp.kb0 + fp.nb) {
+      const int nk = (kb + 1) * kBN;
+      load_tile<kBN, D, kThreads>(sk(stage ^ 1), kbase + int64_t(nk) * D, D, int(p.Lkv) - nk);
+      load_tile<kBN, D, kThreads>(sv(stage ^ 1), vbase + int64_t(nk) * D, D, int(p.Lkv) - nk);
+    }
+    cp_async_commit();
+    float s[kBN / 8][4], dp[kBN / 8][4];
+    scores_and_dp<D>(sq, sdo, sk(stage), sv(stage), s, dp);
+    span_probs(s, pr, kb * kBN, sl2);
+    if constexpr (!kDq) {
+#pragma unroll
+      for (int n = 0; n < kBN / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[e >> 1] = fmaf(s[n][e], dp[n][e], acc[e >> 1]);
+    } else {
+#pragma unroll
+      for (int n = 0; n < kBN / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[n][e] *= fmaf(pr.c1[e >> 1], dp[n][e], -pr.c2[e >> 1]);
+#pragma unroll
+      for (int kk = 0; kk < kBN / 16; ++kk) {
+        uint32_t pa[4];
+        pa[0] = Mma<bf16>::pack(s[2 * kk][0], s[2 * kk][1]);
+        pa[1] = Mma<bf16>::pack(s[2 * kk][2], s[2 * kk][3]);
+        pa[2] = Mma<bf16>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+        pa[3] = Mma<bf16>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+        for (int dd = 0; dd < D / 16; ++dd) {
+          uint32_t bf[4];
+          load_b_kn<D>(bf, sk(stage), kk * 16, dd * 16, lane);
+          Mma<bf16>::run(dq[2 * dd], pa, bf[0], bf[1]);
+          Mma<bf16>::run(dq[2 * dd + 1], pa, bf[2], bf[3]);
+        }
+      }
+    }
+  }
+  cp_async_wait<0>();
+
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+    const int32_t lp = pr.lp[j];
+    if constexpr (!kDq) {
+      const float y = quad_sum(acc[j]);
+      if (lp >= 0 && (lane & 3) == 0) ys[lp] = y;
+    } else {
+      if (lp < 0) continue;
+      const float scale = rsqrtf(float(D));
+      float* row = dq_pair + int64_t(lp) * D;
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n)
+        *reinterpret_cast<float2*>(row + n * 8 + 2 * (lane & 3)) =
+            make_float2(dq[n][2 * j] * scale, dq[n][2 * j + 1] * scale);
+    }
+  }
+}
+
+__device__ __forceinline__ int64_t lower_bound_key(const uint64_t* x, int64_t n, uint64_t v) {
+  int64_t lo = 0, hi = n;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) / 2;
+    if (x[mid] < v)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+// dK/dV of one 64-key block of one (batch, KV head) from the chunk's tiles that cover it; adds
+// dK / sqrt(D) and dV to the f32 accumulators ([B, Hkv, Lkv, D]).
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    span_dkv_kernel(SpanArgs a, SlotTable st, const uint16_t* dout, int64_t n_tiles, int max_nb,
+                    float* dk_acc, float* dv_acc) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  const uint32_t s_k = smem_addr(smem), s_v = s_k + kBN * D * 2;
+  auto s_q = [&](int buf) { return s_v + uint32_t((1 + buf) * kTile * D * 2); };
+  auto s_do = [&](int buf) { return s_v + uint32_t((3 + buf) * kTile * D * 2); };
+  float4* s_info = reinterpret_cast<float4*>(smem + 6 * kTile * D * 2);  // [2][kTile]
+  int32_t* s_hi = reinterpret_cast<int32_t*>(s_info + 2 * kTile);        // [2][kTile]
+  int32_t* s_list = s_hi + 2 * kTile;
+  int32_t* s_count = s_list + kList;
+  const uint64_t* tile_key = a.tile_key;
+
+  const SuperlinearParams& p = a.p;
+  const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
+  const int64_t bg = blockIdx.x / a.n_kb;
+  const int kb = int(blockIdx.x % a.n_kb), k0 = kb * kBN;
+  const uint64_t first = uint64_t(bg * a.n_kb + max(0, kb - max_nb + 1)) << 8;
+  const uint64_t last = (uint64_t(bg * a.n_kb + kb) << 8) | 255u;
+  int64_t scan = lower_bound_key(tile_key, n_tiles, first);
+  const int64_t t_end = lower_bound_key(tile_key, n_tiles, last + 1);
+  if (scan >= t_end) return;
+
+  // The next live tiles (footprint reaching this block) of [scan, t_end), in tile order, into
+  // s_list: one candidate per thread per step, compacted with ballots.
+  auto fill_list = [&]() {
+    int n_list = 0;
+    while (scan < t_end && n_list + kThreads <= kList) {
+      const int64_t t = scan + threadIdx.x;
+      bool live = false;
+      if (t < t_end) {
+        const Footprint f = footprint(tile_key[t], a.n_kb);
+        live = f.kb0 + f.nb - 1 >= kb;
+      }
+      const unsigned ballot = __ballot_sync(0xffffffffu, live);
+      if (lane == 0) s_count[warp] = __popc(ballot);
+      __syncthreads();
+      int before = n_list, total = n_list;
+      for (int w = 0; w < kWarps; ++w) {
+        before += w < warp ? s_count[w] : 0;
+        total += s_count[w];
+      }
+      if (live) s_list[before + __popc(ballot & ((1u << lane) - 1u))] = int32_t(t);
+      n_list = total;
+      scan += kThreads;
+      __syncthreads();
+    }
+    return n_list;
+  };
+
+  const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + bg * p.Lkv * D;
+  const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + bg * p.Lkv * D;
+  load_tile<kBN, D, kThreads>(s_k, kbase + int64_t(k0) * D, D, int(p.Lkv) - k0);
+  load_tile<kBN, D, kThreads>(s_v, vbase + int64_t(k0) * D, D, int(p.Lkv) - k0);
+
+  // Stages tile `tile` into buffer buf with cp.async only (Note [slot tables]); `row` is this
+  // thread's gather row of that tile, loaded one tile ahead.
+  const uint16_t* qa = static_cast<const uint16_t*>(p.qa);
+  auto stage = [&](int64_t tile, int buf, int32_t row) {
+    gather_row<D>(row, qa, dout, s_q(buf), s_do(buf));
+    const int c = int(threadIdx.x);
+    if (c < kTile)
+      cp_async16(smem_addr(s_info + buf * kTile + c), st.info + tile * kTile + c, true);
+    else if (c < kTile + kTile / 4)
+      cp_async16(smem_addr(s_hi + buf * kTile + 4 * (c - kTile)),
+                 st.hi + tile * kTile + 4 * (c - kTile), true);
+  };
+  auto row_of = [&](int64_t tile) { return st.row[tile * kTile + (threadIdx.x >> 1)]; };
+
+  float dk[D / 8][4], dv[D / 8][4];
+#pragma unroll
+  for (int n = 0; n < D / 8; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dk[n][e] = dv[n][e] = 0.f;
+  const float sl2 = rsqrtf(float(D)) * kLog2e;
+  const int krow = warp * 16 + (lane >> 2);  // this thread's keys: k0 + krow, k0 + krow + 8
+
+  bool any = false;
+  while (scan < t_end) {
+    const int n_list = fill_list();
+    if (n_list == 0) continue;
+    any = true;
+    stage(s_list[0], 0, row_of(s_list[0]));
+    cp_async_commit();
+    int32_t row_next = n_list > 1 ? row_of(s_list[1]) : -1;
+    for (int it = 0; it < n_list; ++it) {
+      const int buf = it & 1;
+      cp_async_wait<0>();
+      __syncthreads();
+      if (it + 1 < n_list) stage(s_list[it + 1], buf ^ 1, row_next);
+      cp_async_commit();
+      if (it + 2 < n_list) row_next = row_of(s_list[it + 2]);
+      const float4* info = s_info + buf * kTile;
+      const int32_t* qhi = s_hi + buf * kTile;
+
+      // S^T = K Q^T: 16 keys x 64 pairs per warp; P^T in place.
+      float s[kTile / 8][4];
+#pragma unroll
+      for (int n = 0; n < kTile / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        uint32_t af[4];
+        load_a<D>(af, s_k, warp * 16, kk, lane);
+#pragma unroll
+        for (int np = 0; np < kTile / 16; ++np) {
+          uint32_t bf[4];
+          load_b_nk<D>(bf, s_q(buf), np * 16, kk, lane);
+          Mma<bf16>::run(s[2 * np], af, bf[0], bf[1]);
+          Mma<bf16>::run(s[2 * np + 1], af, bf[2], bf[3]);
+        }
+      }
+#pragma unroll
+      for (int n = 0; n < kTile / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int c = n * 8 + 2 * (lane & 3) + (e & 1);
+          const int u = k0 + krow + 8 * (e >> 1);
+          const float4 in = info[c];
+          const bool ok = u >= __float_as_int(in.w) && u <= qhi[c];
+          s[n][e] = ok ? fast_exp2(fmaf(s[n][e], sl2, -in.x)) : 0.f;
+        }
+        // dV += (c1 P)^T dO.
+#pragma unroll
+      for (int kk = 0; kk < kTile / 16; ++kk) {
+        const int c0 = kk * 16 + 2 * (lane & 3);
+        const float a0 = info[c0].y, a1 = info[c0 + 1].y;
+        const float a8 = info[c0 + 8].y, a9 = info[c0 + 9].y;
+        uint32_t pa[4];
+        pa[0] = Mma<bf16>::pack(s[2 * kk][0] * a0, s[2 * kk][1] * a1);
+        pa[1] = Mma<bf16>::pack(s[2 * kk][2] * a0, s[2 * kk][3] * a1);
+        pa[2] = Mma<bf16>::pack(s[2 * kk + 1][0] * a8, s[2 * kk + 1][1] * a9);
+        pa[3] = Mma<bf16>::pack(s[2 * kk + 1][2] * a8, s[2 * kk + 1][3] * a9);
+#pragma unroll
+        for (int dp = 0; dp < D / 16; ++dp) {
+          uint32_t bf[4];
+          load_b_kn<D>(bf, s_do(buf), kk * 16, dp * 16, lane);
+          Mma<bf16>::run(dv[2 * dp], pa, bf[0], bf[1]);
+          Mma<bf16>::run(dv[2 * dp + 1], pa, bf[2], bf[3]);
+        }
+      }
+      // dP^T = V dO^T, then dS^T = P^T (c1 dP^T - c2) in place.
+      float dpt[kTile / 8][4];
+#pragma unroll
+      for (int n = 0; n < kTile / 8; ++n) dpt[n][0] = dpt[n][1] = dpt[n][2] = dpt[n][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        uint32_t af[4];
+        load_a<D>(af, s_v, warp * 16, kk, lane);
+#pragma unroll
+        for (int np = 0; np < kTile / 16; ++np) {
+          uint32_t bf[4];
+          load_b_nk<D>(bf, s_do(buf), np * 16, kk, lane);
+          Mma<bf16>::run(dpt[2 * np], af, bf[0], bf[1]);
+          Mma<bf16>::run(dpt[2 * np + 1], af, bf[2], bf[3]);
+        }
+      }
+#pragma unroll
+      for (int n = 0; n < kTile / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int c = n * 8 + 2 * (lane & 3) + (e & 1);
+          s[n][e] *= fmaf(info[c].y, dpt[n][e], -info[c].z);
+        }
+        // dK += dS^T Q.
+#pragma unroll
+      for (int kk = 0; kk < kTile / 16; ++kk) {
+        uint32_t pa[4];
+        pa[0] = Mma<bf16>::pack(s[2 * kk][0], s[2 * kk][1]);
+        pa[1] = Mma<bf16>::pack(s[2 * kk][2], s[2 * kk][3]);
+        pa[2] = Mma<bf16>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+        pa[3] = Mma<bf16>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+        for (int dp = 0; dp < D / 16; ++dp) {
+          uint32_t bf[4];
+          load_b_kn<D>(bf, s_q(buf), kk * 16, dp * 16, lane);
+          Mma<bf16>::run(dk[2 * dp], pa, bf[0], bf[1]);
+          Mma<bf16>::run(dk[2 * dp + 1], pa, bf[2], bf[3]);
+        }
+      }
+    }
+    cp_async_wait<0>();
+    __syncthreads();  // every warp is done with both buffers before the next list is staged
+  }
+  if (!any) return;
+
+  const float scale = rsqrtf(float(D));
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+    const int u = k0 + krow + 8 * j;
+    if (u >= p.Lkv) continue;
+    float* dkr = dk_acc + (bg * p.Lkv + u) * D;
+    float* dvr = dv_acc + (bg * p.Lkv + u) * D;
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      const int c = n * 8 + 2 * (lane & 3);
+      float2 x = *reinterpret_cast<float2*>(dkr + c), y = *reinterpret_cast<float2*>(dvr + c);
+      x.x += dk[n][2 * j] * scale, x.y += dk[n][2 * j + 1] * scale;
+      y.x += dv[n][2 * j], y.y += dv[n][2 * j + 1];
+      *reinterpret_cast<float2*>(dkr + c) = x;
+      *reinterpret_cast<float2*>(dvr + c) = y;
+    }
+  }
+}
+
+}  // namespace
+
+void bwd_slot_table(const SpanArgs& a, int64_t n_tiles, const float2* coef, const SlotTable& st,
+                    cudaStream_t s) {
+  slot_table_kernel<<<blocks_for(n_tiles * kTile), 256, 0, s>>>(a, coef, n_tiles, st);
+  SL_CUDA_LAUNCH_CHECK();
+}
+
+namespace {
+template <int D, bool kDq>
+void launch_tiles(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, int64_t n_tiles,
+                  float* ys, float* dq_pair, cudaStream_t s) {
+  constexpr int smem = tile_smem_bytes<D>();
+  SL_CUDA_CHECK(cudaFuncSetAttribute(span_tile_bwd_kernel<D, kDq>,
+                                     cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  span_tile_bwd_kernel<D, kDq><<<unsigned(n_tiles), kThreads, smem, s>>>(a, st, dout, ys, dq_pair);
+  SL_CUDA_LAUNCH_CHECK();
+}
+template <int D>
+void launch_dkv(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, int64_t n_tiles,
+                int max_nb, float* dk_acc, float* dv_acc, cudaStream_t s) {
+  constexpr int smem = dkv_smem_bytes<D>();
+  SL_CUDA_CHECK(
+      cudaFuncSetAttribute(span_dkv_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  const int64_t blocks = a.p.B * a.p.Hkv * a.n_kb;
+  span_dkv_kernel<D>
+      <<<unsigned(blocks), kThreads, smem, s>>>(a, st, dout, n_tiles, max_nb, dk_acc, dv_acc);
+  SL_CUDA_LAUNCH_CHECK();
+}
+}  // namespace
+
+void bwd_y_tiles(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, int64_t n_tiles,
+                 float* ys, cudaStream_t s) {
+  if (a.p.D == 64) return launch_tiles<64, false>(a, st, dout, n_tiles, ys, nullptr, s);
+  launch_tiles<128, false>(a, st, dout, n_tiles, ys, nullptr, s);
+}
+void bwd_dq_tiles(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, int64_t n_tiles,
+                  float* dq_pair, cudaStream_t s) {
+  if (a.p.D == 64) return launch_tiles<64, true>(a, st, dout, n_tiles, nullptr, dq_pair, s);
+  launch_tiles<128, true>(a, st, dout, n_tiles, nullptr, dq_pair, s);
+}
+void bwd_dkv(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, int64_t n_tiles,
+             int max_nb, float* dk_acc, float* dv_acc, cudaStream_t s) {
+  if (a.p.D == 64) return launch_dkv<64>(a, st, dout, n_tiles, max_nb, dk_acc, dv_acc, s);
+  launch_dkv<128>(a, st, dout, n_tiles, max_nb, dk_acc, dv_acc, s);
+}
+
+}  // namespace sl::kernels::slcuda
