@@ -123,18 +123,7 @@ __global__ void __launch_bounds__(kThreads) attention_dkv_kernel(const Attention
     float s[kB / 8][4];
 #pragma unroll
     for (int n = 0; n < kB / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t a[4];
-      load_a<D>(a, s_k, warp * 16, kk, lane);
-#pragma unroll
-      for (int np = 0; np < kB / 16; ++np) {
-        uint32_t bf[4];
-        load_b_nk<D>(bf, s_q(buf), np * 16, kk, lane);
-        Mma<T>::run(s[2 * np], a, bf[0], bf[1]);
-        Mma<T>::run(s[2 * np + 1], a, bf[2], bf[3]);
-      }
-    }
+    mma_a_nk<T, D, kB>(s, s_k, warp * 16, s_q(buf), lane);
     // P^T = exp2(S^T sl2 - lse2[q]), zero outside each query's key range.
 #pragma unroll
     for (int n = 0; n < kB / 8; ++n)
@@ -146,37 +135,12 @@ __global__ void __launch_bounds__(kThreads) attention_dkv_kernel(const Attention
         s[n][e] = ok ? fast_exp2(fmaf(s[n][e], sl2, -info[c])) : 0.f;
       }
     // dV += P^T dO.
-#pragma unroll
-    for (int kk = 0; kk < kB / 16; ++kk) {
-      uint32_t pa[4];
-      pa[0] = Mma<T>::pack(s[2 * kk][0], s[2 * kk][1]);
-      pa[1] = Mma<T>::pack(s[2 * kk][2], s[2 * kk][3]);
-      pa[2] = Mma<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      pa[3] = Mma<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-#pragma unroll
-      for (int dp = 0; dp < D / 16; ++dp) {
-        uint32_t bf[4];
-        load_b_kn<D>(bf, s_do(buf), kk * 16, dp * 16, lane);
-        Mma<T>::run(dv[2 * dp], pa, bf[0], bf[1]);
-        Mma<T>::run(dv[2 * dp + 1], pa, bf[2], bf[3]);
-      }
-    }
+    mma_acc_kn<T, D, kB>(dv, s, s_do(buf), lane);
     // dP^T = V dO^T, then dS^T = P^T (dP^T - delta[q]) in place.
     float dpt[kB / 8][4];
 #pragma unroll
     for (int n = 0; n < kB / 8; ++n) dpt[n][0] = dpt[n][1] = dpt[n][2] = dpt[n][3] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t a[4];
-      load_a<D>(a, s_v, warp * 16, kk, lane);
-#pragma unroll
-      for (int np = 0; np < kB / 16; ++np) {
-        uint32_t bf[4];
-        load_b_nk<D>(bf, s_do(buf), np * 16, kk, lane);
-        Mma<T>::run(dpt[2 * np], a, bf[0], bf[1]);
-        Mma<T>::run(dpt[2 * np + 1], a, bf[2], bf[3]);
-      }
-    }
+    mma_a_nk<T, D, kB>(dpt, s_v, warp * 16, s_do(buf), lane);
 #pragma unroll
     for (int n = 0; n < kB / 8; ++n)
 #pragma unroll
@@ -185,21 +149,7 @@ __global__ void __launch_bounds__(kThreads) attention_dkv_kernel(const Attention
         s[n][e] *= dpt[n][e] - info[kB + c];
       }
     // dK += dS^T Q.
-#pragma unroll
-    for (int kk = 0; kk < kB / 16; ++kk) {
-      uint32_t pa[4];
-      pa[0] = Mma<T>::pack(s[2 * kk][0], s[2 * kk][1]);
-      pa[1] = Mma<T>::pack(s[2 * kk][2], s[2 * kk][3]);
-      pa[2] = Mma<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      pa[3] = Mma<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-#pragma unroll
-      for (int dp = 0; dp < D / 16; ++dp) {
-        uint32_t bf[4];
-        load_b_kn<D>(bf, s_q(buf), kk * 16, dp * 16, lane);
-        Mma<T>::run(dk[2 * dp], pa, bf[0], bf[1]);
-        Mma<T>::run(dk[2 * dp + 1], pa, bf[2], bf[3]);
-      }
-    }
+    mma_acc_kn<T, D, kB>(dk, s, s_q(buf), lane);
   }
   cp_async_wait<0>();
 
@@ -288,26 +238,7 @@ __global__ void __launch_bounds__(kThreads) attention_dq_kernel(const AttentionP
     cp_async_commit();
 
     float s[kB / 8][4], dp[kB / 8][4];
-#pragma unroll
-    for (int n = 0; n < kB / 8; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) s[n][e] = dp[n][e] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t aq[4], ado[4];
-      load_a<D>(aq, s_q, warp * 16, kk, lane);
-      load_a<D>(ado, s_do, warp * 16, kk, lane);
-#pragma unroll
-      for (int np = 0; np < kB / 16; ++np) {
-        uint32_t bk[4], bv[4];
-        load_b_nk<D>(bk, s_k(stage), np * 16, kk, lane);
-        load_b_nk<D>(bv, s_v(stage), np * 16, kk, lane);
-        Mma<T>::run(s[2 * np], aq, bk[0], bk[1]);
-        Mma<T>::run(s[2 * np + 1], aq, bk[2], bk[3]);
-        Mma<T>::run(dp[2 * np], ado, bv[0], bv[1]);
-        Mma<T>::run(dp[2 * np + 1], ado, bv[2], bv[3]);
-      }
-    }
+    mma_scores_dp<T, D, kB>(s, dp, s_q, s_do, s_k(stage), s_v(stage), warp * 16, lane);
     const int k0 = kb * kB;
     const bool full = k0 >= lo_max && k0 + kB - 1 <= hi_min && k0 + kB <= p.Lk;
 #pragma unroll
@@ -319,21 +250,7 @@ __global__ void __launch_bounds__(kThreads) attention_dq_kernel(const AttentionP
         const float pr = ok ? fast_exp2(fmaf(s[n][e], sl2, -lse2[j])) : 0.f;
         s[n][e] = pr * (dp[n][e] - delta[j]);
       }
-#pragma unroll
-    for (int kk = 0; kk < kB / 16; ++kk) {
-      uint32_t pa[4];
-      pa[0] = Mma<T>::pack(s[2 * kk][0], s[2 * kk][1]);
-      pa[1] = Mma<T>::pack(s[2 * kk][2], s[2 * kk][3]);
-      pa[2] = Mma<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      pa[3] = Mma<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-#pragma unroll
-      for (int dd = 0; dd < D / 16; ++dd) {
-        uint32_t bf[4];
-        load_b_kn<D>(bf, s_k(stage), kk * 16, dd * 16, lane);
-        Mma<T>::run(dq[2 * dd], pa, bf[0], bf[1]);
-        Mma<T>::run(dq[2 * dd + 1], pa, bf[2], bf[3]);
-      }
-    }
+    mma_acc_kn<T, D, kB>(dq, s, s_k(stage), lane);
   }
   cp_async_wait<0>();
 

@@ -135,6 +135,77 @@ __device__ __forceinline__ void load_b_kn(uint32_t (&b)[4], uint32_t tile, int k
   ldmatrix_x4_trans(b, tile + tile_offset<D>(k, (n0 >> 3) + (lane >> 4)));
 }
 
+// acc (16 x N, this warp's accumulator fragments) += A B^T with A = rows r0 .. r0 + 15 of an
+// [row][k] tile and B = rows 0 .. N - 1 of an [n][k] tile, both D long (Q K^T, V dO^T, ...).
+template <class T, int D, int N>
+__device__ __forceinline__ void mma_a_nk(float (&acc)[N / 8][4], uint32_t a_tile, int r0,
+                                         uint32_t b_tile, int lane) {
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    uint32_t a[4];
+    load_a<D>(a, a_tile, r0, kk, lane);
+#pragma unroll
+    for (int np = 0; np < N / 16; ++np) {
+      uint32_t b[4];
+      load_b_nk<D>(b, b_tile, np * 16, kk, lane);
+      Mma<T>::run(acc[2 * np], a, b[0], b[1]);
+      Mma<T>::run(acc[2 * np + 1], a, b[2], b[3]);
+    }
+  }
+}
+
+// S = Q K^T and dP = dO V^T (both 16 x N, zeroed first) for rows r0 .. r0 + 15 of the [row][k]
+// tiles q and dout against rows 0 .. N - 1 of the [n][k] tiles k and v, in one k-step loop (the
+// flash backward's score and dP products: each A fragment is loaded once for N / 16 products).
+template <class T, int D, int N>
+__device__ __forceinline__ void mma_scores_dp(float (&s)[N / 8][4], float (&dp)[N / 8][4],
+                                              uint32_t q, uint32_t dout, uint32_t k, uint32_t v,
+                                              int r0, int lane) {
+#pragma unroll
+  for (int n = 0; n < N / 8; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) s[n][e] = dp[n][e] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    uint32_t aq[4], ado[4];
+    load_a<D>(aq, q, r0, kk, lane);
+    load_a<D>(ado, dout, r0, kk, lane);
+#pragma unroll
+    for (int np = 0; np < N / 16; ++np) {
+      uint32_t bk[4], bv[4];
+      load_b_nk<D>(bk, k, np * 16, kk, lane);
+      load_b_nk<D>(bv, v, np * 16, kk, lane);
+      Mma<T>::run(s[2 * np], aq, bk[0], bk[1]);
+      Mma<T>::run(s[2 * np + 1], aq, bk[2], bk[3]);
+      Mma<T>::run(dp[2 * np], ado, bv[0], bv[1]);
+      Mma<T>::run(dp[2 * np + 1], ado, bv[2], bv[3]);
+    }
+  }
+}
+
+// acc (16 x D) += A B with A (16 x K) = the accumulator fragments s rounded to T and re-used as
+// an A operand (Note [fragment layouts]: tiles 2 kk, 2 kk + 1 are k-step kk) and B = rows 0 ..
+// K - 1 of a [k][n] tile (P V, dS K, P^T dO, dS^T Q).
+template <class T, int D, int K>
+__device__ __forceinline__ void mma_acc_kn(float (&acc)[D / 8][4], const float (&s)[K / 8][4],
+                                           uint32_t b_tile, int lane) {
+#pragma unroll
+  for (int kk = 0; kk < K / 16; ++kk) {
+    uint32_t a[4];
+    a[0] = Mma<T>::pack(s[2 * kk][0], s[2 * kk][1]);
+    a[1] = Mma<T>::pack(s[2 * kk][2], s[2 * kk][3]);
+    a[2] = Mma<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+    a[3] = Mma<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+    for (int dd = 0; dd < D / 16; ++dd) {
+      uint32_t b[4];
+      load_b_kn<D>(b, b_tile, kk * 16, dd * 16, lane);
+      Mma<T>::run(acc[2 * dd], a, b[0], b[1]);
+      Mma<T>::run(acc[2 * dd + 1], a, b[2], b[3]);
+    }
+  }
+}
+
 // Key range of the query at absolute position t of batch row b (Note [key ranges]).
 __device__ __forceinline__ int key_lo(const AttentionParams& p, int64_t b, int64_t t) {
   int64_t lo = 0;

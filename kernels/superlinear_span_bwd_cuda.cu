@@ -52,11 +52,10 @@ template <int D>
 __global__ void rows_kernel(SpanArgs a, const uint16_t* dout, const uint16_t* ow, const float* ys,
                             RowTerms rt, uint16_t* dqs, int64_t row0, int64_t rows) {
   constexpr int E = D / 32;
-  const int64_t w = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  if (w >= rows) return;
+  const int64_t row = chunk_row(row0, rows);
+  if (row < 0) return;
   const SuperlinearParams& p = a.p;
   const int lane = int(threadIdx.x) & 31, k = p.cfg.k;
-  const int64_t row = row0 + w;
   const Row r = locate_row(p, row);
   const float lse_w = static_cast<const float*>(p.lse_w)[row];
   const uint16_t* dorow = dout + row * D;
@@ -118,11 +117,10 @@ template <int D>
 __global__ void dq_rows_kernel(SpanArgs a, const float* dq_pair, const uint16_t* dq_w,
                                uint16_t* dqa, int64_t row0, int64_t rows) {
   constexpr int E = D / 32;
-  const int64_t w = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  if (w >= rows) return;
+  const int64_t row = chunk_row(row0, rows);
+  if (row < 0) return;
   const SuperlinearParams& p = a.p;
   const int lane = int(threadIdx.x) & 31, k = p.cfg.k;
-  const int64_t row = row0 + w;
   float acc[E];
 #pragma unroll
   for (int e = 0; e < E; ++e) acc[e] = 0.f;

@@ -88,33 +88,6 @@ __device__ __forceinline__ PairRows pair_rows(const SlotTable& st, int64_t t) {
   return pr;
 }
 
-// S = Q K^T and dP = dO V^T for the warp's 16 pair rows against one 64-key block.
-template <int D>
-__device__ __forceinline__ void scores_and_dp(uint32_t sq, uint32_t sdo, uint32_t sk, uint32_t sv,
-                                              float (&s)[kBN / 8][4], float (&dp)[kBN / 8][4]) {
-  const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
-#pragma unroll
-  for (int n = 0; n < kBN / 8; ++n)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) s[n][e] = dp[n][e] = 0.f;
-#pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) {
-    uint32_t aq[4], ado[4];
-    load_a<D>(aq, sq, warp * 16, kk, lane);
-    load_a<D>(ado, sdo, warp * 16, kk, lane);
-#pragma unroll
-    for (int np = 0; np < kBN / 16; ++np) {
-      uint32_t bk[4], bv[4];
-      load_b_nk<D>(bk, sk, np * 16, kk, lane);
-      load_b_nk<D>(bv, sv, np * 16, kk, lane);
-      Mma<bf16>::run(s[2 * np], aq, bk[0], bk[1]);
-      Mma<bf16>::run(s[2 * np + 1], aq, bk[2], bk[3]);
-      Mma<bf16>::run(dp[2 * np], ado, bv[0], bv[1]);
-      Mma<bf16>::run(dp[2 * np + 1], ado, bv[2], bv[3]);
-    }
-  }
-}
-
 // P = exp(S / sqrt(D) - lse) inside each pair's span, 0 outside (in place).
 __device__ __forceinline__ void span_probs(float (&s)[kBN / 8][4], const PairRows& pr, int k0,
                                            float sl2) {
@@ -143,7 +116,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   auto sk = [&](int st) { return sdo + uint32_t((1 + st) * kBN * D * 2); };
   auto sv = [&](int st) { return sdo + uint32_t((3 + st) * kBN * D * 2); };
   const SuperlinearParams& p = a.p;
-  const int lane = int(threadIdx.x) & 31;
+  const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
   const int64_t t = blockIdx.x;
   const Footprint fp = footprint(a.tile_key[t], a.n_kb);
   gather_row<D>(st.row[t * kTile + (threadIdx.x >> 1)], static_cast<const uint16_t*>(p.qa), dout,
@@ -174,7 +147,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
     cp_async_commit();
     float s[kBN / 8][4], dp[kBN / 8][4];
-    scores_and_dp<D>(sq, sdo, sk(stage), sv(stage), s, dp);
+    mma_scores_dp<bf16, D, kBN>(s, dp, sq, sdo, sk(stage), sv(stage), warp * 16, lane);
     span_probs(s, pr, kb * kBN, sl2);
     if constexpr (!kDq) {
 #pragma unroll
@@ -186,21 +159,7 @@ __global__ void __launch_bounds__(kThreads, 2)
       for (int n = 0; n < kBN / 8; ++n)
 #pragma unroll
         for (int e = 0; e < 4; ++e) s[n][e] *= fmaf(pr.c1[e >> 1], dp[n][e], -pr.c2[e >> 1]);
-#pragma unroll
-      for (int kk = 0; kk < kBN / 16; ++kk) {
-        uint32_t pa[4];
-        pa[0] = Mma<bf16>::pack(s[2 * kk][0], s[2 * kk][1]);
-        pa[1] = Mma<bf16>::pack(s[2 * kk][2], s[2 * kk][3]);
-        pa[2] = Mma<bf16>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-        pa[3] = Mma<bf16>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-#pragma unroll
-        for (int dd = 0; dd < D / 16; ++dd) {
-          uint32_t bf[4];
-          load_b_kn<D>(bf, sk(stage), kk * 16, dd * 16, lane);
-          Mma<bf16>::run(dq[2 * dd], pa, bf[0], bf[1]);
-          Mma<bf16>::run(dq[2 * dd + 1], pa, bf[2], bf[3]);
-        }
-      }
+      mma_acc_kn<bf16, D, kBN>(dq, s, sk(stage), lane);
     }
   }
   cp_async_wait<0>();
@@ -337,18 +296,7 @@ __global__ void __launch_bounds__(kThreads)
       float s[kTile / 8][4];
 #pragma unroll
       for (int n = 0; n < kTile / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
-        uint32_t af[4];
-        load_a<D>(af, s_k, warp * 16, kk, lane);
-#pragma unroll
-        for (int np = 0; np < kTile / 16; ++np) {
-          uint32_t bf[4];
-          load_b_nk<D>(bf, s_q(buf), np * 16, kk, lane);
-          Mma<bf16>::run(s[2 * np], af, bf[0], bf[1]);
-          Mma<bf16>::run(s[2 * np + 1], af, bf[2], bf[3]);
-        }
-      }
+      mma_a_nk<bf16, D, kTile>(s, s_k, warp * 16, s_q(buf), lane);
 #pragma unroll
       for (int n = 0; n < kTile / 8; ++n)
 #pragma unroll
@@ -382,18 +330,7 @@ __global__ void __launch_bounds__(kThreads)
       float dpt[kTile / 8][4];
 #pragma unroll
       for (int n = 0; n < kTile / 8; ++n) dpt[n][0] = dpt[n][1] = dpt[n][2] = dpt[n][3] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
-        uint32_t af[4];
-        load_a<D>(af, s_v, warp * 16, kk, lane);
-#pragma unroll
-        for (int np = 0; np < kTile / 16; ++np) {
-          uint32_t bf[4];
-          load_b_nk<D>(bf, s_do(buf), np * 16, kk, lane);
-          Mma<bf16>::run(dpt[2 * np], af, bf[0], bf[1]);
-          Mma<bf16>::run(dpt[2 * np + 1], af, bf[2], bf[3]);
-        }
-      }
+      mma_a_nk<bf16, D, kTile>(dpt, s_v, warp * 16, s_do(buf), lane);
 #pragma unroll
       for (int n = 0; n < kTile / 8; ++n)
 #pragma unroll
@@ -401,22 +338,8 @@ __global__ void __launch_bounds__(kThreads)
           const int c = n * 8 + 2 * (lane & 3) + (e & 1);
           s[n][e] *= fmaf(info[c].y, dpt[n][e], -info[c].z);
         }
-        // dK += dS^T Q.
-#pragma unroll
-      for (int kk = 0; kk < kTile / 16; ++kk) {
-        uint32_t pa[4];
-        pa[0] = Mma<bf16>::pack(s[2 * kk][0], s[2 * kk][1]);
-        pa[1] = Mma<bf16>::pack(s[2 * kk][2], s[2 * kk][3]);
-        pa[2] = Mma<bf16>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-        pa[3] = Mma<bf16>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-#pragma unroll
-        for (int dp = 0; dp < D / 16; ++dp) {
-          uint32_t bf[4];
-          load_b_kn<D>(bf, s_q(buf), kk * 16, dp * 16, lane);
-          Mma<bf16>::run(dk[2 * dp], pa, bf[0], bf[1]);
-          Mma<bf16>::run(dk[2 * dp + 1], pa, bf[2], bf[3]);
-        }
-      }
+      // dK += dS^T Q.
+      mma_acc_kn<bf16, D, kTile>(dk, s, s_q(buf), lane);
     }
     cp_async_wait<0>();
     __syncthreads();  // every warp is done with both buffers before the next list is staged

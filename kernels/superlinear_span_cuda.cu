@@ -110,18 +110,7 @@ __global__ void __launch_bounds__(kThreads, 2) span_tile_kernel(SpanArgs a, uint
     float s[kBN / 8][4];
 #pragma unroll
     for (int n = 0; n < kBN / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t af[4];
-      load_a<D>(af, sq, warp * 16, kk, lane);
-#pragma unroll
-      for (int np = 0; np < kBN / 16; ++np) {
-        uint32_t bf[4];
-        load_b_nk<D>(bf, sk(stage), np * 16, kk, lane);
-        Mma<bf16>::run(s[2 * np], af, bf[0], bf[1]);
-        Mma<bf16>::run(s[2 * np + 1], af, bf[2], bf[3]);
-      }
-    }
+    mma_a_nk<bf16, D, kBN>(s, sq, warp * 16, sk(stage), lane);
     const int k0 = kb * kBN;
     const bool inside =
         k0 >= lo[0] && k0 + kBN - 1 <= hi[0] && k0 >= lo[1] && k0 + kBN - 1 <= hi[1];
@@ -163,21 +152,7 @@ __global__ void __launch_bounds__(kThreads, 2) span_tile_kernel(SpanArgs a, uint
         o[n][3] *= alpha[1];
       }
     }
-#pragma unroll
-    for (int kk = 0; kk < kBN / 16; ++kk) {
-      uint32_t pa[4];
-      pa[0] = Mma<bf16>::pack(s[2 * kk][0], s[2 * kk][1]);
-      pa[1] = Mma<bf16>::pack(s[2 * kk][2], s[2 * kk][3]);
-      pa[2] = Mma<bf16>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      pa[3] = Mma<bf16>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-#pragma unroll
-      for (int dp = 0; dp < D / 16; ++dp) {
-        uint32_t bf[4];
-        load_b_kn<D>(bf, sv(stage), kk * 16, dp * 16, lane);
-        Mma<bf16>::run(o[2 * dp], pa, bf[0], bf[1]);
-        Mma<bf16>::run(o[2 * dp + 1], pa, bf[2], bf[3]);
-      }
-    }
+    mma_acc_kn<bf16, D, kBN>(o, s, sv(stage), lane);
   }
   cp_async_wait<0>();
 
@@ -204,11 +179,10 @@ template <int D>
 __global__ void merge_kernel(SpanArgs a, const uint16_t* os, const uint16_t* ow, int64_t row0,
                              int64_t rows) {
   constexpr int E = D / 32;
-  const int64_t w = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  if (w >= rows) return;
+  const int64_t row = chunk_row(row0, rows);
+  if (row < 0) return;
   const SuperlinearParams& p = a.p;
   const int lane = int(threadIdx.x) & 31, k = p.cfg.k;
-  const int64_t row = row0 + w;
   const Row r = locate_row(p, row);
   const float lse_w = static_cast<const float*>(p.lse_w)[row];
   float sc[kMaxK], g[kMaxK];

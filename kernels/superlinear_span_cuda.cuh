@@ -89,6 +89,13 @@ __device__ __forceinline__ Row locate_row(const SuperlinearParams& p, int64_t ro
   return r;
 }
 
+// The query row of this warp in a chunk of rows row0 .. row0 + rows - 1 (one warp per row), or
+// -1 past its end.
+__device__ __forceinline__ int64_t chunk_row(int64_t row0, int64_t rows) {
+  const int64_t w = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  return w < rows ? row0 + w : -1;
+}
+
 // A tile's footprint from its key: key = ((b * Hkv + g) * n_kb + kb0) << 8 | (nb - 1).
 struct Footprint {
   int64_t bg;  // b * Hkv + g
