@@ -9,11 +9,12 @@
 
 #include "core/cuda_context.h"
 #include "kernels/adamw.h"
+#include "kernels/optimizer_cuda_common.cuh"
 
 namespace sl::kernels {
 namespace {
 
-constexpr int kThreads = 256;
+using namespace optcuda;
 
 __device__ __forceinline__ void adamw_update(const AdamWKernelParams& p, float graw, float& w,
                                              float& m, float& v) {
@@ -23,30 +24,6 @@ __device__ __forceinline__ void adamw_update(const AdamWKernelParams& p, float g
   w = __fmul_rn(w, p.decay);
   float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(v), p.bias_correction2_sqrt), p.eps);
   w = __fsub_rn(w, __fmul_rn(p.step_size, __fdiv_rn(m, denom)));
-}
-
-template <class G>
-__device__ __forceinline__ float load_grad(const void* grad, int64_t i) {
-  return ScalarTraits<G>::to_compute(static_cast<const G*>(grad)[i]);
-}
-
-// Four consecutive gradients starting at element 4 * i4.
-template <class G>
-__device__ __forceinline__ void load_grad4(const void* grad, int64_t i4, float g[4]) {
-  if constexpr (sizeof(G) == 4) {
-    float4 r = reinterpret_cast<const float4*>(grad)[i4];
-    g[0] = r.x, g[1] = r.y, g[2] = r.z, g[3] = r.w;
-  } else {
-    uint2 r = reinterpret_cast<const uint2*>(grad)[i4];
-    g[0] = bf16_to_float(bf16{uint16_t(r.x & 0xffffu)});
-    g[1] = bf16_to_float(bf16{uint16_t(r.x >> 16)});
-    g[2] = bf16_to_float(bf16{uint16_t(r.y & 0xffffu)});
-    g[3] = bf16_to_float(bf16{uint16_t(r.y >> 16)});
-  }
-}
-
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-  return uint32_t(float_to_bf16(lo).bits) | (uint32_t(float_to_bf16(hi).bits) << 16);
 }
 
 template <class G, bool kVec4>
@@ -70,8 +47,8 @@ __global__ void adamw_kernel(AdamWKernelParams p) {
       reinterpret_cast<float4*>(p.exp_avg)[i] = m;
       reinterpret_cast<float4*>(p.exp_avg_sq)[i] = v;
       if (p.param_bf16)
-        reinterpret_cast<uint2*>(p.param_bf16)[i] = make_uint2(pack_bf16(w.x, w.y),
-                                                               pack_bf16(w.z, w.w));
+        reinterpret_cast<uint2*>(p.param_bf16)[i] =
+            make_uint2(pack_bf16(w.x, w.y), pack_bf16(w.z, w.w));
     }
     done = n4 * 4;
   }
@@ -85,16 +62,12 @@ __global__ void adamw_kernel(AdamWKernelParams p) {
   }
 }
 
-bool aligned(const void* ptr, uintptr_t bytes) {
-  return reinterpret_cast<uintptr_t>(ptr) % bytes == 0;
-}
-
 template <class G>
 void launch(const AdamWKernelParams& p, cudaStream_t s) {
   bool vec = aligned(p.param, 16) && aligned(p.exp_avg, 16) && aligned(p.exp_avg_sq, 16) &&
              aligned(p.grad, 4 * sizeof(G)) && (!p.param_bf16 || aligned(p.param_bf16, 8));
   int64_t items = vec ? std::max<int64_t>(p.n / 4, 1) : p.n;
-  int blocks = int(std::min<int64_t>((items + kThreads - 1) / kThreads, 65535 * 8));
+  const int blocks = grid_blocks(items);
   if (vec)
     adamw_kernel<G, true><<<blocks, kThreads, 0, s>>>(p);
   else
