@@ -4,32 +4,14 @@
 #include <cmath>
 
 #include "kernels/dispatch.h"
+#include "kernels/optimizer_checks.h"
 
 namespace sl::kernels {
 
 void adamw_step(const AdamWParams& p) {
   const char* op = "adamw_step";
-  SL_CHECK_DTYPE(op, p.param, DType::F32);
-  SL_CHECK_DTYPE(op, p.grad, DType::F32, DType::BF16);
-  SL_CHECK_DTYPE(op, p.exp_avg, DType::F32);
-  SL_CHECK_DTYPE(op, p.exp_avg_sq, DType::F32);
-  Device dev = p.param.device();
-  SL_CHECK_DEVICE(op, p.grad, dev);
-  SL_CHECK_DEVICE(op, p.exp_avg, dev);
-  SL_CHECK_DEVICE(op, p.exp_avg_sq, dev);
-  for (const Tensor* t : {&p.grad, &p.exp_avg, &p.exp_avg_sq})
-    SL_CHECK(t->shape() == p.param.shape())
-        << op << ": " << t->str() << " does not match param " << p.param.str();
-  if (p.param_bf16.defined()) {
-    SL_CHECK_DTYPE(op, p.param_bf16, DType::BF16);
-    SL_CHECK_DEVICE(op, p.param_bf16, dev);
-    SL_CHECK(p.param_bf16.shape() == p.param.shape())
-        << op << ": param_bf16 " << p.param_bf16.str() << " does not match param "
-        << p.param.str();
-    SL_CHECK(p.param_bf16.is_contiguous()) << op << ": param_bf16 must be contiguous";
-  }
-  for (const Tensor* t : {&p.param, &p.grad, &p.exp_avg, &p.exp_avg_sq})
-    SL_CHECK(t->is_contiguous()) << op << ": " << t->str() << " must be contiguous";
+  check_optimizer_tensors(op, p.param, p.grad, {&p.exp_avg, &p.exp_avg_sq}, p.param_bf16);
+  const Device dev = p.param.device();
   SL_CHECK(p.step >= 1) << op << ": step must be >= 1, got " << p.step;
   SL_CHECK(p.beta1 >= 0 && p.beta1 < 1 && p.beta2 >= 0 && p.beta2 < 1)
       << op << ": betas must lie in [0, 1), got " << p.beta1 << ", " << p.beta2;
