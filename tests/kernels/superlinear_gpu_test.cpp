@@ -130,10 +130,8 @@ void ExpectGradsClose(const SuperlinearGrads& g, const SuperlinearGrads& ref, DT
   // f32, hence the factor 4 on these two.
   constexpr double kRoutingFactor = 4;
   EXPECT_TRUE(AllClose(g.dqa, ref.dqa, Tol{dt, n_q})) << what << " dqa";
-  EXPECT_TRUE(AllClose(g.dqs, ref.dqs, Tol{dt, n_q, 0, kRoutingFactor}))
-      << what << " dqs";
-  EXPECT_TRUE(AllClose(g.dk, ref.dk, Tol{dt, n_kv, 0, kRoutingFactor}))
-      << what << " dk";
+  EXPECT_TRUE(AllClose(g.dqs, ref.dqs, Tol{dt, n_q, 0, kRoutingFactor})) << what << " dqs";
+  EXPECT_TRUE(AllClose(g.dk, ref.dk, Tol{dt, n_kv, 0, kRoutingFactor})) << what << " dk";
   EXPECT_TRUE(AllClose(g.dv, ref.dv, Tol{dt, n_kv})) << what << " dv";
 }
 
@@ -256,8 +254,8 @@ TEST(SuperlinearGpuSpanChunks, ChunkedTensorCorePathMatchesOneChunk) {
     EXPECT_TRUE(AllEqual(many.out, one.out));
     EXPECT_TRUE(AllEqual(many.lse_s, one.lse_s));
     EXPECT_TRUE(AllEqual(many.lse_w, one.lse_w));
-    EXPECT_TRUE(AllEqual(gm2.dqa, gm.dqa) && AllEqual(gm2.dqs, gm.dqs) &&
-                AllEqual(gm2.dk, gm.dk) && AllEqual(gm2.dv, gm.dv))
+    EXPECT_TRUE(AllEqual(gm2.dqa, gm.dqa) && AllEqual(gm2.dqs, gm.dqs) && AllEqual(gm2.dk, gm.dk) &&
+                AllEqual(gm2.dv, gm.dv))
         << "chunked backward not reproducible";
 
     const Inputs in64 = convert(in, DType::F64, Device::cpu());
@@ -270,21 +268,31 @@ TEST(SuperlinearGpuSpanChunks, ChunkedTensorCorePathMatchesOneChunk) {
   }
 }
 
-TEST(SuperlinearGpuRandom, AnchorsMatchCpuAwayFromNearTies) {
+// Unquantised inputs (rounded to the dtype under test): the GPU's f32 scores differ from the
+// CPU's f64 ones in the last bits (the tensor-core search of bf16 also sums in another order), so
+// a row is compared only if its k + 1 best candidate scores are 1e-3 apart. The bf16 cases take
+// the tensor-core search with 8, 4 and 1 query heads per KV head, and L = 600 gives up to 24
+// candidates: a full and a partial tile of 16.
+struct RandomCase {
+  DType dt;
+  int64_t Hq, Hkv, L, D;
+};
+class SuperlinearGpuRandom : public ::testing::TestWithParam<RandomCase> {};
+
+TEST_P(SuperlinearGpuRandom, AnchorsMatchCpuAwayFromNearTies) {
   SL_REQUIRE_GPU();
-  // Unquantised f32 inputs: the GPU's f32 scores differ from the CPU's f64 ones in the last
-  // bits, so a row is compared only if its k + 1 best candidate scores are 1e-3 apart.
-  const int64_t Hq = 4, L = 300, D = 64;
+  const RandomCase rc = GetParam();
+  const int64_t Hq = rc.Hq, Hkv = rc.Hkv, L = rc.L, D = rc.D, r = Hq / Hkv;
   const SuperlinearConfig cfg = SuperlinearConfig::balanced();
   const int k = cfg.k;
   Inputs in;
-  in.qa = test::randn({1, Hq, L, D}, 91);
-  in.qs = test::randn({1, Hq, L, D}, 92);
-  in.k = test::randn({1, 1, L, D}, 93);
-  in.v = test::randn({1, 1, L, D}, 94);
-  in.dout = test::randn({1, Hq, L, D}, 95);
+  in.qa = test::randn({1, Hq, L, D}, 91, rc.dt);
+  in.qs = test::randn({1, Hq, L, D}, 92, rc.dt);
+  in.k = test::randn({1, Hkv, L, D}, 93, rc.dt);
+  in.v = test::randn({1, Hkv, L, D}, 94, rc.dt);
+  in.dout = test::randn({1, Hq, L, D}, 95, rc.dt);
   const SuperlinearForward ref = forward(convert(in, DType::F64, Device::cpu()), cfg);
-  const SuperlinearForward gf = forward(convert(in, DType::F32, kGpu), cfg);
+  const SuperlinearForward gf = forward(convert(in, rc.dt, kGpu), cfg);
   const std::vector<double> qs = in.qs.to(DType::F64).to_vector<double>();
   const std::vector<double> kv = in.k.to(DType::F64).to_vector<double>();
   const std::vector<int32_t> ga = gf.anchors.to(Device::cpu()).to_vector<int32_t>();
@@ -299,7 +307,7 @@ TEST(SuperlinearGpuRandom, AnchorsMatchCpuAwayFromNearTies) {
       for (int64_t a : candidate_anchors(cfg, t, 0)) {
         double x = 0;
         for (int64_t d = 0; d < D; ++d)
-          x += qs[size_t((h * L + t) * D + d)] * kv[size_t(a * D + d)];
+          x += qs[size_t((h * L + t) * D + d)] * kv[size_t(((h / r) * L + a) * D + d)];
         s.push_back(x);
       }
       std::sort(s.begin(), s.end(), std::greater<double>());
@@ -319,8 +327,19 @@ TEST(SuperlinearGpuRandom, AnchorsMatchCpuAwayFromNearTies) {
   EXPECT_EQ(mismatched, 0);
   const int64_t n = int64_t(clean_g.size());
   EXPECT_TRUE(AllClose(Tensor::from_vector(clean_g, {n}), Tensor::from_vector(clean_r, {n}),
-                       Tol{DType::F32, L + D}));
+                       Tol{rc.dt, L + D}));
 }
+
+INSTANTIATE_TEST_SUITE_P(Cases, SuperlinearGpuRandom,
+                         ::testing::Values(RandomCase{DType::F32, 4, 1, 300, 64},
+                                           RandomCase{DType::BF16, 8, 1, 600, 128},
+                                           RandomCase{DType::BF16, 8, 8, 600, 128},
+                                           RandomCase{DType::BF16, 4, 1, 600, 64}),
+                         [](const ::testing::TestParamInfo<RandomCase>& i) {
+                           const RandomCase& c = i.param;
+                           return std::string(dtype_name(c.dt)) + "_hq" + std::to_string(c.Hq) +
+                                  "_hkv" + std::to_string(c.Hkv) + "_d" + std::to_string(c.D);
+                         });
 
 TEST(SuperlinearGpuErrors, UnsupportedArgumentsNameTheOp) {
   SL_REQUIRE_GPU();
