@@ -39,6 +39,11 @@ Tensor attention_mask(const AttentionMaskInfo& mask, int64_t B, int64_t T, DType
   return Tensor::from_vector(m, {rows, 1, 1, T, T}).to(dtype).to(device);
 }
 
+ag::Var project_heads(const ag::Var& x, const ag::Var& w, const ag::Var& b, int64_t n_heads,
+                      int64_t head_dim) {
+  return ag::reshape(ag::linear(x, w, b), {x.size(0), x.size(1), n_heads, head_dim});
+}
+
 Tensor positions_from_seq_idx(const Tensor& seq_idx, int64_t B, int64_t T, Device device) {
   std::vector<int32_t> pos(size_t(B * T));
   std::vector<int32_t> seq;
@@ -111,9 +116,9 @@ ag::Var Attention::forward(const ag::Var& x, const SequenceInfo& seq) {
       << "Attention: x must be [B, T, " << d_model_ << "], got "
       << (x.defined() ? x.value().shape_str() : std::string("undefined"));
   const int64_t B = x.size(0), T = x.size(1), D = a_.head_dim;
-  ag::Var q = ag::reshape(ag::linear(x, q_w_, q_b_), {B, T, a_.n_heads, D});
-  ag::Var k = ag::reshape(ag::linear(x, k_w_, k_b_), {B, T, a_.n_kv_heads, D});
-  ag::Var v = ag::reshape(ag::linear(x, v_w_, v_b_), {B, T, a_.n_kv_heads, D});
+  ag::Var q = project_heads(x, q_w_, q_b_, a_.n_heads, D);
+  ag::Var k = project_heads(x, k_w_, k_b_, a_.n_kv_heads, D);
+  ag::Var v = project_heads(x, v_w_, v_b_, a_.n_kv_heads, D);
   if (a_.rope) {
     kernels::RopeOptions ro;
     ro.theta = a_.rope_theta;

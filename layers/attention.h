@@ -41,6 +41,11 @@ Tensor attention_mask(const AttentionMaskInfo& mask, int64_t B, int64_t T, DType
 // defined (each packed document starts at position 0).
 Tensor positions_from_seq_idx(const Tensor& seq_idx, int64_t B, int64_t T, Device device);
 
+// x [B, T, d_model] through the projection (w, b; b may be undefined) into heads:
+// [B, T, n_heads, head_dim]. Shared by the attention layers' forward and cached paths.
+ag::Var project_heads(const ag::Var& x, const ag::Var& w, const ag::Var& b, int64_t n_heads,
+                      int64_t head_dim);
+
 class Attention : public Module {
  public:
   Attention(const ModelConfig& cfg, Generator& gen);

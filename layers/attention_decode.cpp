@@ -61,10 +61,10 @@ Tensor SuperlinearAttention::prefill_chunk(const Tensor& x, KvCache& cache) {
   cache.check_fits(who, KvLayout::kHeadsFirst, B, a_.n_kv_heads, D, k_w_.dtype(), k_w_.device());
   ag::NoGradGuard no_grad;
   const ag::Var xv(x);
-  ag::Var qa = ag::reshape(ag::linear(xv, q_w_, q_b_), {B, Tc, a_.n_heads, D});
-  ag::Var qs = ag::reshape(ag::linear(xv, qs_w_, qs_b_), {B, Tc, a_.n_heads, D});
-  ag::Var k = ag::reshape(ag::linear(xv, k_w_, k_b_), {B, Tc, a_.n_kv_heads, D});
-  ag::Var v = ag::reshape(ag::linear(xv, v_w_, v_b_), {B, Tc, a_.n_kv_heads, D});
+  ag::Var qa = project_heads(xv, q_w_, q_b_, a_.n_heads, D);
+  ag::Var qs = project_heads(xv, qs_w_, qs_b_, a_.n_heads, D);
+  ag::Var k = project_heads(xv, k_w_, k_b_, a_.n_kv_heads, D);
+  ag::Var v = project_heads(xv, v_w_, v_b_, a_.n_kv_heads, D);
   if (a_.rope) {
     const kernels::RopeOptions ro = rope_at(a_, t0);
     qa = ag::rope(qa, ro);
@@ -73,8 +73,8 @@ Tensor SuperlinearAttention::prefill_chunk(const Tensor& x, KvCache& cache) {
   }
   cache.append(heads_first(k), heads_first(v));
   kernels::SuperlinearForward f =
-      kernels::superlinear_forward(heads_first(qa), heads_first(qs), cache.keys(),
-                                   cache.values(), sl_, Tensor(), /*q_start=*/t0);
+      kernels::superlinear_forward(heads_first(qa), heads_first(qs), cache.keys(), cache.values(),
+                                   sl_, Tensor(), /*q_start=*/t0);
   const Tensor o = f.out.transpose(1, 2).reshape({B, Tc, a_.n_heads * D});
   return ag::linear(ag::Var(o), o_w_, o_b_).value();
 }
@@ -87,8 +87,8 @@ Tensor SuperlinearAttention::decode_step(const Tensor& x, KvCache& cache) {
 // ---- Attention ----
 
 KvCache Attention::make_cache(int64_t batch, int64_t capacity) const {
-  return KvCache("Attention", KvLayout::kTimeFirst, batch, a_.n_kv_heads, a_.head_dim,
-                 k_w_.dtype(), k_w_.device(), capacity);
+  return KvCache("Attention", KvLayout::kTimeFirst, batch, a_.n_kv_heads, a_.head_dim, k_w_.dtype(),
+                 k_w_.device(), capacity);
 }
 
 Tensor Attention::prefill_chunk(const Tensor& x, KvCache& cache) {
@@ -98,9 +98,9 @@ Tensor Attention::prefill_chunk(const Tensor& x, KvCache& cache) {
   cache.check_fits(who, KvLayout::kTimeFirst, B, a_.n_kv_heads, D, k_w_.dtype(), k_w_.device());
   ag::NoGradGuard no_grad;
   const ag::Var xv(x);
-  ag::Var q = ag::reshape(ag::linear(xv, q_w_, q_b_), {B, Tc, a_.n_heads, D});
-  ag::Var k = ag::reshape(ag::linear(xv, k_w_, k_b_), {B, Tc, a_.n_kv_heads, D});
-  ag::Var v = ag::reshape(ag::linear(xv, v_w_, v_b_), {B, Tc, a_.n_kv_heads, D});
+  ag::Var q = project_heads(xv, q_w_, q_b_, a_.n_heads, D);
+  ag::Var k = project_heads(xv, k_w_, k_b_, a_.n_kv_heads, D);
+  ag::Var v = project_heads(xv, v_w_, v_b_, a_.n_kv_heads, D);
   if (a_.rope) {
     const kernels::RopeOptions ro = rope_at(a_, t0);
     q = ag::rope(q, ro);

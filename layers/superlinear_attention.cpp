@@ -81,10 +81,10 @@ ag::Var SuperlinearAttention::forward(const ag::Var& x, const SequenceInfo& seq)
         << "SuperlinearAttention: seq_idx must be [" << B << ", " << T << "], got "
         << seq.seq_idx.str();
   }
-  ag::Var qa = ag::reshape(ag::linear(x, q_w_, q_b_), {B, T, a_.n_heads, D});
-  ag::Var qs = ag::reshape(ag::linear(x, qs_w_, qs_b_), {B, T, a_.n_heads, D});
-  ag::Var k = ag::reshape(ag::linear(x, k_w_, k_b_), {B, T, a_.n_kv_heads, D});
-  ag::Var v = ag::reshape(ag::linear(x, v_w_, v_b_), {B, T, a_.n_kv_heads, D});
+  ag::Var qa = project_heads(x, q_w_, q_b_, a_.n_heads, D);
+  ag::Var qs = project_heads(x, qs_w_, qs_b_, a_.n_heads, D);
+  ag::Var k = project_heads(x, k_w_, k_b_, a_.n_kv_heads, D);
+  ag::Var v = project_heads(x, v_w_, v_b_, a_.n_kv_heads, D);
   if (a_.rope) {
     kernels::RopeOptions ro;
     ro.theta = a_.rope_theta;
