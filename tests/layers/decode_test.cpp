@@ -25,14 +25,7 @@ namespace {
 
 constexpr int64_t kB = 2, kT = 300;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 // One layer under test: its name, its model config and whether it is superlinear.
 struct Case {

@@ -22,6 +22,16 @@
 
 namespace sl::test {
 
+// The message of the sl::Error that f throws, "" when it throws none.
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 // Every parameter of `m` set to N(0, std^2) draws, seeds seed, seed + 1, ... in name order.
 inline void randomize(layers::Module& m, uint64_t seed, double std = 0.5) {
   for (auto& [n, v] : m.named_parameters())

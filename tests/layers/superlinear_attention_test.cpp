@@ -43,14 +43,7 @@ kernels::SuperlinearConfig balanced_s(int64_t s) {
 
 using test::randomize;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 TEST(SuperlinearAttention, ParameterNames) {
   Generator gen(1);
