@@ -1,17 +1,19 @@
 // Differentiable superlinear attention. The backward captures the four inputs and the forward's
-// O(L k) metadata (anchors, gate scores, window and span log-sum-exps); the output itself and
-// everything of size L x candidates is recomputed (kernels/superlinear_cpu.cpp).
+// O(L k) metadata (anchors, gate scores, window and span log-sum-exps), and with keep_partials
+// the window and span outputs; everything else, and nothing of size L x candidates, is
+// recomputed (kernels/superlinear_cpu.cpp, kernels/superlinear_span_bwd_cuda.cu).
 #include "autograd/ops_superlinear.h"
 
 namespace sl::ag {
 
 Var superlinear_attention(const Var& qa, const Var& qs, const Var& k, const Var& v,
                           const kernels::SuperlinearConfig& cfg, const Tensor& doc_starts,
-                          int64_t q_start) {
+                          int64_t q_start, bool keep_partials) {
   for (const Var* x : {&qa, &qs, &k, &v})
     SL_CHECK(x->defined()) << "superlinear_attention: undefined input";
-  kernels::SuperlinearForward f = kernels::superlinear_forward(qa.value(), qs.value(), k.value(),
-                                                               v.value(), cfg, doc_starts, q_start);
+  kernels::SuperlinearForward f =
+      kernels::superlinear_forward(qa.value(), qs.value(), k.value(), v.value(), cfg, doc_starts,
+                                   q_start, nullptr, keep_partials);
   Tensor out = f.out;
   f.out = Tensor();
   return make_result(

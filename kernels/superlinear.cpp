@@ -210,7 +210,7 @@ SuperlinearParams make_params(const Shapes& s, const Tensor& qa, const Tensor& q
 SuperlinearForward superlinear_forward(const Tensor& qa_in, const Tensor& qs_in, const Tensor& k_in,
                                        const Tensor& v_in, const SuperlinearConfig& cfg,
                                        const Tensor& ds_in, int64_t q_start,
-                                       SuperlinearWork* work) {
+                                       SuperlinearWork* work, bool keep_partials) {
   Shapes s = check_args(qa_in, qs_in, k_in, v_in, cfg, ds_in, q_start);
   Tensor qa = qa_in.contiguous(), qs = qs_in.contiguous(), k = k_in.contiguous(),
          v = v_in.contiguous();
@@ -239,6 +239,18 @@ SuperlinearForward superlinear_forward(const Tensor& qa_in, const Tensor& qs_in,
   }
   if (f.out.numel() == 0) return f;
   if (dev.is_cuda()) {
+#if SL_WITH_CUDA
+    if (keep_partials && superlinear_cuda_keeps_partials(p)) {  // Note [kept partials]
+      f.span_out = Tensor::empty({s.B, s.Hq, s.Lq, cfg.k, s.D}, qa.dtype(), dev);
+      p.span_out = f.span_out.data_ptr();
+      if (window_len(cfg) > 0) {
+        f.window_out = Tensor::empty({s.B, s.Lq, s.Hq, s.D}, qa.dtype(), dev);
+        p.window_out = f.window_out.data_ptr();
+      }
+    }
+#else
+    (void)keep_partials;  // only the CUDA tensor-core path keeps partials
+#endif
     SL_CUDA_CALL(kOp, superlinear_forward_cuda(p, dev.index));
   } else {
     superlinear_forward_cpu(p);
@@ -286,6 +298,26 @@ SuperlinearGrads superlinear_backward(const Tensor& dout_in, const Tensor& qa_in
   p.fwd.scores = sc.data_ptr();
   p.fwd.lse_w = lw.data_ptr();
   p.fwd.lse_s = ls.data_ptr();
+  // The kept partials (Note [kept partials]): used only as the forward produced them.
+  if (fwd.span_out.defined()) {
+    SL_CHECK_SHAPE(kOp, fwd.span_out, s.B, s.Hq, s.Lq, cfg.k, s.D);
+    SL_CHECK_DTYPE(kOp, fwd.span_out, qa.dtype());
+    SL_CHECK_DEVICE(kOp, fwd.span_out, dev);
+    SL_CHECK(fwd.span_out.is_contiguous()) << kOp << ": span_out must be contiguous";
+    SL_CHECK(fwd.window_out.defined() == (window_len(cfg) > 0))
+        << kOp << ": span_out is kept, so window_out must be kept exactly when the window is "
+        << "non-empty (W = " << window_len(cfg) << ")";
+    p.fwd.span_out = fwd.span_out.data_ptr();
+    if (fwd.window_out.defined()) {
+      SL_CHECK_SHAPE(kOp, fwd.window_out, s.B, s.Lq, s.Hq, s.D);
+      SL_CHECK_DTYPE(kOp, fwd.window_out, qa.dtype());
+      SL_CHECK_DEVICE(kOp, fwd.window_out, dev);
+      SL_CHECK(fwd.window_out.is_contiguous()) << kOp << ": window_out must be contiguous";
+      p.fwd.window_out = fwd.window_out.data_ptr();
+    }
+  } else {
+    SL_CHECK(!fwd.window_out.defined()) << kOp << ": window_out is kept without span_out";
+  }
   p.dout = dO.data_ptr();
   p.dqa = g.dqa.data_ptr();
   p.dqs = g.dqs.data_ptr();

@@ -188,12 +188,17 @@ struct SuperlinearParams {
   // Optional work counters [B, Hq, Lq] (may be null): key dot products of the search and keys
   // attended (window once + every kept span), as actually performed.
   int64_t *work_search, *work_keys;
+  // Optional partial outputs kept for the backward (CUDA tensor-core path only, Note [kept
+  // partials]; null: not kept): the window's output window_out [B, Lq, Hq, D] (written when
+  // W > 0) and each kept span's own normalised output span_out [B, Hq, Lq, K, D] (rows of empty
+  // slots are left unwritten), both of `dtype`.
+  void *window_out = nullptr, *span_out = nullptr;
 };
 
 // Backward: the forward's inputs and metadata, dout [B, Hq, Lq, D]; writes dqa, dqs ([B, Hq, Lq,
 // D]) and dk, dv ([B, Hkv, Lkv, D]) of `dtype`, all overwritten.
 struct SuperlinearBackwardParams {
-  SuperlinearParams fwd;  // out, work counters unused
+  SuperlinearParams fwd;  // out, work counters unused; window_out / span_out: the kept partials
   const void* dout;
   void *dqa, *dqs, *dk, *dv;
   // CUDA only (the CPU reference is always deterministic): true reduces dK/dV in a fixed order
@@ -204,7 +209,18 @@ struct SuperlinearBackwardParams {
 
 struct SuperlinearForward {
   Tensor out, anchors, scores, lse_w, lse_s;
+  Tensor window_out, span_out;  // the kept partials (Note [kept partials]), else undefined
 };
+
+// Note [kept partials]
+// The backward needs, per (query, span) pair, y_j = <dO, O_j> with O_j the span's own
+// normalised output, and <dO, O_w> for the window (spec §9's gate gradient and each softmax's
+// delta). By default it recomputes them: a y pass over the span tiles (two of the backward's
+// nine tile products) and a second window forward. With keep_partials the forward keeps the
+// O_j it computed anyway (bf16 rows it merges from) and the window's output, and the backward
+// reads them instead: the same values the forward merged, at the cost of (K + 1) times the size
+// of the output in memory until the backward. Only the CUDA tensor-core path (bf16, D 64 or 128)
+// keeps them; elsewhere the forward leaves both undefined and the backward recomputes.
 struct SuperlinearGrads {
   Tensor dqa, dqs, dk, dv;
 };
@@ -216,8 +232,9 @@ struct SuperlinearGrads {
 SuperlinearForward superlinear_forward(const Tensor& qa, const Tensor& qs, const Tensor& k,
                                        const Tensor& v, const SuperlinearConfig& cfg,
                                        const Tensor& doc_starts = Tensor(), int64_t q_start = -1,
-                                       SuperlinearWork* work = nullptr);
-// Gradients (spec §9) from the forward's saved metadata; no gradient through top-k or bounds.
+                                       SuperlinearWork* work = nullptr, bool keep_partials = false);
+// Gradients (spec §9) from the forward's saved metadata (and its kept partials, when defined);
+// no gradient through top-k or bounds.
 // deterministic (the default): no floating-point atomics, identical bits run to run; false: the
 // CUDA fast mode (fp32 atomics for dK/dV). The CPU reference is deterministic either way.
 SuperlinearGrads superlinear_backward(const Tensor& dout, const Tensor& qa, const Tensor& qs,
@@ -234,6 +251,8 @@ void superlinear_backward_cpu(const SuperlinearBackwardParams& p);
 // "superlinear_attention" outside those limits.
 void superlinear_forward_cuda(const SuperlinearParams& p, int device);
 void superlinear_backward_cuda(const SuperlinearBackwardParams& p, int device);
+// Whether the forward of p runs on the tensor-core path, the one that can keep partials.
+bool superlinear_cuda_keeps_partials(const SuperlinearParams& p);
 #endif
 
 // Per-document start of every position from cu_seqlens ([n_docs + 1] int32, 0 .. L): int32 [1, L].

@@ -170,6 +170,10 @@ void launch_search(const SuperlinearParams& p, cudaStream_t s) {
 
 }  // namespace slcuda
 
+bool superlinear_cuda_keeps_partials(const SuperlinearParams& p) {
+  return slcuda::spans_supported(p);
+}
+
 void superlinear_forward_cuda(const SuperlinearParams& p, int device) {
   using namespace slcuda;
   check_limits(p);
@@ -178,6 +182,8 @@ void superlinear_forward_cuda(const SuperlinearParams& p, int device) {
   if (p.B * p.Hq * p.Lq == 0) return;
   cuda::set_device(device);
   if (spans_supported(p)) return forward_spans(p, device);
+  SL_CHECK(!p.span_out && !p.window_out)
+      << kOp << ": only the tensor-core path keeps partials (superlinear_cuda_keeps_partials)";
   cudaStream_t s = cuda::stream(device);
   const bool vec = can_vectorise(p, {p.out});
   SL_DISPATCH_CUDA_FLOAT(p.dtype, kOp, T, {

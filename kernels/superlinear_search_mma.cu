@@ -20,6 +20,18 @@
 // lanes 8 and 16. ranks_before is a total order (distinct anchors), so the merged list is the
 // top-k of all candidates whatever the split: the lane search's anchors wherever the scores agree
 // (exact inputs, or away from near-ties: the mma sums D in another order than dot_row).
+//
+// Note [search bytes]
+// The search is bounded by moving K rows, and no blocking removes that: candidate i of query t
+// is key t + 1 - i^2 (p = 1/2), so for one stripe a block of consecutive queries needs one
+// distinct row per query, and stripes i and i + 1 share rows only while 2 i + 1 is below the
+// block's length, i.e. for the first few dozen of ~1,000 stripes at 1M. What can be shared is a
+// row across the heads of a KV group (this kernel: one gather serves up to 8 heads), and rows of
+// neighbouring queries in L2 (warps of consecutive queries run in step). Against the credited
+// attention work, 4 D (attended keys) ~ 4 D k f_b sqrt(T) per query head, the search moves
+// sqrt(T) rows of 2 D bytes per KV group: 2 k f_b = 12 FLOP per byte at GQA 1 for the balanced
+// preset (96 at GQA 8), so at GQA 1 the forward's TFLOP/s is at most 12 x the bandwidth the
+// gather gets (measured 2.7-3.8 TB/s on an H200, 64K-1M).
 #include "kernels/attention_cuda_common.cuh"
 #include "kernels/superlinear_cuda_common.cuh"
 

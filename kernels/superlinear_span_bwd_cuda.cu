@@ -15,8 +15,10 @@
 // Passes (chunks of query rows, Note [span chunks]; the tile kernels are in
 // kernels/superlinear_span_bwd_tiles_cuda.cu):
 //   1. per chunk: tiles; y pass (S = Q K^T, dP = dO V^T, ys += rowsum(P dP)); rows: gate terms,
-//      c1, c2, dscore, alpha, alpha_y, dQs.
-//   2. window backward (W > 0) with the recomputed window output for y.
+//      c1, c2, dscore, alpha, alpha_y, dQs. When the forward kept its partials (Note [kept
+//      partials] in kernels/superlinear.h) there is no y pass: rows reads ys_j = <dO, O_j> from
+//      the kept span outputs and the window output from the kept one.
+//   2. window backward (W > 0), after the window output for y (kept, or computed again).
 //   3. per chunk: dQ pass (one block per tile, dQ of each pair in registers, written per pair
 //      and summed per row in slot order); dK/dV pass: one block per (batch, KV head, 64-key
 //      block) walks every tile of the chunk whose footprint covers the block, in tile order,
@@ -47,10 +49,13 @@ struct RowTerms {
 };
 
 // Gate terms of each query row of the chunk (one warp per row; lane per E = D / 32 elements):
-// y_j from ys (this chunk) and the window output, dscore, c1, c2, alpha, alpha_y and dQs.
+// y_j from ys (this chunk's y pass) or, when the forward kept them, from the span outputs
+// span_out [rows, k, D] (Note [kept partials]), and the window output; then dscore, c1, c2,
+// alpha, alpha_y and dQs.
 template <int D>
 __global__ void rows_kernel(SpanArgs a, const uint16_t* dout, const uint16_t* ow, const float* ys,
-                            RowTerms rt, uint16_t* dqs, int64_t row0, int64_t rows) {
+                            const uint16_t* span_out, RowTerms rt, uint16_t* dqs, int64_t row0,
+                            int64_t rows) {
   constexpr int E = D / 32;
   const int64_t row = chunk_row(row0, rows);
   if (row < 0) return;
@@ -84,7 +89,17 @@ __global__ void rows_kernel(SpanArgs a, const uint16_t* dout, const uint16_t* ow
     if (lam == -INFINITY) continue;
     const float ww = lse_w == -INFINITY ? 0.f : expf(lse_w - lam);
     wj[j] = an[j] >= 0 ? expf(lj - lam) : 0.f;
-    y[j] = ww * yw + (an[j] >= 0 ? wj[j] * ys[row * k + j - a.p0] : 0.f);
+    float ysj = 0.f;
+    if (an[j] >= 0 && span_out) {
+      const uint16_t* osrow = span_out + (row * k + j) * D;
+#pragma unroll
+      for (int e = 0; e < E; ++e)
+        ysj += bf16_at(dorow, lane * E + e) * bf16_at(osrow, lane * E + e);
+      ysj = warp_sum(ysj);
+    } else if (an[j] >= 0) {
+      ysj = ys[row * k + j - a.p0];
+    }
+    y[j] = ww * yw + wj[j] * ysj;
     ybar += g[j] * y[j];
     alpha += g[j] * ww;
     alpha_y += g[j] * ww * y[j];
@@ -201,16 +216,20 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
   const uint16_t* dout = static_cast<const uint16_t*>(bp.dout);
   const int64_t W = window_len(p.cfg);
 
-  // The window's output again (for y), with its own lse copy: the saved one stays untouched.
+  // The window's output (for y): kept by the forward (Note [kept partials]) or computed again,
+  // with its own lse copy (the saved one stays untouched).
   Tensor ow, lse_tmp;
-  if (W > 0) {
+  const uint16_t* ow_ptr = static_cast<const uint16_t*>(p.window_out);
+  if (W > 0 && !ow_ptr) {
     ow = Tensor::empty({p.B, p.Lq, p.Hq, D}, DType::BF16, dev);
     lse_tmp = Tensor::empty({rows}, DType::F32, dev);
     AttentionParams ap = window_params(p);
     ap.out = ow.data_ptr();
     ap.lse = lse_tmp.data<float>();
     attention_forward_cuda(ap, device);
+    ow_ptr = static_cast<const uint16_t*>(ow.data_ptr());
   }
+  if (W == 0) ow_ptr = nullptr;
   timer.mark(1);
 
   Tensor terms = Tensor::empty({4 * n + 2 * rows}, DType::F32, dev);
@@ -223,11 +242,12 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
   const int64_t rows_per_chunk = std::max<int64_t>(1, chunk_pairs() / k);
   const int64_t cap = std::min(rows, rows_per_chunk) * k;
   const bool one_chunk = rows <= rows_per_chunk;
+  const auto* span_out = static_cast<const uint16_t*>(p.span_out);
   SpanTiles tiles(p, cap, dev);
-  Tensor ys = Tensor::empty({cap}, DType::F32, dev),
+  Tensor ys = span_out ? Tensor() : Tensor::empty({cap}, DType::F32, dev),
          dq_pair = Tensor::empty({cap * D}, DType::F32, dev);
+  float* ys_ptr = span_out ? nullptr : ys.data<float>();
   uint16_t* dqs = static_cast<uint16_t*>(bp.dqs);
-  const uint16_t* ow_ptr = W > 0 ? static_cast<const uint16_t*>(ow.data_ptr()) : nullptr;
 
   // Note [slot tables]: 28 bytes per tile row, sized per chunk from its tile count.
   Tensor slot_mem;
@@ -240,17 +260,26 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
     return st;
   };
 
-  SpanArgs a;
+  // Pass 1: the gate terms, after the y pass over the chunk's tiles unless the span outputs
+  // were kept (then the tiles are built in pass 3 only).
+  SpanArgs a{};
+  a.p = p;
   int64_t n_tiles = 0;
+  bool built = false;  // `a` holds the tiles of the last chunk
   for (int64_t row0 = 0; row0 < rows; row0 += rows_per_chunk) {
     const int64_t nrows = std::min(rows_per_chunk, rows - row0);
-    n_tiles = tiles.build(p, row0 * k, nrows * k, a, s);
-    if (n_tiles > 0) {
-      const SlotTable st = slot_table(a, n_tiles, nullptr);
-      bwd_y_tiles(a, st, dout, n_tiles, ys.data<float>(), s);
+    if (!span_out) {
+      n_tiles = tiles.build(p, row0 * k, nrows * k, a, s);
+      built = true;
+      if (n_tiles > 0) {
+        const SlotTable st = slot_table(a, n_tiles, nullptr);
+        bwd_y_tiles(a, st, dout, n_tiles, ys_ptr, s);
+      }
+    } else {
+      a.p0 = row0 * k, a.n = nrows * k;  // all rows_kernel reads of `a` besides p
     }
-    rows_kernel<D><<<blocks_for(nrows, 8), 256, 0, s>>>(a, dout, ow_ptr, ys.data<float>(), rt, dqs,
-                                                        row0, nrows);
+    rows_kernel<D><<<blocks_for(nrows, 8), 256, 0, s>>>(a, dout, ow_ptr, ys_ptr, span_out, rt,
+                                                        dqs, row0, nrows);
     SL_CUDA_LAUNCH_CHECK();
   }
   timer.mark(2);
@@ -283,7 +312,7 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
   float* dv_acc = dk_acc + n_keys * D;
   for (int64_t row0 = 0; row0 < rows; row0 += rows_per_chunk) {
     const int64_t nrows = std::min(rows_per_chunk, rows - row0);
-    if (!one_chunk) n_tiles = tiles.build(p, row0 * k, nrows * k, a, s);
+    if (!one_chunk || !built) n_tiles = tiles.build(p, row0 * k, nrows * k, a, s);
     SlotTable st{};
     if (n_tiles > 0) {
       st = slot_table(a, n_tiles, rt.coef);

@@ -238,13 +238,17 @@ void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTime
   const Device dev = Device::cuda(device);
   const int64_t rows = p.B * p.Hq * p.Lq, k = p.cfg.k;
 
-  // Window first: O_w [B, Lq, Hq, D] and lse_w.
+  // Window first: O_w [B, Lq, Hq, D] (kept in p.window_out when given) and lse_w.
   const int64_t W = window_len(p.cfg);
-  Tensor ow;
+  Tensor ow_scratch;
+  void* ow = p.window_out;
   if (W > 0) {
-    ow = Tensor::empty({p.B, p.Lq, p.Hq, D}, DType::BF16, dev);
+    if (!ow) {
+      ow_scratch = Tensor::empty({p.B, p.Lq, p.Hq, D}, DType::BF16, dev);
+      ow = ow_scratch.data_ptr();
+    }
     AttentionParams ap = window_params(p);
-    ap.out = ow.data_ptr();
+    ap.out = ow;
     ap.lse = static_cast<float*>(p.lse_w);
     attention_forward_cuda(ap, device);
   } else {
@@ -253,18 +257,23 @@ void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTime
   }
   timer.mark(2);
 
-  // Per pair: the bf16 output row and about 64 bytes of keys, indices, bounds and tile marks.
+  // Per pair: the bf16 output row (unless kept in p.span_out, Note [kept partials]) and about 64
+  // bytes of keys, indices, bounds and tile marks.
   const int64_t kv_bytes = 2 * p.B * p.Hkv * p.Lkv * D * 2;
-  const int64_t rows_per_chunk = std::max<int64_t>(1, chunk_pairs(kv_bytes / 4, D * 2 + 64) / k);
+  const int64_t pair_bytes = (p.span_out ? 0 : D * 2) + 64;
+  const int64_t rows_per_chunk = std::max<int64_t>(1, chunk_pairs(kv_bytes / 4, pair_bytes) / k);
   const int64_t cap = std::min(rows, rows_per_chunk) * k;
   SpanTiles tiles(p, cap, dev);
-  Tensor os = scratch(cap * D * 2, dev);
-  uint16_t* os_ptr = reinterpret_cast<uint16_t*>(os.data_ptr());
+  Tensor os;
+  if (!p.span_out) os = scratch(cap * D * 2, dev);
   constexpr int smem = span_smem_bytes<D>();
   SL_CUDA_CHECK(
       cudaFuncSetAttribute(span_tile_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   for (int64_t row0 = 0; row0 < rows; row0 += rows_per_chunk) {
     const int64_t nrows = std::min(rows_per_chunk, rows - row0);
+    // The chunk's output rows, indexed by local pair: the scratch, or its place in span_out.
+    uint16_t* os_ptr = p.span_out ? static_cast<uint16_t*>(p.span_out) + row0 * k * D
+                                  : reinterpret_cast<uint16_t*>(os.data_ptr());
     SpanArgs a;
     const int64_t n_tiles = tiles.build(p, row0 * k, nrows * k, a, s);
     timer.mark(3);
@@ -274,7 +283,7 @@ void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTime
     }
     timer.mark(4);
     merge_kernel<D><<<blocks_for(nrows, 8), 256, 0, s>>>(
-        a, os_ptr, W > 0 ? reinterpret_cast<const uint16_t*>(ow.data_ptr()) : nullptr, row0, nrows);
+        a, os_ptr, W > 0 ? static_cast<const uint16_t*>(ow) : nullptr, row0, nrows);
     SL_CUDA_LAUNCH_CHECK();
     timer.mark(5);
   }

@@ -43,7 +43,8 @@ HybridBlock::HybridBlock(const ModelConfig& cfg, char kind, Generator& gen)
       mixer_ = bind(register_module("mixer", std::make_unique<Attention>(cfg, gen)));
       break;
     case 'S':
-      mixer_ = bind(register_module("mixer", std::make_unique<SuperlinearAttention>(cfg, gen)));
+      superlinear_ = &register_module("mixer", std::make_unique<SuperlinearAttention>(cfg, gen));
+      mixer_ = bind(*superlinear_);
       break;
     case '-':
       mixer_ = bind(register_module(
@@ -129,6 +130,11 @@ void HybridLM::set_recompute(const std::string& kinds) {
         << "HybridLM::set_recompute: '" << k << "' is not a block letter (M * S - E)";
   for (int64_t i = 0; i < backbone_->num_layers(); ++i)
     backbone_->layer(i).set_recompute(kinds.find(backbone_->layer(i).kind()) != std::string::npos);
+}
+
+void HybridLM::set_superlinear_keep_partials(bool on) {
+  for (int64_t i = 0; i < backbone_->num_layers(); ++i)
+    if (SuperlinearAttention* s = backbone_->layer(i).superlinear()) s->set_keep_partials(on);
 }
 
 ag::Var HybridLM::lm_head_weight() const {

@@ -35,6 +35,8 @@
 
 namespace sl::layers {
 
+class SuperlinearAttention;
+
 // One pre-norm residual block: parameters norm.weight and mixer.*.
 class HybridBlock : public Module {
  public:
@@ -45,6 +47,7 @@ class HybridBlock : public Module {
   char kind() const { return kind_; }
   const char* mixer_name() const;    // "Mamba2Mixer", "Attention", ...
   Moe* moe() const { return moe_; }  // non-null for 'E' blocks
+  SuperlinearAttention* superlinear() const { return superlinear_; }  // non-null for 'S' blocks
   // On: forward keeps only h and recomputes the block in the backward pass (ag::checkpoint).
   void set_recompute(bool on) { recompute_ = on; }
   // The MoE load-balancing loss of the last forward, in the graph ('E' blocks; else undefined).
@@ -57,6 +60,7 @@ class HybridBlock : public Module {
   ag::Var aux_;               // aux_loss() when recomputed
   RMSNorm* norm_ = nullptr;
   Moe* moe_ = nullptr;
+  SuperlinearAttention* superlinear_ = nullptr;
   std::function<ag::Var(const ag::Var&, const SequenceInfo&)> mixer_;
 };
 
@@ -106,6 +110,10 @@ class HybridLM : public Module {
   // Blocks whose letter is in `kinds` (e.g. "M*S"; "" none) recompute their activations in the
   // backward pass; the trainer's `recompute:` key (layers/recompute.h).
   void set_recompute(const std::string& kinds);
+  // Every 'S' block keeps its window and span outputs for the backward (on) or has it recompute
+  // them (off, the default): SuperlinearAttention::set_keep_partials; the trainer's
+  // superlinear_keep_partials key.
+  void set_superlinear_keep_partials(bool on);
   // The LM head weight [V, C]: lm_head.weight, or the embedding weight when tied.
   ag::Var lm_head_weight() const;
 

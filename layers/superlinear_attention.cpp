@@ -95,7 +95,8 @@ ag::Var SuperlinearAttention::forward(const ag::Var& x, const SequenceInfo& seq)
   }
   ag::Var o =
       ag::superlinear_attention(heads_first(qa), heads_first(qs), heads_first(k), heads_first(v),
-                                sl_, doc_starts_from_seq_idx(seq.seq_idx, x.device()));
+                                sl_, doc_starts_from_seq_idx(seq.seq_idx, x.device()), -1,
+                                keep_partials_);
   o = ag::reshape(ag::transpose(o, 1, 2), {B, T, a_.n_heads * D});  // [B, T, Hq D]
   return ag::linear(o, o_w_, o_b_);
 }

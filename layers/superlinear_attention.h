@@ -44,10 +44,16 @@ class SuperlinearAttention : public Module {
   Tensor decode_step(const Tensor& x, KvCache& cache);
 
   const kernels::SuperlinearConfig& superlinear_config() const { return sl_; }
+  // On: forward() keeps the window and span outputs for the backward instead of having it
+  // recompute them (Note [kept partials] in kernels/superlinear.h; the trainer's
+  // superlinear_keep_partials key). Off by default.
+  void set_keep_partials(bool on) { keep_partials_ = on; }
+  bool keep_partials() const { return keep_partials_; }
 
  private:
   AttentionConfig a_;
   kernels::SuperlinearConfig sl_;
+  bool keep_partials_ = false;
   int64_t d_model_;
   ag::Var q_w_, q_b_, qs_w_, qs_b_, k_w_, k_b_, v_w_, v_b_, o_w_, o_b_;
 };

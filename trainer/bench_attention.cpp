@@ -47,7 +47,7 @@ int64_t rounded(const Tensor& t) {
 }
 
 void measure_superlinear(AttentionBenchRow& r, const SuperlinearConfig& cfg, int reps,
-                         bool fast_backward) {
+                         bool fast_backward, bool keep_partials) {
   cuda_alloc::empty_cache(0);
   const Tensor qa = randn({1, r.hq, r.L, r.d}, 1);
   const Tensor qs = randn({1, r.hq, r.L, r.d}, 2, 1.0 / std::sqrt(double(r.d)));
@@ -88,6 +88,14 @@ void measure_superlinear(AttentionBenchRow& r, const SuperlinearConfig& cfg, int
           (void)kernels::superlinear_backward(dout, qa, qs, k, v, f, cfg, Tensor(), -1, false);
         },
         reps);
+  if (keep_partials) {  // Note [kept partials]: the forward's outputs stay, the y pass goes
+    f = kernels::SuperlinearForward();
+    f = kernels::superlinear_forward(qa, qs, k, v, cfg, Tensor(), -1, nullptr, true);
+    r.partials_bytes = (f.span_out.defined() ? rounded(f.span_out) : 0) +
+                       (f.window_out.defined() ? rounded(f.window_out) : 0);
+    r.sl_bwd_kept_ms = bench::time_auto(
+        [&] { (void)kernels::superlinear_backward(dout, qa, qs, k, v, f, cfg); }, reps);
+  }
 }
 
 void measure_dense(AttentionBenchRow& r, int reps) {
@@ -153,7 +161,7 @@ StatusOr<std::vector<AttentionBenchRow>> run_bench_attention(const BenchAttentio
         r.note = buf;
       } else {
         try {
-          measure_superlinear(r, cfg, o.reps, o.fast_backward);
+          measure_superlinear(r, cfg, o.reps, o.fast_backward, o.keep_partials);
           last[g] = {L, since(case_t0)};
         } catch (const Error& e) {
           r.note = "failed: " + first_line(e.what());

@@ -156,6 +156,8 @@ StatusOr<BenchAttentionOptions> parse_bench_attention_args(const std::vector<std
       o.dense = false;
     } else if (is("--fast-backward")) {
       o.fast_backward = true;
+    } else if (is("--keep-partials")) {
+      o.keep_partials = true;
     } else {
       return Status::InvalidArgument("unexpected argument '" + a + "'");
     }
@@ -317,12 +319,14 @@ std::string attention_markdown(const std::vector<AttentionBenchRow>& rows,
   md << header << "\n\n| L | GQA | keys/query | search GFLOP | SL fwd ms | SL fwd TFLOP/s | "
      << "SL bwd ms | SL bwd TFLOP/s | ";
   if (o.fast_backward) md << "SL bwd fast ms | SL bwd fast TFLOP/s | ";
+  if (o.keep_partials) md << "SL bwd kept ms | SL bwd kept TFLOP/s | partials MiB | ";
   md << "SL peak MiB | fwd workspace MiB | bwd workspace MiB | metadata MiB | K+V MiB | dense fwd "
      << "ms | dense fwd TFLOP/s "
      << "| dense bwd ms | dense bwd TFLOP/s | dense | speed-up |";
   if (cudnn) md << " cuDNN fwd+bwd ms | speed-up vs cuDNN |";
   md << "\n|";
-  const int cols = 19 + (o.fast_backward ? 2 : 0) + (cudnn ? 2 : 0);
+  const int extra = (o.fast_backward ? 2 : 0) + (o.keep_partials ? 3 : 0);
+  const int cols = 19 + extra + (cudnn ? 2 : 0);
   for (int c = 0; c < cols; ++c) md << "---|";
   md << "\n";
   for (const AttentionBenchRow& r : rows) {
@@ -336,11 +340,14 @@ std::string attention_markdown(const std::vector<AttentionBenchRow>& rows,
                          fmt(tflops(2.5 * sf, r.sl_bwd_ms), 1)});
       if (o.fast_backward)
         c.insert(c.end(), {fmt(r.sl_bwd_fast_ms, 3), fmt(tflops(2.5 * sf, r.sl_bwd_fast_ms), 1)});
+      if (o.keep_partials)
+        c.insert(c.end(), {fmt(r.sl_bwd_kept_ms, 3), fmt(tflops(2.5 * sf, r.sl_bwd_kept_ms), 1),
+                           fmt(mib(r.partials_bytes), 0)});
       c.insert(c.end(), {fmt(mib(r.peak_bytes), 0), fmt(mib(r.fwd_workspace_bytes), 0),
                          fmt(mib(r.bwd_workspace_bytes), 0), fmt(mib(r.metadata_bytes), 0)});
     } else {
       c.push_back(r.note);
-      c.resize(c.size() + (o.fast_backward ? 11 : 9), "-");
+      c.resize(c.size() + 9 + size_t(extra), "-");
     }
     c.insert(c.end(),
              {fmt(mib(r.kv_bytes), 0), fmt(r.dense_fwd_ms, 3), fmt(tflops(df, r.dense_fwd_ms), 1),
@@ -356,6 +363,10 @@ std::string attention_markdown(const std::vector<AttentionBenchRow>& rows,
   }
   md << "\nSL: superlinear attention (" << o.config << "), backward deterministic"
      << (o.fast_backward ? " (and the fast atomic mode)" : "")
+     << (o.keep_partials ? "; 'kept': the backward from the window and span outputs the forward "
+                           "kept (Note [kept partials]; 'partials MiB' their size, not in the "
+                           "workspace columns)"
+                         : "")
      << ". FLOPs (spec §11): SL forward = 4 * D * attended keys, the keys summed over every query "
         "and head from the anchors the forward kept (window keys + kept span lengths); backward = "
         "2.5 x forward; the search (2 * D per candidate score, 'search GFLOP') is not counted. "
@@ -376,7 +387,8 @@ std::string attention_csv(const std::vector<AttentionBenchRow>& rows) {
        "sl_bwd_tflops,sl_bwd_fast_ms,sl_bwd_fast_tflops,sl_peak_bytes,sl_fwd_workspace_bytes,"
        "sl_bwd_workspace_bytes,"
        "sl_metadata_bytes,kv_bytes,dense_fwd_ms,dense_fwd_tflops,dense_bwd_ms,dense_bwd_tflops,"
-       "dense_source,speedup,cudnn_fwd_ms,cudnn_bwd_ms\n";
+       "dense_source,speedup,cudnn_fwd_ms,cudnn_bwd_ms,sl_bwd_kept_ms,sl_bwd_kept_tflops,"
+       "sl_partials_bytes\n";
   for (const AttentionBenchRow& r : rows) {
     const double sf = r.sl_fwd_flops(), df = r.dense_fwd_flops();
     std::string note = r.note;
@@ -392,7 +404,8 @@ std::string attention_csv(const std::vector<AttentionBenchRow>& rows) {
       << r.kv_bytes << "," << csv_num(r.dense_fwd_ms) << "," << csv_num(tflops(df, r.dense_fwd_ms))
       << "," << csv_num(r.dense_bwd_ms) << "," << csv_num(tflops(2.5 * df, r.dense_bwd_ms)) << ","
       << src << "," << csv_num(r.speedup()) << "," << csv_num(r.cudnn.fwd_ms) << ","
-      << csv_num(r.cudnn.bwd_ms) << "\n";
+      << csv_num(r.cudnn.bwd_ms) << "," << csv_num(r.sl_bwd_kept_ms) << ","
+      << csv_num(tflops(2.5 * sf, r.sl_bwd_kept_ms)) << "," << r.partials_bytes << "\n";
   }
   return c.str();
 }
@@ -434,7 +447,8 @@ int bench_command(const std::vector<std::string>& args) {
                  "[--heads 16] [--hd 128]\n"
                  "         [--dtype bf16] [--config balanced|upscaled] [--reps N] [--out DIR] "
                  "[--no-dense] [--dense-max-L 128K]\n"
-                 "         [--fast-backward] [--cudnn-csv FILE] [--max-seconds S]\n");
+                 "         [--fast-backward] [--keep-partials] [--cudnn-csv FILE] "
+                 "[--max-seconds S]\n");
     return 2;
   };
   if (args.empty() || args[0] != "attention") return usage();

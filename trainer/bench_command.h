@@ -43,6 +43,7 @@ struct BenchAttentionOptions {
   bool dense = true;                           // --no-dense: superlinear only
   int64_t dense_max_len = int64_t(128) << 10;  // longer: dense extrapolated, not run
   bool fast_backward = false;                  // also time the fast (atomic) superlinear backward
+  bool keep_partials = false;  // also time the backward from kept partials (Note [kept partials])
   std::string cudnn_csv;                       // optional PyTorch cuDNN SDPA times
   double max_seconds = 0;  // > 0: skip superlinear cases predicted (L^1.5) past this total
 };
@@ -90,6 +91,9 @@ struct AttentionBenchRow {
   std::string note;  // empty when the superlinear op ran, else why not ("skipped: ...")
   AttendedWork work;
   double sl_fwd_ms = NAN, sl_bwd_ms = NAN, sl_bwd_fast_ms = NAN;
+  // --keep-partials: the backward from the kept window and span outputs, and their bytes.
+  double sl_bwd_kept_ms = NAN;
+  int64_t partials_bytes = -1;
   int64_t peak_bytes = -1;  // allocator high-water mark over forward + backward, inputs in
   // Most bytes alive at once beyond Q, Qs, K, V, O (and, in the backward, dO and the gradients):
   // the forward's (its saved metadata and scratch) and the backward's (metadata + scratch).

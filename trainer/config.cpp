@@ -231,6 +231,7 @@ StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, const std
   top.get("init_from", &c.init_from);
   top.get("convert_attention", &c.convert_attention);
   top.get("recompute", &c.recompute);
+  top.get("superlinear_keep_partials", &c.superlinear_keep_partials);
   top.finish();
   if (!ctx.error.ok()) return ctx.error;
 
@@ -323,7 +324,8 @@ std::string to_yaml(const TrainConfig& c) {
      << "freeze: " << list(c.freeze, quote) << "\n"
      << "init_from: " << quote(c.init_from) << "\n"
      << "convert_attention: " << quote(c.convert_attention) << "\n"
-     << "recompute: " << quote(c.recompute) << "\n";
+     << "recompute: " << quote(c.recompute) << "\n"
+     << "superlinear_keep_partials: " << (c.superlinear_keep_partials ? "true" : "false") << "\n";
   return os.str();
 }
 

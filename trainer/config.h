@@ -9,7 +9,8 @@
 //   debug:       test hooks (NaN gradients injected at chosen steps)
 //   eval:        what `superlinear eval` measures (trainer/eval_config.h: the NIAH grid)
 //   top level:   device, precision, seed, steps, batch_size, seq_len, grad_accum, grad_clip,
-//                max_skipped_steps, freeze, recompute (layers/recompute.h)
+//                max_skipped_steps, freeze, recompute (layers/recompute.h),
+//                superlinear_keep_partials (Note [kept partials] in kernels/superlinear.h)
 //
 // Errors are Status values (InvalidArgument) whose message starts with where the offending key
 // came from: "file:line: section.key: ..." for a key of the file, "--set section.key=value: ..."
@@ -100,6 +101,9 @@ struct TrainConfig {
   std::string init_from;          // trainer/init_from.h: HF directory or checkpoint; "": none
   std::string convert_attention;  // "" or "superlinear": '*' blocks become 'S' (init_from.h)
   std::string recompute = "none";  // "none", "all" or block letters ("M*S"): layers/recompute.h
+  // 'S' blocks keep their window and span outputs for the backward rather than recomputing them
+  // (CUDA bf16 only; faster backward for (k + 1) attention outputs of memory per 'S' block).
+  bool superlinear_keep_partials = false;
 };
 
 // Parses YAML text (`file` names it in messages), after applying overrides "a.b=value" (value is

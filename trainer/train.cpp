@@ -140,6 +140,7 @@ Status Run::init() {
   StatusOr<std::string> recompute = layers::recompute_kinds(c_.recompute, c_.model.pattern);
   if (!recompute.ok()) return Status::InvalidArgument("recompute: " + recompute.status().message());
   model_.set_recompute(recompute.value());
+  model_.set_superlinear_keep_partials(c_.superlinear_keep_partials);
   if (!c_.init_from.empty()) {
     StatusOr<std::string> from = init_model_from(c_.init_from, c_.convert_attention, &model_);
     if (!from.ok()) return from.status();

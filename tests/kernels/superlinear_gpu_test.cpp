@@ -268,6 +268,104 @@ TEST(SuperlinearGpuSpanChunks, ChunkedTensorCorePathMatchesOneChunk) {
   }
 }
 
+// Note [kept partials] (kernels/superlinear.h): a forward that keeps the window and span outputs
+// computes the same bits as one that does not, and the backward that reads them instead of
+// recomputing meets the reference, is bitwise reproducible and stays within the same rounding of
+// the recomputing backward; in one chunk and in many (SL_SPAN_CHUNK_PAIRS), with a window (s = 3)
+// and without (s = 0). Paths other than the tensor-core one keep nothing.
+TEST(SuperlinearGpuKeptPartials, BackwardFromKeptPartialsMatchesCpu) {
+  SL_REQUIRE_GPU();
+  const DType dt = DType::BF16;
+  struct Setting {
+    SuperlinearConfig cfg;
+    int64_t D;
+    const char* chunk_pairs;  // SL_SPAN_CHUNK_PAIRS, or null for one chunk
+  };
+  for (const Setting& st : {Setting{cfg_int(2, 0.5, 3, 3, 2, 1), 128, nullptr},
+                            Setting{SuperlinearConfig::balanced(), 64, nullptr},
+                            Setting{cfg_int(2, 0.5, 3, 3, 2, 1), 64, "97"},
+                            Setting{SuperlinearConfig::balanced(), 128, "97"}}) {
+    const SuperlinearConfig& cfg = st.cfg;
+    const std::string what = cfg.str() + " D=" + std::to_string(st.D) +
+                             (st.chunk_pairs ? " chunks of 97 pairs" : " one chunk");
+    const Case c{"kept", 2, 8, 2, 300, 300, st.D, cfg, true};
+    const Inputs in = make_inputs(c, dt, 321);
+    const Inputs g = convert(in, dt, kGpu);
+    if (st.chunk_pairs) {
+      ASSERT_EQ(setenv("SL_SPAN_CHUNK_PAIRS", st.chunk_pairs, 1), 0);
+    }
+    SuperlinearForward plain, kept;
+    SuperlinearGrads gp, gk, gk2;
+    try {
+      plain = forward(g, cfg);
+      kept = superlinear_forward(g.qa, g.qs, g.k, g.v, cfg, g.ds, -1, nullptr,
+                                 /*keep_partials=*/true);
+      gp = backward(g, plain, cfg);
+      gk = backward(g, kept, cfg);
+      gk2 = backward(g, kept, cfg);
+    } catch (...) {
+      unsetenv("SL_SPAN_CHUNK_PAIRS");
+      throw;
+    }
+    unsetenv("SL_SPAN_CHUNK_PAIRS");
+    EXPECT_FALSE(plain.span_out.defined() || plain.window_out.defined()) << what;
+    ASSERT_TRUE(kept.span_out.defined()) << what;
+    EXPECT_EQ(kept.span_out.shape(), (Dims{c.B, c.Hq, c.Lq, cfg.k, c.D})) << what;
+    EXPECT_EQ(kept.window_out.defined(), window_len(cfg) > 0) << what;
+    EXPECT_TRUE(AllEqual(kept.out, plain.out)) << what;
+    EXPECT_TRUE(AllEqual(kept.lse_s, plain.lse_s)) << what;
+    EXPECT_TRUE(AllEqual(kept.lse_w, plain.lse_w)) << what;
+    EXPECT_TRUE(AllEqual(kept.anchors, plain.anchors)) << what;
+    EXPECT_TRUE(AllEqual(gk2.dqa, gk.dqa) && AllEqual(gk2.dqs, gk.dqs) && AllEqual(gk2.dk, gk.dk) &&
+                AllEqual(gk2.dv, gk.dv))
+        << what << ": the backward from kept partials is not reproducible";
+
+    const Inputs in64 = convert(in, DType::F64, Device::cpu());
+    SuperlinearWork work;
+    const SuperlinearForward ref = forward(in64, cfg, &work);
+    const SuperlinearGrads gr = backward(in64, ref, cfg);
+    const int64_t max_keys = *std::max_element(work.keys.begin(), work.keys.end());
+    const int64_t n_q = max_keys + c.D, n_kv = (c.Hq / c.Hkv) * c.Lq * (cfg.k + 1) + c.D;
+    ExpectGradsClose(gk, gr, dt, n_q, n_kv, "kept partials, " + what);
+    ExpectGradsClose(gp, gr, dt, n_q, n_kv, "recomputed, " + what);
+  }
+
+  // Nothing is kept off the tensor-core path (f32 here).
+  const Case c{"kept_f32", 1, 4, 2, 50, 50, 64, SuperlinearConfig::balanced(), false};
+  const Inputs g = convert(make_inputs(c, DType::F32, 5), DType::F32, kGpu);
+  const SuperlinearForward f =
+      superlinear_forward(g.qa, g.qs, g.k, g.v, c.cfg, g.ds, -1, nullptr, true);
+  EXPECT_FALSE(f.span_out.defined() || f.window_out.defined());
+}
+
+// Kept partials that do not fit the call are errors naming them.
+TEST(SuperlinearGpuKeptPartials, MismatchedPartialsAreErrorsNamingThem) {
+  SL_REQUIRE_GPU();
+  const SuperlinearConfig cfg = cfg_int(2, 0.5, 3, 3, 2, 1);
+  const Case c{"kept_bad", 1, 4, 2, 40, 40, 64, cfg, false};
+  const Inputs g = convert(make_inputs(c, DType::BF16, 9), DType::BF16, kGpu);
+  const SuperlinearForward f =
+      superlinear_forward(g.qa, g.qs, g.k, g.v, cfg, g.ds, -1, nullptr, true);
+  ASSERT_TRUE(f.span_out.defined() && f.window_out.defined());
+  auto error_of = [&](const SuperlinearForward& bad) -> std::string {
+    try {
+      (void)backward(g, bad, cfg);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  SuperlinearForward wrong_shape = f;
+  wrong_shape.span_out = f.span_out.slice(2, 0, 20).contiguous();
+  EXPECT_NE(error_of(wrong_shape).find("span_out"), std::string::npos);
+  SuperlinearForward no_window = f;
+  no_window.window_out = Tensor();
+  EXPECT_NE(error_of(no_window).find("window_out"), std::string::npos);
+  SuperlinearForward no_spans = f;
+  no_spans.span_out = Tensor();
+  EXPECT_NE(error_of(no_spans).find("window_out"), std::string::npos);
+}
+
 // Unquantised inputs (rounded to the dtype under test): the GPU's f32 scores differ from the
 // CPU's f64 ones in the last bits (the tensor-core search of bf16 also sums in another order), so
 // a row is compared only if its k + 1 best candidate scores are 1e-3 apart. The bf16 cases take

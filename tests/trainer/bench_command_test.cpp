@@ -41,7 +41,8 @@ TEST(BenchCommand, ParsesEveryFlag) {
                                   "--dtype",     "bf16",     "--reps",        "3",
                                   "--out",       "/tmp/x",   "--no-dense",    "--fast-backward",
                                   "--config",    "upscaled", "--dense-max-L", "32K",
-                                  "--cudnn-csv", "c.csv",    "--max-seconds", "90"});
+                                  "--cudnn-csv", "c.csv",    "--max-seconds", "90",
+                                  "--keep-partials"});
   ASSERT_TRUE(o.ok()) << o.status().message();
   EXPECT_EQ(o.value().lengths, (std::vector<int64_t>{4096, 65536}));
   EXPECT_EQ(o.value().gqa, (std::vector<int64_t>{1, 2, 4}));
@@ -51,6 +52,7 @@ TEST(BenchCommand, ParsesEveryFlag) {
   EXPECT_EQ(o.value().out_dir, "/tmp/x");
   EXPECT_FALSE(o.value().dense);
   EXPECT_TRUE(o.value().fast_backward);
+  EXPECT_TRUE(o.value().keep_partials);
   EXPECT_EQ(o.value().config, "upscaled");
   EXPECT_EQ(o.value().dense_max_len, 32768);
   EXPECT_EQ(o.value().cudnn_csv, "c.csv");
@@ -58,6 +60,7 @@ TEST(BenchCommand, ParsesEveryFlag) {
   BenchAttentionOptions d = parse_bench_attention_args({}).value();
   EXPECT_EQ(d.lengths.back(), 1 << 20);
   EXPECT_TRUE(d.dense);
+  EXPECT_FALSE(d.keep_partials);
 }
 
 TEST(BenchCommand, ArgumentErrorsNameTheFlag) {
@@ -197,9 +200,23 @@ TEST(BenchCommand, TableAndCsvCarryEveryRow) {
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 4);
   std::istringstream csv_lines(csv);
   for (std::string line; std::getline(csv_lines, line);)
-    EXPECT_EQ(std::count(line.begin(), line.end(), ','), 26) << line;
+    EXPECT_EQ(std::count(line.begin(), line.end(), ','), 29) << line;
   // 4 * D * keys / ms: 4 * 128 * 4096 * 1600 / 0.4096 ms = 8.192 TFLOP/s.
   EXPECT_NE(csv.find("4096,1,16,16,128,,6553600,655360,0.4096,8.192,"), std::string::npos) << csv;
+
+  // The optional columns (fast mode, kept partials) keep measured and skipped rows aligned.
+  o.fast_backward = o.keep_partials = true;
+  rows[0].sl_bwd_kept_ms = 0.8192, rows[0].partials_bytes = int64_t(3) << 20;
+  const std::string md2 = attention_markdown(rows, o, "# header");
+  std::istringstream lines2(md2);
+  std::vector<size_t> cols;
+  for (std::string line; std::getline(lines2, line);)
+    if (line.rfind("| ", 0) == 0) cols.push_back(size_t(std::count(line.begin(), line.end(), '|')));
+  ASSERT_EQ(cols.size(), 4u) << md2;  // header and three rows
+  for (size_t c : cols) EXPECT_EQ(c, cols[0]) << md2;
+  // 2.5 x 6553600 keys x 4 x 128 / 0.8192 ms = 10.24 TFLOP/s, and 3 MiB of partials.
+  EXPECT_NE(md2.find("| 0.819 | 10.2 | 3 |"), std::string::npos) << md2;
+  EXPECT_NE(attention_csv(rows).find(",0.8192,10.24,3145728\n"), std::string::npos);
 }
 
 TEST(BenchCommand, ReadsTheCudnnCsv) {

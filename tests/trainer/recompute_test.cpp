@@ -1,6 +1,7 @@
 // The `recompute:` key (layers/recompute.h): what it resolves to, its errors naming the key, the
 // benchmark config, and a training run with every block recomputed following the loss trajectory
-// of a plain run bit for bit on the CPU (every block kind, gradient accumulation).
+// of a plain run bit for bit on the CPU (every block kind, gradient accumulation). Also its
+// counterpart superlinear_keep_partials, as far as the CPU sees it (config and model flag).
 #include "layers/recompute.h"
 
 #include <gtest/gtest.h>
@@ -11,6 +12,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "layers/hybrid_lm.h"
+#include "layers/superlinear_attention.h"
 #include "trainer/config.h"
 #include "trainer/train.h"
 
@@ -52,6 +55,37 @@ TEST(RecomputeKinds, ConfigErrorsNameTheKey) {
   ASSERT_TRUE(back.ok()) << back.status().message();
   EXPECT_EQ(back.value().recompute, "-*");
   EXPECT_EQ(parse_train_config("", "r.yaml").value().recompute, "none");
+}
+
+// superlinear_keep_partials (Note [kept partials] in kernels/superlinear.h): off by default,
+// round-trips, rejects non-booleans naming the key, and reaches every S block of the model.
+TEST(KeepPartials, ConfigAndModelFlag) {
+  EXPECT_FALSE(parse_train_config("", "k.yaml").value().superlinear_keep_partials);
+  StatusOr<TrainConfig> c =
+      parse_train_config("model: {pattern: \"MS*S\"}\nsuperlinear_keep_partials: true\n", "k.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_TRUE(c.value().superlinear_keep_partials);
+  StatusOr<TrainConfig> back = parse_train_config(to_yaml(c.value()), "resolved.yaml");
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_TRUE(back.value().superlinear_keep_partials);
+  StatusOr<TrainConfig> bad = parse_train_config("superlinear_keep_partials: maybe\n", "k.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_HAS(bad.status().message(), "k.yaml:1");
+  EXPECT_HAS(bad.status().message(), "superlinear_keep_partials");
+
+  Generator gen(1);
+  layers::HybridLM model(c.value().model, gen);
+  auto flags = [&] {
+    std::string f;
+    for (int64_t i = 0; i < model.backbone().num_layers(); ++i)
+      if (const layers::SuperlinearAttention* s = model.backbone().layer(i).superlinear())
+        f += s->keep_partials() ? '1' : '0';
+    return f;
+  };
+  EXPECT_EQ(flags(), "00");
+  model.set_superlinear_keep_partials(true);
+  EXPECT_EQ(flags(), "11");
+  EXPECT_EQ(model.backbone().layer(2).superlinear(), nullptr);  // the '*' block
 }
 
 // configs/bench_100m.yaml (experiments/bench_train.sh) parses, and takes recompute overrides.
