@@ -15,25 +15,11 @@
 # bounds the superlinear sweep: later cases predicted past it are skipped and say so.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT="${OUT:-/tmp/sl-out}"
-mkdir -p "$OUT"
 stage="${1:-tests}"
-export SL_BUILD_DIR=build-device SL_JOBS="$(nproc)"
-{
-  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv
-  nvcc --version | tail -2
-  python3 -c "import torch; print('torch', torch.__version__, 'cudnn', torch.backends.cudnn.version())"
-  echo "commit: ${SL_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null)}"
-  date -u
-} > "$OUT/env.txt" 2>&1
-cat "$OUT/env.txt"
-
-start=$(date +%s)
-if ! bash scripts/build.sh > "$OUT/build.log" 2>&1; then
-  echo "BUILD FAILED"; grep -E "error|Error" "$OUT/build.log" | head -40; exit 1
-fi
+source experiments/device_common.sh
+record_env
+build_or_exit
 rm -f "$OUT/build.log"
-echo "build: $(( $(date +%s) - start )) s"
 
 cudnn() {
   local t0; t0=$(date +%s)
@@ -44,15 +30,8 @@ cudnn() {
 
 case "$stage" in
   tests)
-    start=$(date +%s)
     # shellcheck disable=SC2086
-    (cd build-device && ctest --output-on-failure --timeout 300 -j 8 \
-      --output-junit "$OUT/ctest.xml" ${SL_CTEST_ARGS:-} > "$OUT/ctest.log" 2>&1)
-    echo "ctest exit: $? ($(( $(date +%s) - start )) s)"
-    python3 experiments/summarize_tests.py "$OUT/ctest.xml" > "$OUT/tests.md" 2>&1
-    rm -f "$OUT/ctest.xml"
-    tail -n 12 "$OUT/tests.md"
-    grep -E "\(Failed\)|\(SEGFAULT\)|\(Timeout\)|\*\*\*Failed" "$OUT/ctest.log" | head -20
+    run_suite ${SL_CTEST_ARGS:-}
     cudnn
     ;;
   bench)

@@ -135,6 +135,43 @@ void ExpectGradsClose(const SuperlinearGrads& g, const SuperlinearGrads& ref, DT
   EXPECT_TRUE(AllClose(g.dv, ref.dv, Tol{dt, n_kv})) << what << " dv";
 }
 
+bool SameBits(const SuperlinearGrads& a, const SuperlinearGrads& b) {
+  return AllEqual(a.dqa, b.dqa) && AllEqual(a.dqs, b.dqs) && AllEqual(a.dk, b.dk) &&
+         AllEqual(a.dv, b.dv);
+}
+
+// The f64 CPU reference of a case, and the longest sums behind its outputs: an output row attends
+// at most max(keys) keys of D-long logits; a K/V row collects at most (k + 1) terms from each of
+// the r * Lq query rows of its group.
+struct Reference {
+  SuperlinearForward fwd;
+  SuperlinearGrads grads;
+  int64_t n_q = 0, n_kv = 0;
+};
+Reference reference(const Case& c, const Inputs& in) {
+  const Inputs in64 = convert(in, DType::F64, Device::cpu());
+  SuperlinearWork work;
+  Reference r;
+  r.fwd = forward(in64, c.cfg, &work);
+  r.grads = backward(in64, r.fwd, c.cfg);
+  const int64_t max_keys = *std::max_element(work.keys.begin(), work.keys.end());
+  r.n_q = max_keys + c.D;
+  r.n_kv = (c.Hq / c.Hkv) * c.Lq * (c.cfg.k + 1) + c.D;
+  return r;
+}
+
+// SL_SPAN_CHUNK_PAIRS for its lifetime (Note [span chunks]; null: one chunk), unset after.
+struct ChunkPairs {
+  explicit ChunkPairs(const char* v) {
+    if (v) {
+      EXPECT_EQ(setenv("SL_SPAN_CHUNK_PAIRS", v, 1), 0);
+    }
+  }
+  ~ChunkPairs() { unsetenv("SL_SPAN_CHUNK_PAIRS"); }
+  ChunkPairs(const ChunkPairs&) = delete;
+  ChunkPairs& operator=(const ChunkPairs&) = delete;
+};
+
 class SuperlinearGpu : public ::testing::TestWithParam<std::tuple<Case, DType>> {};
 
 TEST_P(SuperlinearGpu, ForwardAndBackwardMatchCpu) {
@@ -142,30 +179,22 @@ TEST_P(SuperlinearGpu, ForwardAndBackwardMatchCpu) {
   const Case& c = std::get<0>(GetParam());
   const DType dt = std::get<1>(GetParam());
   const Inputs in = make_inputs(c, dt, std::hash<std::string>()(c.name) + uint64_t(dt));
-  const Inputs in64 = convert(in, DType::F64, Device::cpu());
   const Inputs gin = convert(in, dt, kGpu);
-  SuperlinearWork work;
-  const SuperlinearForward ref = forward(in64, c.cfg, &work);
+  const Reference rf = reference(c, in);
+  const SuperlinearForward& ref = rf.fwd;
   const SuperlinearForward gf = forward(gin, c.cfg);
-
-  // Longest sums: an output row attends at most max(keys) keys of D-long logits; a K/V row
-  // collects at most (k + 1) terms from each of the r * Lq query rows of its group.
-  const int64_t max_keys = *std::max_element(work.keys.begin(), work.keys.end());
-  const int64_t n_q = max_keys + c.D, n_kv = (c.Hq / c.Hkv) * c.Lq * (c.cfg.k + 1) + c.D;
+  const int64_t n_q = rf.n_q, n_kv = rf.n_kv;
   EXPECT_TRUE(AllEqual(gf.anchors, ref.anchors));
   EXPECT_TRUE(AllEqual(gf.scores, ref.scores));
   EXPECT_TRUE(StatsClose(gf.lse_w, ref.lse_w, Tol{DType::F32, n_q}));
   EXPECT_TRUE(StatsClose(gf.lse_s, ref.lse_s, Tol{DType::F32, n_q}));
   EXPECT_TRUE(AllClose(gf.out, ref.out, Tol{dt, n_q}));
 
-  const SuperlinearGrads gr = backward(in64, ref, c.cfg);
   const SuperlinearGrads gd = backward(gin, gf, c.cfg);
-  ExpectGradsClose(gd, gr, dt, n_q, n_kv, "deterministic");
-  const SuperlinearGrads gd2 = backward(gin, gf, c.cfg);
-  EXPECT_TRUE(AllEqual(gd2.dqa, gd.dqa) && AllEqual(gd2.dqs, gd.dqs) && AllEqual(gd2.dk, gd.dk) &&
-              AllEqual(gd2.dv, gd.dv))
+  ExpectGradsClose(gd, rf.grads, dt, n_q, n_kv, "deterministic");
+  EXPECT_TRUE(SameBits(backward(gin, gf, c.cfg), gd))
       << "the deterministic backward must be bitwise reproducible";
-  ExpectGradsClose(backward_fast(gin, gf, c.cfg), gr, dt, n_q, n_kv, "fast");
+  ExpectGradsClose(backward_fast(gin, gf, c.cfg), rf.grads, dt, n_q, n_kv, "fast");
 }
 
 const Case kCases[] = {
@@ -239,32 +268,20 @@ TEST(SuperlinearGpuSpanChunks, ChunkedTensorCorePathMatchesOneChunk) {
     const Inputs in = make_inputs(c, dt, 123);
     const Inputs g = convert(in, dt, kGpu);
     const SuperlinearForward one = forward(g, cfg);
-    ASSERT_EQ(setenv("SL_SPAN_CHUNK_PAIRS", "97", 1), 0);
     SuperlinearForward many;
     SuperlinearGrads gm, gm2;
-    try {
+    {
+      ChunkPairs chunks("97");
       many = forward(g, cfg);
       gm = backward(g, many, cfg);
       gm2 = backward(g, many, cfg);
-    } catch (...) {
-      unsetenv("SL_SPAN_CHUNK_PAIRS");
-      throw;
     }
-    unsetenv("SL_SPAN_CHUNK_PAIRS");
     EXPECT_TRUE(AllEqual(many.out, one.out));
     EXPECT_TRUE(AllEqual(many.lse_s, one.lse_s));
     EXPECT_TRUE(AllEqual(many.lse_w, one.lse_w));
-    EXPECT_TRUE(AllEqual(gm2.dqa, gm.dqa) && AllEqual(gm2.dqs, gm.dqs) && AllEqual(gm2.dk, gm.dk) &&
-                AllEqual(gm2.dv, gm.dv))
-        << "chunked backward not reproducible";
-
-    const Inputs in64 = convert(in, DType::F64, Device::cpu());
-    SuperlinearWork work;
-    const SuperlinearForward ref = forward(in64, cfg, &work);
-    const SuperlinearGrads gr = backward(in64, ref, cfg);
-    const int64_t max_keys = *std::max_element(work.keys.begin(), work.keys.end());
-    const int64_t n_q = max_keys + c.D, n_kv = (c.Hq / c.Hkv) * c.Lq * (cfg.k + 1) + c.D;
-    ExpectGradsClose(gm, gr, dt, n_q, n_kv, "chunked " + cfg.str());
+    EXPECT_TRUE(SameBits(gm2, gm)) << "chunked backward not reproducible";
+    const Reference rf = reference(c, in);
+    ExpectGradsClose(gm, rf.grads, dt, rf.n_q, rf.n_kv, "chunked " + cfg.str());
   }
 }
 
@@ -291,23 +308,17 @@ TEST(SuperlinearGpuKeptPartials, BackwardFromKeptPartialsMatchesCpu) {
     const Case c{"kept", 2, 8, 2, 300, 300, st.D, cfg, true};
     const Inputs in = make_inputs(c, dt, 321);
     const Inputs g = convert(in, dt, kGpu);
-    if (st.chunk_pairs) {
-      ASSERT_EQ(setenv("SL_SPAN_CHUNK_PAIRS", st.chunk_pairs, 1), 0);
-    }
     SuperlinearForward plain, kept;
     SuperlinearGrads gp, gk, gk2;
-    try {
+    {
+      ChunkPairs chunks(st.chunk_pairs);
       plain = forward(g, cfg);
       kept = superlinear_forward(g.qa, g.qs, g.k, g.v, cfg, g.ds, -1, nullptr,
                                  /*keep_partials=*/true);
       gp = backward(g, plain, cfg);
       gk = backward(g, kept, cfg);
       gk2 = backward(g, kept, cfg);
-    } catch (...) {
-      unsetenv("SL_SPAN_CHUNK_PAIRS");
-      throw;
     }
-    unsetenv("SL_SPAN_CHUNK_PAIRS");
     EXPECT_FALSE(plain.span_out.defined() || plain.window_out.defined()) << what;
     ASSERT_TRUE(kept.span_out.defined()) << what;
     EXPECT_EQ(kept.span_out.shape(), (Dims{c.B, c.Hq, c.Lq, cfg.k, c.D})) << what;
@@ -316,18 +327,10 @@ TEST(SuperlinearGpuKeptPartials, BackwardFromKeptPartialsMatchesCpu) {
     EXPECT_TRUE(AllEqual(kept.lse_s, plain.lse_s)) << what;
     EXPECT_TRUE(AllEqual(kept.lse_w, plain.lse_w)) << what;
     EXPECT_TRUE(AllEqual(kept.anchors, plain.anchors)) << what;
-    EXPECT_TRUE(AllEqual(gk2.dqa, gk.dqa) && AllEqual(gk2.dqs, gk.dqs) && AllEqual(gk2.dk, gk.dk) &&
-                AllEqual(gk2.dv, gk.dv))
-        << what << ": the backward from kept partials is not reproducible";
-
-    const Inputs in64 = convert(in, DType::F64, Device::cpu());
-    SuperlinearWork work;
-    const SuperlinearForward ref = forward(in64, cfg, &work);
-    const SuperlinearGrads gr = backward(in64, ref, cfg);
-    const int64_t max_keys = *std::max_element(work.keys.begin(), work.keys.end());
-    const int64_t n_q = max_keys + c.D, n_kv = (c.Hq / c.Hkv) * c.Lq * (cfg.k + 1) + c.D;
-    ExpectGradsClose(gk, gr, dt, n_q, n_kv, "kept partials, " + what);
-    ExpectGradsClose(gp, gr, dt, n_q, n_kv, "recomputed, " + what);
+    EXPECT_TRUE(SameBits(gk2, gk)) << what << ": the backward from kept partials is not reproducible";
+    const Reference rf = reference(c, in);
+    ExpectGradsClose(gk, rf.grads, dt, rf.n_q, rf.n_kv, "kept partials, " + what);
+    ExpectGradsClose(gp, rf.grads, dt, rf.n_q, rf.n_kv, "recomputed, " + what);
   }
 
   // Nothing is kept off the tensor-core path (f32 here).

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Sourced by the device-call scripts (experiments/device_run.sh, experiments/attention_run.sh):
+# $OUT, the build directory and job count, and two steps every call starts with.
+OUT="${OUT:-/tmp/sl-out}"
+mkdir -p "$OUT"
+export SL_BUILD_DIR=build-device SL_JOBS="$(nproc)"
+
+# The card, toolchain and commit, into $OUT/env.txt and on stdout.
+record_env() {
+  {
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv
+    nvcc --version | tail -2
+    cmake --version | head -1
+    python3 -c "import torch; print('torch', torch.__version__, 'cudnn', torch.backends.cudnn.version())"
+    echo "commit: ${SL_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null)}"
+    date -u
+  } > "$OUT/env.txt" 2>&1
+  cat "$OUT/env.txt"
+}
+
+# Builds into build-device with every core; on failure prints the errors, keeps
+# $OUT/build.log and exits the calling script.
+build_or_exit() {
+  local start; start=$(date +%s)
+  if ! bash scripts/build.sh > "$OUT/build.log" 2>&1; then
+    echo "BUILD FAILED"; grep -E "error|Error" "$OUT/build.log" | head -40; exit 1
+  fi
+  echo "build: $(( $(date +%s) - start )) s"
+}
+
+# The test suite (GPU tests included) in build-device; extra arguments go to ctest. Leaves
+# $OUT/ctest.log and the table $OUT/tests.md, and prints the table's end and any failure.
+run_suite() {
+  local start; start=$(date +%s)
+  (cd build-device && ctest --output-on-failure --timeout 300 -j 8 \
+    --output-junit "$OUT/ctest.xml" "$@" > "$OUT/ctest.log" 2>&1)
+  echo "ctest exit: $? ($(( $(date +%s) - start )) s)"
+  python3 experiments/summarize_tests.py "$OUT/ctest.xml" > "$OUT/tests.md" 2>&1
+  rm -f "$OUT/ctest.xml"
+  tail -n 30 "$OUT/tests.md"
+  grep -E "\(Failed\)|\(SEGFAULT\)|\(Timeout\)|\*\*\*Failed|\*\*\*Exception" "$OUT/ctest.log" | head -40
+}
