@@ -88,13 +88,21 @@ void measure_superlinear(AttentionBenchRow& r, const SuperlinearConfig& cfg, int
           (void)kernels::superlinear_backward(dout, qa, qs, k, v, f, cfg, Tensor(), -1, false);
         },
         reps);
-  if (keep_partials) {  // Note [kept partials]: the forward's outputs stay, the y pass goes
+  if (!keep_partials) return;
+  // Note [kept partials]: the forward's outputs stay and the backward skips the y pass. A
+  // failure here (out of memory: (k + 1) outputs more) leaves the columns empty, not the row.
+  try {
     f = kernels::SuperlinearForward();
     f = kernels::superlinear_forward(qa, qs, k, v, cfg, Tensor(), -1, nullptr, true);
-    r.partials_bytes = (f.span_out.defined() ? rounded(f.span_out) : 0) +
-                       (f.window_out.defined() ? rounded(f.window_out) : 0);
+    if (!f.span_out.defined()) return;  // off the tensor-core path nothing is kept: "-"
+    r.partials_bytes =
+        rounded(f.span_out) + (f.window_out.defined() ? rounded(f.window_out) : 0);
     r.sl_bwd_kept_ms = bench::time_auto(
         [&] { (void)kernels::superlinear_backward(dout, qa, qs, k, v, f, cfg); }, reps);
+  } catch (const Error& e) {
+    r.partials_bytes = -1;
+    std::fprintf(stderr, "L=%lld gqa=%lld kept partials: %s\n", (long long)r.L, (long long)r.gqa,
+                 std::string(e.what()).substr(0, std::string(e.what()).find('\n')).c_str());
   }
 }
 

@@ -24,6 +24,7 @@
 #include <tuple>
 #include <vector>
 
+#include "kernels/elementwise.h"
 #include "kernels/superlinear.h"
 #include "tests/common/gpu.h"
 #include "tests/common/tolerance.h"
@@ -160,16 +161,24 @@ Reference reference(const Case& c, const Inputs& in) {
   return r;
 }
 
-// SL_SPAN_CHUNK_PAIRS for its lifetime (Note [span chunks]; null: one chunk), unset after.
-struct ChunkPairs {
+// SL_SPAN_CHUNK_PAIRS = v for its lifetime (Note [span chunks]; null: unset, i.e. one chunk),
+// then the value it had before.
+class ChunkPairs {
+ public:
   explicit ChunkPairs(const char* v) {
-    if (v) {
-      EXPECT_EQ(setenv("SL_SPAN_CHUNK_PAIRS", v, 1), 0);
-    }
+    const char* old = std::getenv(kVar);
+    had_ = old != nullptr;
+    if (had_) old_ = old;
+    EXPECT_EQ(v ? setenv(kVar, v, 1) : unsetenv(kVar), 0);
   }
-  ~ChunkPairs() { unsetenv("SL_SPAN_CHUNK_PAIRS"); }
+  ~ChunkPairs() { had_ ? setenv(kVar, old_.c_str(), 1) : unsetenv(kVar); }
   ChunkPairs(const ChunkPairs&) = delete;
   ChunkPairs& operator=(const ChunkPairs&) = delete;
+
+ private:
+  static constexpr const char* kVar = "SL_SPAN_CHUNK_PAIRS";
+  bool had_ = false;
+  std::string old_;
 };
 
 class SuperlinearGpu : public ::testing::TestWithParam<std::tuple<Case, DType>> {};
@@ -287,9 +296,10 @@ TEST(SuperlinearGpuSpanChunks, ChunkedTensorCorePathMatchesOneChunk) {
 
 // Note [kept partials] (kernels/superlinear.h): a forward that keeps the window and span outputs
 // computes the same bits as one that does not, and the backward that reads them instead of
-// recomputing meets the reference, is bitwise reproducible and stays within the same rounding of
-// the recomputing backward; in one chunk and in many (SL_SPAN_CHUNK_PAIRS), with a window (s = 3)
-// and without (s = 0). Paths other than the tensor-core one keep nothing.
+// recomputing meets the same reference as the recomputing one and is bitwise reproducible; in
+// one chunk and in many (SL_SPAN_CHUNK_PAIRS), with a window (s = 3) and without (s = 0). That it
+// reads them at all: altering a kept row changes the gradients. Paths other than the tensor-core
+// one keep nothing.
 TEST(SuperlinearGpuKeptPartials, BackwardFromKeptPartialsMatchesCpu) {
   SL_REQUIRE_GPU();
   const DType dt = DType::BF16;
@@ -328,6 +338,16 @@ TEST(SuperlinearGpuKeptPartials, BackwardFromKeptPartialsMatchesCpu) {
     EXPECT_TRUE(AllEqual(kept.lse_w, plain.lse_w)) << what;
     EXPECT_TRUE(AllEqual(kept.anchors, plain.anchors)) << what;
     EXPECT_TRUE(SameBits(gk2, gk)) << what << ": the backward from kept partials is not reproducible";
+    // Doubled kept outputs must reach the gradients (a backward that quietly recomputed would
+    // not see them).
+    SuperlinearForward altered = kept;
+    altered.span_out = scale(kept.span_out, 2.0);
+    EXPECT_FALSE(SameBits(backward(g, altered, cfg), gk)) << what << ": span_out is not read";
+    if (kept.window_out.defined()) {
+      altered = kept;
+      altered.window_out = scale(kept.window_out, 2.0);
+      EXPECT_FALSE(SameBits(backward(g, altered, cfg), gk)) << what << ": window_out is not read";
+    }
     const Reference rf = reference(c, in);
     ExpectGradsClose(gk, rf.grads, dt, rf.n_q, rf.n_kv, "kept partials, " + what);
     ExpectGradsClose(gp, rf.grads, dt, rf.n_q, rf.n_kv, "recomputed, " + what);
