@@ -71,14 +71,9 @@ __global__ void rows_kernel(SpanArgs a, const uint16_t* dout, const uint16_t* ow
     for (int e = 0; e < E; ++e) yw += bf16_at(dorow, lane * E + e) * bf16_at(owrow, lane * E + e);
     yw = warp_sum(yw);
   }
-  float sc[kMaxK], g[kMaxK], y[kMaxK], wj[kMaxK];
+  float g[kMaxK], y[kMaxK], wj[kMaxK];
   int32_t an[kMaxK];
-#pragma unroll
-  for (int j = 0; j < kMaxK; ++j) {
-    an[j] = j < k ? p.anchors[row * k + j] : kNoAnchor;
-    sc[j] = j < k ? static_cast<const float*>(p.scores)[row * k + j] : -INFINITY;
-  }
-  gate_weights(k, sc, an, g);
+  row_gate(p, row, an, g);
   float ybar = 0.f, alpha = 0.f, alpha_y = 0.f;
 #pragma unroll
   for (int j = 0; j < kMaxK; ++j) {

@@ -185,14 +185,9 @@ __global__ void merge_kernel(SpanArgs a, const uint16_t* os, const uint16_t* ow,
   const int lane = int(threadIdx.x) & 31, k = p.cfg.k;
   const Row r = locate_row(p, row);
   const float lse_w = static_cast<const float*>(p.lse_w)[row];
-  float sc[kMaxK], g[kMaxK];
+  float g[kMaxK];
   int32_t an[kMaxK];
-#pragma unroll
-  for (int j = 0; j < kMaxK; ++j) {
-    an[j] = j < k ? p.anchors[row * k + j] : kNoAnchor;
-    sc[j] = j < k ? static_cast<const float*>(p.scores)[row * k + j] : -INFINITY;
-  }
-  gate_weights(k, sc, an, g);
+  row_gate(p, row, an, g);
   float owv[E], out[E];
 #pragma unroll
   for (int e = 0; e < E; ++e) {

@@ -96,6 +96,20 @@ __device__ __forceinline__ int64_t chunk_row(int64_t row0, int64_t rows) {
   return w < rows ? row0 + w : -1;
 }
 
+// A row's slots (anchor, kNoAnchor past k) and their gate weights (spec §8) from the forward's
+// anchors and scores: what the merge and the backward's row terms start from.
+__device__ __forceinline__ void row_gate(const SuperlinearParams& p, int64_t row,
+                                         int32_t (&an)[kMaxK], float (&g)[kMaxK]) {
+  const int k = p.cfg.k;
+  float sc[kMaxK];
+#pragma unroll
+  for (int j = 0; j < kMaxK; ++j) {
+    an[j] = j < k ? p.anchors[row * k + j] : kNoAnchor;
+    sc[j] = j < k ? static_cast<const float*>(p.scores)[row * k + j] : -INFINITY;
+  }
+  gate_weights(k, sc, an, g);
+}
+
 // A tile's footprint from its key: key = ((b * Hkv + g) * n_kb + kb0) << 8 | (nb - 1).
 struct Footprint {
   int64_t bg;  // b * Hkv + g
