@@ -224,7 +224,6 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
     attention_forward_cuda(ap, device);
     ow_ptr = static_cast<const uint16_t*>(ow.data_ptr());
   }
-  if (W == 0) ow_ptr = nullptr;
   timer.mark(1);
 
   Tensor terms = Tensor::empty({4 * n + 2 * rows}, DType::F32, dev);
