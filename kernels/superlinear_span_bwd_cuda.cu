@@ -27,6 +27,19 @@
 //   4. dK = acc + routing (pairs by anchor: a stable sort, summed in pair order) + window.
 // No floating-point atomics anywhere: the result is bitwise reproducible run to run, so the fast
 // mode (bp.deterministic = false) takes the same path on this kernel family.
+//
+// Note [fused dQ, measured and dropped]
+// Flash attention 2 folds the dQ pass into the dK/dV pass: each block stores its dS tile in
+// shared memory and adds dS K to dQ with atomics, five tile products instead of seven. Tried
+// here as the fast mode (H200, bf16, D = 128, 16 heads, session 5): the dK/dV pass with dQ took
+// 921 ms at 1M GQA 1 against 955 for the two passes apart (dq 327 + dkv 628), the backward from
+// kept partials 955 against 972 ms at 1M GQA 8, but 20.0 against 18.7 ms at 64K GQA 8. The extra
+// barrier per tile and the atomics (64 x D floats per tile and 64-key block, twice flash
+// attention's per key with its 128-key blocks) cost about as much as the two products saved.
+// Variants were slower still: float4 atomics after lane-pair shuffles with pairs that miss the
+// block skipped (936 ms), and warps skipping tiles whose spans miss their 16 keys (the plain
+// dK/dV pass went from 573 to 607 ms at 1M GQA 8: 280 B of spills instead of 224 at D = 128).
+// Neither was kept; a fused dQ needs larger key blocks (128, eight warps) to pay.
 #include "kernels/superlinear_span_cuda.cuh"
 
 namespace sl::kernels::slcuda {
