@@ -262,7 +262,9 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
     const int64_t slots = n_tiles * kTile;
     if (slot_mem.numel() < slots * 7) slot_mem = Tensor::empty({slots * 7}, DType::I32, dev);
     int32_t* base = slot_mem.data<int32_t>();
-    SlotTable st{base, base + slots, reinterpret_cast<float4*>(base + 2 * slots), base + 6 * slots};
+    float* f = reinterpret_cast<float*>(base);
+    SlotTable st{base,         base + slots,     f + 2 * slots,   f + 3 * slots,
+                 f + 4 * slots, base + 5 * slots, base + 6 * slots};
     bwd_slot_table(a, n_tiles, coef, st, s);
     return st;
   };

@@ -17,8 +17,8 @@ constexpr int tile_smem_bytes() {
 }
 template <int D>
 constexpr int dkv_smem_bytes() {
-  // K, V, Q[2], dO[2], slot info[2] (float4) and hi[2], live tiles, warp counts
-  return 6 * kTile * D * 2 + 2 * kTile * 20 + kList * 4 + kWarps * 4;
+  // K, V, Q[2], dO[2], the five slot terms [5][2][kTile], live tiles, warp counts
+  return 6 * kTile * D * 2 + 5 * 2 * kTile * 4 + kList * 4 + kWarps * 4;
 }
 
 // Pair r of the tile starting at sorted position s0 (-1 past the end of its run).
@@ -45,7 +45,10 @@ __global__ void slot_table_kernel(SpanArgs a, const float2* coef, int64_t n_tile
   const float lse2 = lp >= 0 ? static_cast<const float*>(a.p.lse_s)[a.p0 + lp] * kLog2e : INFINITY;
   st.row[x] = lp >= 0 ? int32_t((a.p0 + lp) / a.p.cfg.k) : -1;
   st.lp[x] = lp;
-  st.info[x] = make_float4(lse2, cc.x, cc.y, __int_as_float(bd.x));
+  st.lse2[x] = lse2;
+  st.c1[x] = cc.x;
+  st.c2[x] = cc.y;
+  st.lo[x] = bd.x;
   st.hi[x] = bd.y;
 }
 
@@ -77,12 +80,11 @@ __device__ __forceinline__ PairRows pair_rows(const SlotTable& st, int64_t t) {
 #pragma unroll
   for (int j = 0; j < 2; ++j) {
     const int64_t x = t * kTile + warp * 16 + (lane >> 2) + 8 * j;
-    const float4 in = st.info[x];
     pr.lp[j] = st.lp[x];
-    pr.lse2[j] = in.x;
-    pr.c1[j] = in.y;
-    pr.c2[j] = in.z;
-    pr.lo[j] = __float_as_int(in.w);
+    pr.lse2[j] = st.lse2[x];
+    pr.c1[j] = st.c1[x];
+    pr.c2[j] = st.c2[x];
+    pr.lo[j] = st.lo[x];
     pr.hi[j] = st.hi[x];
   }
   return pr;
@@ -194,6 +196,15 @@ __device__ __forceinline__ int64_t lower_bound_key(const uint64_t* x, int64_t n,
   return lo;
 }
 
+// Note [dK/dV registers]
+// At D = 128 the dK/dV kernel holds 128 accumulator floats per thread plus the 64 of S^T and
+// dP^T, at the 255-register limit. The tile's terms were first staged as one float4 (lse2, c1,
+// c2, lo) per pair plus hi, read per element with a short-circuit span test: the compiler
+// hoisted the float4 loads (32 registers at once), branched around each masked exp2 and spilled
+// the results (ptxas: 224 bytes of spill stores, most of them in the tile loop). The terms are
+// now five arrays, each thread reads its pairs' two consecutive values as float2 / int2 where it
+// uses them, and the mask is a select.
+
 // dK/dV of one 64-key block of one (batch, KV head) from the chunk's tiles that cover it; adds
 // dK / sqrt(D) and dV to the f32 accumulators ([B, Hkv, Lkv, D]).
 template <int D>
@@ -204,9 +215,10 @@ __global__ void __launch_bounds__(kThreads)
   const uint32_t s_k = smem_addr(smem), s_v = s_k + kBN * D * 2;
   auto s_q = [&](int buf) { return s_v + uint32_t((1 + buf) * kTile * D * 2); };
   auto s_do = [&](int buf) { return s_v + uint32_t((3 + buf) * kTile * D * 2); };
-  float4* s_info = reinterpret_cast<float4*>(smem + 6 * kTile * D * 2);  // [2][kTile]
-  int32_t* s_hi = reinterpret_cast<int32_t*>(s_info + 2 * kTile);        // [2][kTile]
-  int32_t* s_list = s_hi + 2 * kTile;
+  // The slot terms lse2, c1, c2, lo, hi of the two staged tiles: term i of buffer b at
+  // s_terms + (2 i + b) * kTile.
+  float* s_terms = reinterpret_cast<float*>(smem + 6 * kTile * D * 2);
+  int32_t* s_list = reinterpret_cast<int32_t*>(s_terms + 5 * 2 * kTile);
   int32_t* s_count = s_list + kList;
   const uint64_t* tile_key = a.tile_key;
 
@@ -257,12 +269,16 @@ __global__ void __launch_bounds__(kThreads)
   const uint16_t* qa = static_cast<const uint16_t*>(p.qa);
   auto stage = [&](int64_t tile, int buf, int32_t row) {
     gather_row<D>(row, qa, dout, s_q(buf), s_do(buf));
-    const int c = int(threadIdx.x);
-    if (c < kTile)
-      cp_async16(smem_addr(s_info + buf * kTile + c), st.info + tile * kTile + c, true);
-    else if (c < kTile + kTile / 4)
-      cp_async16(smem_addr(s_hi + buf * kTile + 4 * (c - kTile)),
-                 st.hi + tile * kTile + 4 * (c - kTile), true);
+    const int c = int(threadIdx.x), term = c / (kTile / 4), q = 4 * (c % (kTile / 4));
+    if (term < 5) {
+      const void* src = term == 0   ? static_cast<const void*>(st.lse2)
+                        : term == 1 ? static_cast<const void*>(st.c1)
+                        : term == 2 ? static_cast<const void*>(st.c2)
+                        : term == 3 ? static_cast<const void*>(st.lo)
+                                    : static_cast<const void*>(st.hi);
+      cp_async16(smem_addr(s_terms + (2 * term + buf) * kTile + q),
+                 static_cast<const float*>(src) + tile * kTile + q, true);
+    }
   };
   auto row_of = [&](int64_t tile) { return st.row[tile * kTile + (threadIdx.x >> 1)]; };
 
@@ -289,8 +305,14 @@ __global__ void __launch_bounds__(kThreads)
       if (it + 1 < n_list) stage(s_list[it + 1], buf ^ 1, row_next);
       cp_async_commit();
       if (it + 2 < n_list) row_next = row_of(s_list[it + 2]);
-      const float4* info = s_info + buf * kTile;
-      const int32_t* qhi = s_hi + buf * kTile;
+      const float* lse2 = s_terms + buf * kTile;
+      const float* c1 = s_terms + (2 + buf) * kTile;
+      const float* c2 = s_terms + (4 + buf) * kTile;
+      const int32_t* lo = reinterpret_cast<const int32_t*>(s_terms + (6 + buf) * kTile);
+      const int32_t* hi = reinterpret_cast<const int32_t*>(s_terms + (8 + buf) * kTile);
+      // Note [dK/dV registers]: this thread's pairs are columns n * 8 + 2 (lane % 4) + {0, 1};
+      // their terms are read as float2 / int2 where used, and the span mask is branch-free.
+      auto col = [&](int n) { return n * 8 + 2 * (lane & 3); };
 
       // S^T = K Q^T: 16 keys x 64 pairs per warp; P^T in place.
       float s[kTile / 8][4];
@@ -298,26 +320,28 @@ __global__ void __launch_bounds__(kThreads)
       for (int n = 0; n < kTile / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
       mma_a_nk<bf16, D, kTile>(s, s_k, warp * 16, s_q(buf), lane);
 #pragma unroll
-      for (int n = 0; n < kTile / 8; ++n)
+      for (int n = 0; n < kTile / 8; ++n) {
+        const float2 l2 = *reinterpret_cast<const float2*>(lse2 + col(n));
+        const int2 l = *reinterpret_cast<const int2*>(lo + col(n));
+        const int2 h = *reinterpret_cast<const int2*>(hi + col(n));
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const int c = n * 8 + 2 * (lane & 3) + (e & 1);
           const int u = k0 + krow + 8 * (e >> 1);
-          const float4 in = info[c];
-          const bool ok = u >= __float_as_int(in.w) && u <= qhi[c];
-          s[n][e] = ok ? fast_exp2(fmaf(s[n][e], sl2, -in.x)) : 0.f;
+          const bool ok = (e & 1) ? (u >= l.y) & (u <= h.y) : (u >= l.x) & (u <= h.x);
+          const float x = fast_exp2(fmaf(s[n][e], sl2, -((e & 1) ? l2.y : l2.x)));
+          s[n][e] = ok ? x : 0.f;
         }
-        // dV += (c1 P)^T dO.
+      }
+      // dV += (c1 P)^T dO.
 #pragma unroll
       for (int kk = 0; kk < kTile / 16; ++kk) {
-        const int c0 = kk * 16 + 2 * (lane & 3);
-        const float a0 = info[c0].y, a1 = info[c0 + 1].y;
-        const float a8 = info[c0 + 8].y, a9 = info[c0 + 9].y;
+        const float2 a01 = *reinterpret_cast<const float2*>(c1 + col(2 * kk));
+        const float2 a89 = *reinterpret_cast<const float2*>(c1 + col(2 * kk + 1));
         uint32_t pa[4];
-        pa[0] = Mma<bf16>::pack(s[2 * kk][0] * a0, s[2 * kk][1] * a1);
-        pa[1] = Mma<bf16>::pack(s[2 * kk][2] * a0, s[2 * kk][3] * a1);
-        pa[2] = Mma<bf16>::pack(s[2 * kk + 1][0] * a8, s[2 * kk + 1][1] * a9);
-        pa[3] = Mma<bf16>::pack(s[2 * kk + 1][2] * a8, s[2 * kk + 1][3] * a9);
+        pa[0] = Mma<bf16>::pack(s[2 * kk][0] * a01.x, s[2 * kk][1] * a01.y);
+        pa[1] = Mma<bf16>::pack(s[2 * kk][2] * a01.x, s[2 * kk][3] * a01.y);
+        pa[2] = Mma<bf16>::pack(s[2 * kk + 1][0] * a89.x, s[2 * kk + 1][1] * a89.y);
+        pa[3] = Mma<bf16>::pack(s[2 * kk + 1][2] * a89.x, s[2 * kk + 1][3] * a89.y);
 #pragma unroll
         for (int dp = 0; dp < D / 16; ++dp) {
           uint32_t bf[4];
@@ -332,12 +356,13 @@ __global__ void __launch_bounds__(kThreads)
       for (int n = 0; n < kTile / 8; ++n) dpt[n][0] = dpt[n][1] = dpt[n][2] = dpt[n][3] = 0.f;
       mma_a_nk<bf16, D, kTile>(dpt, s_v, warp * 16, s_do(buf), lane);
 #pragma unroll
-      for (int n = 0; n < kTile / 8; ++n)
+      for (int n = 0; n < kTile / 8; ++n) {
+        const float2 a = *reinterpret_cast<const float2*>(c1 + col(n));
+        const float2 b = *reinterpret_cast<const float2*>(c2 + col(n));
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int c = n * 8 + 2 * (lane & 3) + (e & 1);
-          s[n][e] *= fmaf(info[c].y, dpt[n][e], -info[c].z);
-        }
+        for (int e = 0; e < 4; ++e)
+          s[n][e] *= (e & 1) ? fmaf(a.y, dpt[n][e], -b.y) : fmaf(a.x, dpt[n][e], -b.x);
+      }
       // dK += dS^T Q.
       mma_acc_kn<bf16, D, kTile>(dk, s, s_q(buf), lane);
     }

@@ -41,11 +41,14 @@ struct SpanArgs {
 };
 
 // Note [slot tables] (kernels/superlinear_span_bwd_tiles_cuda.cu): one entry per tile row.
+// Each array has tiles * 64 entries; the five terms are separate arrays (Note [dK/dV
+// registers]).
 struct SlotTable {
-  int32_t* row;  // [tiles * 64] query row of the pair, -1 for padding
-  int32_t* lp;   // [tiles * 64] local pair id, -1 for padding
-  float4* info;  // [tiles * 64] (lse2, c1, c2, lo as int bits); padding: (inf, 0, 0, 1)
-  int32_t* hi;   // [tiles * 64] span end; padding: 0
+  int32_t* row;    // query row of the pair, -1 for padding
+  int32_t* lp;     // local pair id, -1 for padding
+  float* lse2;     // lse_s log2(e); padding: inf
+  float *c1, *c2;  // the gate terms (0 before they exist, and for padding)
+  int32_t *lo, *hi;  // span bounds; padding: 1, 0 (empty)
 };
 
 // The backward's tile passes (kernels/superlinear_span_bwd_tiles_cuda.cu), D in {64, 128}: the
