@@ -102,8 +102,9 @@ __device__ __forceinline__ void span_probs(float (&s)[kBN / 8][4], const PairRow
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int j = e >> 1, u = k0 + n * 8 + 2 * (lane & 3) + (e & 1);
-      const bool ok = all_inside || (u >= pr.lo[j] && u <= pr.hi[j]);
-      s[n][e] = ok ? fast_exp2(fmaf(s[n][e], sl2, -pr.lse2[j])) : 0.f;
+      const bool ok = all_inside | ((u >= pr.lo[j]) & (u <= pr.hi[j]));
+      const float x = fast_exp2(fmaf(s[n][e], sl2, -pr.lse2[j]));  // a select, not a branch
+      s[n][e] = ok ? x : 0.f;
     }
 }
 
