@@ -12,7 +12,16 @@ record_env() {
     nvcc --version | tail -2
     cmake --version | head -1
     python3 -c "import torch; print('torch', torch.__version__, 'cudnn', torch.backends.cudnn.version())"
-    echo "commit: ${SL_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null)}"
+    # The device copy's git metadata can lag the tree it carries (seen 2026-11-28: it named the
+    # session's first commit), so a tree that differs from HEAD says so; SL_COMMIT names it.
+    if [ -n "${SL_COMMIT:-}" ]; then
+      echo "commit: $SL_COMMIT"
+    else
+      local changed note=""
+      changed=$(git status --porcelain --untracked-files=no 2>/dev/null | wc -l)
+      [ "$changed" -gt 0 ] && note=" + $changed changed files (uncommitted, or stale git metadata)"
+      echo "commit: $(git rev-parse --short HEAD 2>/dev/null)$note"
+    fi
     date -u
   } > "$OUT/env.txt" 2>&1
   cat "$OUT/env.txt"
