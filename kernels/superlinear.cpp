@@ -287,13 +287,23 @@ SuperlinearGrads superlinear_backward(const Tensor& dout_in, const Tensor& qa_in
   Tensor an = anchors.contiguous(), sc = scores.contiguous(), lw = lse_w.contiguous(),
          ls = lse_s.contiguous();
   Device dev = qa.device();
-  SuperlinearGrads g;
-  g.dqa = Tensor::zeros(qa.shape(), qa.dtype(), dev);
-  g.dqs = Tensor::zeros(qa.shape(), qa.dtype(), dev);
-  g.dk = Tensor::zeros(k.shape(), k.dtype(), dev);
-  g.dv = Tensor::zeros(k.shape(), k.dtype(), dev);
   SuperlinearBackwardParams p{};
   p.fwd = make_params(s, qa, qs, k, v, ds, cfg);
+  // The tensor-core path writes every element of the four gradients (its row and key kernels
+  // cover all rows and keys); the other paths accumulate into zeros.
+  bool written = false;
+#if SL_WITH_CUDA
+  written = dev.is_cuda() && qa.numel() > 0 && superlinear_cuda_keeps_partials(p.fwd);
+#endif
+  auto grad = [&](const Tensor& like) {
+    return written ? Tensor::empty(like.shape(), like.dtype(), dev)
+                   : Tensor::zeros(like.shape(), like.dtype(), dev);
+  };
+  SuperlinearGrads g;
+  g.dqa = grad(qa);
+  g.dqs = grad(qa);
+  g.dk = grad(k);
+  g.dv = grad(k);
   p.fwd.anchors = an.data<int32_t>();
   p.fwd.scores = sc.data_ptr();
   p.fwd.lse_w = lw.data_ptr();

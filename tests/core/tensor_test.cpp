@@ -147,5 +147,28 @@ TEST(Tensor, DeviceCastMatchesHostCastBitForBit) {
   }
 }
 
+// Fills on the device: zero of a contiguous tensor (a memset), -0.0 (not all-zero bits, so the
+// kernel), other values, and a strided view (the indexer), each against the same fill on the host.
+TEST(Tensor, DeviceFillMatchesHostFill) {
+  SL_REQUIRE_GPU();
+  for (DType dt : {DType::F32, DType::BF16, DType::I32}) {
+    Tensor h = test::randn({6, 5}, 3).to(dt);
+    Tensor d = h.to(Device::cuda(0));
+    for (double v : {0.0, -0.0, 2.5}) {
+      if (v == 0.0 && std::signbit(v) && dt == DType::I32) continue;
+      h.fill_(v);
+      d.fill_(v);
+      EXPECT_TRUE(AllEqual(d.to(Device::cpu()), h)) << dtype_name(dt) << " fill " << v;
+      if (dt != DType::I32) {
+        const std::vector<double> x = d.to(Device::cpu()).to(DType::F64).to_vector<double>();
+        EXPECT_EQ(std::signbit(x[0]), std::signbit(v)) << dtype_name(dt) << " fill " << v;
+      }
+    }
+    h.transpose(0, 1).slice(0, 1, 4, 2).fill_(7);
+    d.transpose(0, 1).slice(0, 1, 4, 2).fill_(7);
+    EXPECT_TRUE(AllEqual(d.to(Device::cpu()), h)) << dtype_name(dt) << " strided fill";
+  }
+}
+
 }  // namespace
 }  // namespace sl

@@ -24,6 +24,7 @@
 #include <tuple>
 #include <vector>
 
+#include "core/allocator.h"
 #include "kernels/elementwise.h"
 #include "kernels/superlinear.h"
 #include "tests/common/gpu.h"
@@ -359,6 +360,38 @@ TEST(SuperlinearGpuKeptPartials, BackwardFromKeptPartialsMatchesCpu) {
   const SuperlinearForward f =
       superlinear_forward(g.qa, g.qs, g.k, g.v, c.cfg, g.ds, -1, nullptr, true);
   EXPECT_FALSE(f.span_out.defined() || f.window_out.defined());
+}
+
+// The tensor-core backward hands out its four gradients uninitialised and must write every
+// element. The allocator's cache is emptied, then filled with NaN blocks of the gradients' sizes,
+// which the backward's allocations then reuse: an element it missed stays NaN and fails the
+// comparison. Chunked prefill (keys before the first query) and several chunks included.
+TEST(SuperlinearGpuGradients, EveryElementIsWritten) {
+  SL_REQUIRE_GPU();
+  const DType dt = DType::BF16;
+  const Case cases[] = {
+      {"chunk100_of401_d64_docs", 2, 4, 2, 100, 401, 64, cfg_int(2, 0.5, 3, 3, 2, 1), true},
+      {"L300_gqa8_d128", 1, 8, 1, 300, 300, 128, SuperlinearConfig::balanced(), false}};
+  for (const Case& c : cases) {
+    const Inputs in = make_inputs(c, dt, 4242);
+    const Inputs g = convert(in, dt, kGpu);
+    const SuperlinearForward f = forward(g, c.cfg);
+    SuperlinearGrads got;
+    {
+      ChunkPairs chunks("97");
+      cuda_alloc::empty_cache(0);
+      {
+        std::vector<Tensor> poison;
+        for (int i = 0; i < 8; ++i) {
+          poison.push_back(Tensor::full(g.qa.shape(), NAN, dt, kGpu));
+          poison.push_back(Tensor::full(g.k.shape(), NAN, dt, kGpu));
+        }
+      }
+      got = backward(g, f, c.cfg);
+    }
+    const Reference rf = reference(c, in);
+    ExpectGradsClose(got, rf.grads, dt, rf.n_q, rf.n_kv, c.name);
+  }
 }
 
 // Kept partials that do not fit the call are errors naming them.
