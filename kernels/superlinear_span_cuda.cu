@@ -39,19 +39,27 @@ namespace {
 
 using namespace attn;
 
+// Q, K[2], V: three blocks of 4 warps per SM (Note [span tile occupancy]).
 template <int D>
 constexpr int span_smem_bytes() {
-  return (kTile + 4 * kBN) * D * 2 + kTile * int(sizeof(int2)) + kTile * 4;
+  return (kTile + 3 * kBN) * D * 2 + kTile * int(sizeof(int2)) + kTile * 4;
 }
+
+// Note [span tile occupancy]
+// Nsight Compute found this kernel latency-bound at two 4-warp blocks per SM, held there by both
+// registers (186) and shared memory (Q, K[2], V[2]: 80 KB at D = 128). Three blocks per SM: at
+// most 168 registers (__launch_bounds__; ptxas: 165, no spills) and one V buffer (64 KB). K[kb+1]
+// still loads during block kb's scores; V[kb+1] loads once every warp is done with V[kb], behind
+// a second barrier, and the other blocks on the SM cover its wait.
 
 // One tile: up to 64 pairs with one footprint; warp w owns pairs 16 w .. 16 w + 15.
 template <int D>
-__global__ void __launch_bounds__(kThreads, 2) span_tile_kernel(SpanArgs a, uint16_t* os) {
+__global__ void __launch_bounds__(kThreads, 3) span_tile_kernel(SpanArgs a, uint16_t* os) {
   extern __shared__ __align__(128) unsigned char smem[];
   const uint32_t sq = smem_addr(smem);
   auto sk = [&](int st) { return sq + uint32_t((kTile + st * kBN) * D * 2); };
-  auto sv = [&](int st) { return sq + uint32_t((kTile + (2 + st) * kBN) * D * 2); };
-  int2* sbound = reinterpret_cast<int2*>(smem + (kTile + 4 * kBN) * D * 2);
+  const uint32_t sv = sq + uint32_t((kTile + 2 * kBN) * D * 2);
+  int2* sbound = reinterpret_cast<int2*>(smem + (kTile + 3 * kBN) * D * 2);
   int32_t* slp = reinterpret_cast<int32_t*>(sbound + kTile);
 
   const SuperlinearParams& p = a.p;
@@ -80,7 +88,7 @@ __global__ void __launch_bounds__(kThreads, 2) span_tile_kernel(SpanArgs a, uint
   const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + bg * p.Lkv * D;
   const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + bg * p.Lkv * D;
   load_tile<kBN, D, kThreads>(sk(0), kbase + int64_t(kb0) * kBN * D, D, int(p.Lkv) - kb0 * kBN);
-  load_tile<kBN, D, kThreads>(sv(0), vbase + int64_t(kb0) * kBN * D, D, int(p.Lkv) - kb0 * kBN);
+  load_tile<kBN, D, kThreads>(sv, vbase + int64_t(kb0) * kBN * D, D, int(p.Lkv) - kb0 * kBN);
   cp_async_commit();
 
   int lo[2], hi[2];
@@ -100,12 +108,12 @@ __global__ void __launch_bounds__(kThreads, 2) span_tile_kernel(SpanArgs a, uint
     const int stage = (kb - kb0) & 1;
     cp_async_wait<0>();
     __syncthreads();
-    if (kb + 1 < kb0 + nb) {
-      const int nk = (kb + 1) * kBN;
+    const bool next = kb + 1 < kb0 + nb;
+    const int nk = (kb + 1) * kBN;
+    if (next) {
       load_tile<kBN, D, kThreads>(sk(stage ^ 1), kbase + int64_t(nk) * D, D, int(p.Lkv) - nk);
-      load_tile<kBN, D, kThreads>(sv(stage ^ 1), vbase + int64_t(nk) * D, D, int(p.Lkv) - nk);
+      cp_async_commit();
     }
-    cp_async_commit();
 
     float s[kBN / 8][4];
 #pragma unroll
@@ -152,7 +160,12 @@ __global__ void __launch_bounds__(kThreads, 2) span_tile_kernel(SpanArgs a, uint
         o[n][3] *= alpha[1];
       }
     }
-    mma_acc_kn<bf16, D, kBN>(o, s, sv(stage), lane);
+    mma_acc_kn<bf16, D, kBN>(o, s, sv, lane);
+    if (next) {
+      __syncthreads();  // every warp is done with V[kb]
+      load_tile<kBN, D, kThreads>(sv, vbase + int64_t(nk) * D, D, int(p.Lkv) - nk);
+      cp_async_commit();
+    }
   }
   cp_async_wait<0>();
 
