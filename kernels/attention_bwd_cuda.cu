@@ -121,8 +121,6 @@ __global__ void __launch_bounds__(kThreads) attention_dkv_kernel(const Attention
 
     // S^T = K Q^T: 16 keys x 64 queries per warp.
     float s[kB / 8][4];
-#pragma unroll
-    for (int n = 0; n < kB / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
     mma_a_nk<T, D, kB>(s, s_k, warp * 16, s_q(buf), lane);
     // P^T = exp2(S^T sl2 - lse2[q]), zero outside each query's key range.
 #pragma unroll
@@ -138,8 +136,6 @@ __global__ void __launch_bounds__(kThreads) attention_dkv_kernel(const Attention
     mma_acc_kn<T, D, kB>(dv, s, s_do(buf), lane);
     // dP^T = V dO^T, then dS^T = P^T (dP^T - delta[q]) in place.
     float dpt[kB / 8][4];
-#pragma unroll
-    for (int n = 0; n < kB / 8; ++n) dpt[n][0] = dpt[n][1] = dpt[n][2] = dpt[n][3] = 0.f;
     mma_a_nk<T, D, kB>(dpt, s_v, warp * 16, s_do(buf), lane);
 #pragma unroll
     for (int n = 0; n < kB / 8; ++n)

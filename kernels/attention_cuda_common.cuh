@@ -135,11 +135,13 @@ __device__ __forceinline__ void load_b_kn(uint32_t (&b)[4], uint32_t tile, int k
   ldmatrix_x4_trans(b, tile + tile_offset<D>(k, (n0 >> 3) + (lane >> 4)));
 }
 
-// acc (16 x N, this warp's accumulator fragments) += A B^T with A = rows r0 .. r0 + 15 of an
+// acc (16 x N, this warp's accumulator fragments) = A B^T with A = rows r0 .. r0 + 15 of an
 // [row][k] tile and B = rows 0 .. N - 1 of an [n][k] tile, both D long (Q K^T, V dO^T, ...).
 template <class T, int D, int N>
 __device__ __forceinline__ void mma_a_nk(float (&acc)[N / 8][4], uint32_t a_tile, int r0,
                                          uint32_t b_tile, int lane) {
+#pragma unroll
+  for (int n = 0; n < N / 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) {
     uint32_t a[4];

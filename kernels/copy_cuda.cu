@@ -5,6 +5,7 @@
 #include "core/cuda_context.h"
 #include "core/philox_normal.h"
 #include "kernels/copy.h"
+#include "kernels/cuda_utils.cuh"
 #include "kernels/dispatch.h"
 #include "kernels/indexing.h"
 
@@ -65,11 +66,6 @@ bool zero_bits(T v) {
   return true;
 }
 
-int grid_for(int64_t n) {
-  int64_t blocks = (n + kThreads - 1) / kThreads;
-  return int(blocks < 65535 * 8 ? blocks : 65535 * 8);
-}
-
 bool is_row_major(const Dims& shape, const Dims& strides) {
   return strides == contiguous_strides(shape) || shape.numel() <= 1;
 }
@@ -79,20 +75,19 @@ bool is_row_major(const Dims& shape, const Dims& strides) {
 void copy_strided_cuda(const CopyParams& p, int device) {
   cuda::set_device(device);
   cudaStream_t s = cuda::stream(device);
-  bool dense = p.dst_dtype == p.src_dtype &&
-               is_row_major(p.shape, p.dst_strides) && is_row_major(p.shape, p.src_strides);
-  if (dense) {
+  const bool rows = is_row_major(p.shape, p.dst_strides) && is_row_major(p.shape, p.src_strides);
+  if (rows && p.dst_dtype == p.src_dtype) {
     SL_CUDA_CHECK(cudaMemcpyAsync(p.dst, p.src, size_t(p.n) * dtype_size(p.dst_dtype),
                                   cudaMemcpyDeviceToDevice, s));
     return;
   }
   StridedIndexer di(p.shape, p.dst_strides), si(p.shape, p.src_strides);
-  const bool rows = is_row_major(p.shape, p.dst_strides) && is_row_major(p.shape, p.src_strides);
+  const int blocks = cu::grid_stride_blocks(p.n, kThreads);
   SL_DISPATCH_ALL(p.dst_dtype, "copy", D, {
     SL_DISPATCH_ALL(p.src_dtype, "copy", S, {
       auto* kernel = rows ? copy_kernel<D, S, true> : copy_kernel<D, S, false>;
-      kernel<<<grid_for(p.n), kThreads, 0, s>>>(static_cast<D*>(p.dst),
-                                                static_cast<const S*>(p.src), p.n, di, si);
+      kernel<<<blocks, kThreads, 0, s>>>(static_cast<D*>(p.dst), static_cast<const S*>(p.src), p.n,
+                                         di, si);
       SL_CUDA_LAUNCH_CHECK();
     });
   });
@@ -102,19 +97,20 @@ void fill_cuda(const FillParams& p, int device) {
   cuda::set_device(device);
   cudaStream_t s = cuda::stream(device);
   StridedIndexer idx(p.shape, p.strides);
+  const int blocks = cu::grid_stride_blocks(p.n, kThreads);
   const bool rows = is_row_major(p.shape, p.strides);
   SL_DISPATCH_ALL(p.dtype, "fill", T, {
     using C = typename ScalarTraits<T>::compute;
     const T v = ScalarTraits<T>::from_compute(C(p.value));
     if (p.random) {
       auto* kernel = rows ? fill_random_kernel<T, true> : fill_random_kernel<T, false>;
-      kernel<<<grid_for(p.n), kThreads, 0, s>>>(static_cast<T*>(p.data), p.n, idx, p.seed,
-                                                p.offset, p.normal, p.a, p.b);
+      kernel<<<blocks, kThreads, 0, s>>>(static_cast<T*>(p.data), p.n, idx, p.seed, p.offset,
+                                         p.normal, p.a, p.b);
     } else if (rows && zero_bits(v)) {
       SL_CUDA_CHECK(cudaMemsetAsync(p.data, 0, size_t(p.n) * sizeof(T), s));
     } else {
       auto* kernel = rows ? fill_kernel<T, true> : fill_kernel<T, false>;
-      kernel<<<grid_for(p.n), kThreads, 0, s>>>(static_cast<T*>(p.data), p.n, idx, v);
+      kernel<<<blocks, kThreads, 0, s>>>(static_cast<T*>(p.data), p.n, idx, v);
     }
     SL_CUDA_LAUNCH_CHECK();
   });

@@ -9,6 +9,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <utility>
 
@@ -87,6 +88,12 @@ __device__ __forceinline__ void launder(Pack<T> (&p)[N]) {
 
 inline bool aligned16(const void* p) {
   return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+// Blocks of `threads` for a grid-stride loop over `items` work items, capped at 65535 * 8 (the
+// loop strides over the rest).
+inline int grid_stride_blocks(int64_t items, int threads) {
+  return int(std::min<int64_t>((items + threads - 1) / threads, int64_t(65535) * 8));
 }
 
 // Launches kernel on `grid` blocks of `block` threads grouped in clusters of `cluster` blocks

@@ -26,6 +26,7 @@
 
 #include "core/allocator.h"
 #include "core/cuda_context.h"
+#include "kernels/cuda_utils.cuh"
 #include "kernels/dispatch.h"
 #include "kernels/matmul.h"
 
@@ -226,9 +227,9 @@ void run_gemm_ex(const MatmulParams& p, const DeviceState& st, cudaStream_t s) {
   float alpha = 1.0f, beta = 0.0f;
   if (p.bias) {
     int64_t total = p.batch * p.m * p.n;
-    int64_t blocks = std::min<int64_t>((total + kThreads - 1) / kThreads, 65535 * 8);
+    const int blocks = cu::grid_stride_blocks(total, kThreads);
     SL_DISPATCH_CUDA_FLOAT(p.c_dtype, "matmul", T, {
-      broadcast_bias_kernel<T><<<int(blocks), kThreads, 0, s>>>(
+      broadcast_bias_kernel<T><<<blocks, kThreads, 0, s>>>(
           static_cast<T*>(p.c), static_cast<const T*>(p.bias), total, p.m, p.n, p.ldc, p.stride_c);
       SL_CUDA_LAUNCH_CHECK();
     });

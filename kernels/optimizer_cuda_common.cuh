@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "kernels/cuda_utils.cuh"
 
 namespace sl::kernels::optcuda {
 
@@ -43,7 +44,7 @@ inline bool aligned(const void* ptr, uintptr_t bytes) {
 // Blocks of kThreads for `items` work items (elements, or groups of four), capped: the kernels
 // stride over the rest.
 inline int grid_blocks(int64_t items) {
-  return int(std::min<int64_t>((items + kThreads - 1) / kThreads, 65535 * 8));
+  return cu::grid_stride_blocks(items, kThreads);
 }
 
 }  // namespace sl::kernels::optcuda

@@ -383,10 +383,10 @@ void max_backward_cuda(const MaxBackwardParams& p, int device) {
   cuda::set_device(device);
   cudaStream_t s = cuda::stream(device);
   int64_t n = p.outer * p.r * p.inner;
-  int64_t blocks = std::min<int64_t>((n + 255) / 256, 65535 * 8);
+  const int blocks = cu::grid_stride_blocks(n, 256);
   SL_DISPATCH_CUDA_FLOAT(p.dtype, "max", T, {
-    max_backward_kernel<T><<<int(blocks), 256, 0, s>>>(static_cast<const T*>(p.dy), p.index,
-                                                       static_cast<T*>(p.dx), n, p.r, p.inner);
+    max_backward_kernel<T><<<blocks, 256, 0, s>>>(static_cast<const T*>(p.dy), p.index,
+                                                  static_cast<T*>(p.dx), n, p.r, p.inner);
     SL_CUDA_LAUNCH_CHECK();
   });
 }

@@ -7,6 +7,7 @@
 #include <cub/device/device_radix_sort.cuh>
 
 #include "core/cuda_context.h"
+#include "kernels/cuda_utils.cuh"
 #include "kernels/dispatch.h"
 #include "kernels/indexing.h"
 #include "kernels/shape_ops.h"
@@ -18,8 +19,7 @@ constexpr int kThreads = 256;
 constexpr unsigned long long kNoError = ~0ull;
 
 int grid_for(int64_t n) {
-  int64_t blocks = (n + kThreads - 1) / kThreads;
-  return int(std::min<int64_t>(blocks, 65535 * 8));
+  return cu::grid_stride_blocks(n, kThreads);
 }
 
 template <class E, class I>

@@ -384,7 +384,7 @@ void launch(const SoftmaxParams& p, int device, cudaStream_t s) {
   T* out = static_cast<T*>(p.out);
   if (p.cols <= 1024) {
     int cols = int(p.cols);
-    int blocks = int(std::min<int64_t>((p.rows + kWarpsPerBlock - 1) / kWarpsPerBlock, 65535 * 8));
+    int blocks = cu::grid_stride_blocks(p.rows, kWarpsPerBlock);
     int threads = 32 * kWarpsPerBlock;
     if (!p.backward) {
       if (cols <= 128) {

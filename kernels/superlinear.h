@@ -202,8 +202,10 @@ struct SuperlinearBackwardParams {
   const void* dout;
   void *dqa, *dqs, *dk, *dv;
   // CUDA only (the CPU reference is always deterministic): true reduces dK/dV in a fixed order
-  // with no floating-point atomics, bitwise reproducible run to run; false accumulates them with
-  // f32 atomicAdd (faster, not reproducible in the last bits).
+  // with no floating-point atomics, bitwise reproducible run to run; false lets the warp-per-query
+  // kernels (f32, other D) accumulate them with f32 atomicAdd (faster, not reproducible in the
+  // last bits). The tensor-core path (bf16, D 64/128) has no atomics and ignores it (Note
+  // [fused dQ, measured and dropped] in kernels/superlinear_span_bwd_cuda.cu).
   bool deterministic = true;
 };
 
@@ -236,7 +238,8 @@ SuperlinearForward superlinear_forward(const Tensor& qa, const Tensor& qs, const
 // Gradients (spec §9) from the forward's saved metadata (and its kept partials, when defined);
 // no gradient through top-k or bounds.
 // deterministic (the default): no floating-point atomics, identical bits run to run; false: the
-// CUDA fast mode (fp32 atomics for dK/dV). The CPU reference is deterministic either way.
+// CUDA fast mode (fp32 atomics for dK/dV off the tensor-core path; on it, the same deterministic
+// kernels). The CPU reference is deterministic either way.
 SuperlinearGrads superlinear_backward(const Tensor& dout, const Tensor& qa, const Tensor& qs,
                                       const Tensor& k, const Tensor& v,
                                       const SuperlinearForward& fwd, const SuperlinearConfig& cfg,

@@ -319,8 +319,6 @@ __global__ void __launch_bounds__(kThreads)
 
       // S^T = K Q^T: 16 keys x 64 pairs per warp; P^T in place.
       float s[kTile / 8][4];
-#pragma unroll
-      for (int n = 0; n < kTile / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
       mma_a_nk<bf16, D, kTile>(s, s_k, warp * 16, s_q(buf), lane);
 #pragma unroll
       for (int n = 0; n < kTile / 8; ++n) {
@@ -355,8 +353,6 @@ __global__ void __launch_bounds__(kThreads)
       }
       // dP^T = V dO^T, then dS^T = P^T (c1 dP^T - c2) in place.
       float dpt[kTile / 8][4];
-#pragma unroll
-      for (int n = 0; n < kTile / 8; ++n) dpt[n][0] = dpt[n][1] = dpt[n][2] = dpt[n][3] = 0.f;
       mma_a_nk<bf16, D, kTile>(dpt, s_v, warp * 16, s_do(buf), lane);
 #pragma unroll
       for (int n = 0; n < kTile / 8; ++n) {

@@ -117,8 +117,6 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_kernel(SpanArgs a, uint
     }
 
     float s[kBN / 8][4];
-#pragma unroll
-    for (int n = 0; n < kBN / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
     mma_a_nk<bf16, D, kBN>(s, sq, warp * 16, sk(stage), lane);
     const int k0 = kb * kBN;
     const bool inside =
