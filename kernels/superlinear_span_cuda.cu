@@ -33,6 +33,7 @@
 #include <cstdlib>
 
 #include "kernels/superlinear_span_cuda.cuh"
+#include "kernels/wgmma_cuda.cuh"
 
 namespace sl::kernels::slcuda {
 namespace {
@@ -186,6 +187,187 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_kernel(SpanArgs a, uint
   }
 }
 
+// Note [wgmma span tiles]
+// The same tile as span_tile_kernel on Hopper's warpgroup MMA (kernels/wgmma_cuda.cuh): the block's
+// four warps are one warpgroup; S = Q K^T is eight m64n64k16 products with both operands read
+// from shared memory, and O += P V four m64nDk16 products with P from registers (the m64
+// accumulator layout is the m16n8k16 one per warp, so the masking, the online softmax and the
+// bf16 packing are the mma.sync kernel's, line for line). Tiles are stored as 128-byte-swizzled
+// column panels (Note [wgmma panels]), 1024-byte aligned; shared memory and the K/V pipeline
+// (K double-buffered, one V buffer behind a barrier) are those of Note [span tile occupancy].
+// Selected at run time on compute capability 9.x when the build has sm_90a code
+// (span_wgmma_enabled()); SL_SPAN_WGMMA=0 selects the mma.sync kernel (a testing knob).
+template <int D>
+constexpr int span_wgmma_smem_bytes() {
+  return 1024 + (kTile + 3 * kBN) * D * 2 + kTile * int(sizeof(int2)) + kTile * 4;
+}
+
+// Rows [0, R) of a panel tile from global rows base + r * D; rows >= valid are zero-filled.
+template <int R, int D>
+__device__ __forceinline__ void load_panels(uint32_t smem, const uint16_t* base, int valid) {
+  constexpr int kChunks = D / 8;
+#pragma unroll
+  for (int c = int(threadIdx.x); c < R * kChunks; c += kThreads) {
+    const int row = c / kChunks, chunk = c % kChunks;
+    const bool ok = row < valid;
+    cp_async16(smem + wg::panel_offset<R>(row, chunk), base + (ok ? row * D + chunk * 8 : 0), ok);
+  }
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a, uint16_t* os) {
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  unsigned char* smem = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);
+  constexpr uint32_t kTileBytes = kTile * D * 2;  // kTile == kBN
+  const uint32_t sq = smem_addr(smem);
+  auto sk = [&](int st) { return sq + uint32_t((1 + st) * kTileBytes); };
+  const uint32_t sv = sq + 3 * kTileBytes;
+  int2* sbound = reinterpret_cast<int2*>(smem + 4 * kTileBytes);
+  int32_t* slp = reinterpret_cast<int32_t*>(sbound + kTile);
+
+  const SuperlinearParams& p = a.p;
+  const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
+  const int64_t s0 = a.tile_start[blockIdx.x];
+  const uint64_t key = a.tile_key[blockIdx.x];
+  const Footprint fp = footprint(key, a.n_kb);
+  const int kb0 = fp.kb0, nb = fp.nb;
+  const int64_t bg = fp.bg;
+  const int rows = tile_rows(a, s0, key);
+  for (int r = int(threadIdx.x); r < kTile; r += kThreads) {
+    const int32_t lp = r < rows ? a.idx[s0 + r] : -1;
+    slp[r] = lp;
+    sbound[r] = lp >= 0 ? a.bounds[lp] : make_int2(1, 0);
+  }
+  __syncthreads();
+
+  const uint16_t* qa = static_cast<const uint16_t*>(p.qa);
+  for (int c = int(threadIdx.x); c < kTile * (D / 8); c += kThreads) {
+    const int r = c / (D / 8), chunk = c % (D / 8);
+    const int32_t lp = slp[r];
+    const uint16_t* src = qa + (lp >= 0 ? ((a.p0 + lp) / p.cfg.k) * D + chunk * 8 : 0);
+    cp_async16(sq + wg::panel_offset<kTile>(r, chunk), src, lp >= 0);
+  }
+  const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + bg * p.Lkv * D;
+  const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + bg * p.Lkv * D;
+  load_panels<kBN, D>(sk(0), kbase + int64_t(kb0) * kBN * D, int(p.Lkv) - kb0 * kBN);
+  load_panels<kBN, D>(sv, vbase + int64_t(kb0) * kBN * D, int(p.Lkv) - kb0 * kBN);
+  cp_async_commit();
+
+  int lo[2], hi[2];
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+    const int2 bd = sbound[warp * 16 + (lane >> 2) + 8 * j];
+    lo[j] = bd.x;
+    hi[j] = bd.y;
+  }
+  float o[D / 8][4];
+#pragma unroll
+  for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+  const float sl2 = rsqrtf(float(D)) * kLog2e;
+
+  for (int kb = kb0; kb < kb0 + nb; ++kb) {
+    const int stage = (kb - kb0) & 1;
+    cp_async_wait<0>();
+    wg::fence_proxy_async();
+    __syncthreads();
+    const bool next = kb + 1 < kb0 + nb;
+    const int nk = (kb + 1) * kBN;
+    if (next) {
+      load_panels<kBN, D>(sk(stage ^ 1), kbase + int64_t(nk) * D, int(p.Lkv) - nk);
+      cp_async_commit();
+    }
+
+    float s[kBN / 8][4];
+    wg::fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk)
+      wg::mma_ss_n64(s, wg::desc_k<kTile>(sq, kk), wg::desc_k<kBN>(sk(stage), kk), kk > 0);
+    wg::commit();
+    wg::wait<0>();
+    wg::fence_regs(s);
+
+    const int k0 = kb * kBN;
+    const bool inside =
+        k0 >= lo[0] && k0 + kBN - 1 <= hi[0] && k0 >= lo[1] && k0 + kBN - 1 <= hi[1];
+    if (!__all_sync(0xffffffffu, inside)) {
+#pragma unroll
+      for (int n = 0; n < kBN / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int u = k0 + n * 8 + 2 * (lane & 3) + (e & 1);
+          if (u < lo[e >> 1] || u > hi[e >> 1]) s[n][e] = -INFINITY;
+        }
+    }
+    float alpha[2];
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int n = 0; n < kBN / 8; ++n) mx = fmaxf(mx, fmaxf(s[n][2 * j], s[n][2 * j + 1]));
+      mx = quad_max(mx) * sl2;
+      const float m_new = fmaxf(m[j], mx);
+      const float base = m_new == -INFINITY ? 0.f : m_new;
+      alpha[j] = fast_exp2(m[j] - base);
+      m[j] = m_new;
+      float sum = 0.f;
+#pragma unroll
+      for (int n = 0; n < kBN / 8; ++n) {
+        s[n][2 * j] = fast_exp2(fmaf(s[n][2 * j], sl2, -base));
+        s[n][2 * j + 1] = fast_exp2(fmaf(s[n][2 * j + 1], sl2, -base));
+        sum += s[n][2 * j] + s[n][2 * j + 1];
+      }
+      l[j] = l[j] * alpha[j] + sum;
+    }
+    if (!__all_sync(0xffffffffu, alpha[0] == 1.f && alpha[1] == 1.f)) {
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n) {
+        o[n][0] *= alpha[0];
+        o[n][1] *= alpha[0];
+        o[n][2] *= alpha[1];
+        o[n][3] *= alpha[1];
+      }
+    }
+    uint32_t pa[kBN / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < kBN / 16; ++kk) {
+      pa[kk][0] = Mma<bf16>::pack(s[2 * kk][0], s[2 * kk][1]);
+      pa[kk][1] = Mma<bf16>::pack(s[2 * kk][2], s[2 * kk][3]);
+      pa[kk][2] = Mma<bf16>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      pa[kk][3] = Mma<bf16>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+    }
+    wg::fence();
+#pragma unroll
+    for (int kk = 0; kk < kBN / 16; ++kk) wg::mma_rs<D>(o, pa[kk], wg::desc_mn<kBN>(sv, kk));
+    wg::commit();
+    wg::wait<0>();
+    wg::fence_regs(o);
+    if (next) {
+      __syncthreads();  // every warp's products are done with V[kb]
+      load_panels<kBN, D>(sv, vbase + int64_t(nk) * D, int(p.Lkv) - nk);
+      cp_async_commit();
+    }
+  }
+  cp_async_wait<0>();
+
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+    const float lj = quad_sum(l[j]);
+    const int r = warp * 16 + (lane >> 2) + 8 * j;
+    const int32_t lp = slp[r];
+    if (lp < 0) continue;
+    const float inv = lj > 0.f ? 1.f / lj : 0.f;
+    uint16_t* orow = os + int64_t(lp) * D;
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n)
+      *reinterpret_cast<uint32_t*>(orow + n * 8 + 2 * (lane & 3)) =
+          Mma<bf16>::pack(o[n][2 * j] * inv, o[n][2 * j + 1] * inv);
+    if ((lane & 3) == 0)
+      static_cast<float*>(p.lse_s)[a.p0 + lp] =
+          lj > 0.f ? (m[j] + __log2f(lj)) * 0.6931471805599453f : -INFINITY;
+  }
+}
+
 // Merge (spec §8): one warp per query row of the chunk; lane per dimension (E = D / 32).
 template <int D>
 __global__ void merge_kernel(SpanArgs a, const uint16_t* os, const uint16_t* ow, int64_t row0,
@@ -273,9 +455,10 @@ void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTime
   SpanTiles tiles(p, cap, dev);
   Tensor os;
   if (!p.span_out) os = scratch(cap * D * 2, dev);
-  constexpr int smem = span_smem_bytes<D>();
-  SL_CUDA_CHECK(
-      cudaFuncSetAttribute(span_tile_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  const bool wgmma = span_wgmma_enabled(device);
+  const int smem = wgmma ? span_wgmma_smem_bytes<D>() : span_smem_bytes<D>();
+  SL_CUDA_CHECK(cudaFuncSetAttribute(wgmma ? span_tile_wgmma_kernel<D> : span_tile_kernel<D>,
+                                     cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   for (int64_t row0 = 0; row0 < rows; row0 += rows_per_chunk) {
     const int64_t nrows = std::min(rows_per_chunk, rows - row0);
     // The chunk's output rows, indexed by local pair: the scratch, or its place in span_out.
@@ -285,7 +468,10 @@ void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTime
     const int64_t n_tiles = tiles.build(p, row0 * k, nrows * k, a, s);
     timer.mark(3);
     if (n_tiles > 0) {
-      span_tile_kernel<D><<<unsigned(n_tiles), kThreads, smem, s>>>(a, os_ptr);
+      if (wgmma)
+        span_tile_wgmma_kernel<D><<<unsigned(n_tiles), kThreads, smem, s>>>(a, os_ptr);
+      else
+        span_tile_kernel<D><<<unsigned(n_tiles), kThreads, smem, s>>>(a, os_ptr);
       SL_CUDA_LAUNCH_CHECK();
     }
     timer.mark(4);

@@ -200,6 +200,22 @@ inline AttentionParams window_params(const SuperlinearParams& p) {
   return ap;
 }
 
+// Whether the span kernels with a wgmma variant run it (Note [wgmma span tiles] in
+// kernels/superlinear_span_cuda.cu): a 9.x device, a build with sm_90a code, and SL_SPAN_WGMMA
+// not "0" (a testing knob that selects the mma.sync kernels).
+inline bool span_wgmma_enabled(int device) {
+#if defined(SL_CUDA_SM90A)
+  const char* env = std::getenv("SL_SPAN_WGMMA");
+  if (env && std::string(env) == "0") return false;
+  int major = 0;
+  SL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  return major == 9;
+#else
+  (void)device;
+  return false;
+#endif
+}
+
 inline unsigned blocks_for(int64_t n, int per = 256) {
   return unsigned((n + per - 1) / per);
 }

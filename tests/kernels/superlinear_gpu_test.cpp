@@ -162,24 +162,29 @@ Reference reference(const Case& c, const Inputs& in) {
   return r;
 }
 
-// SL_SPAN_CHUNK_PAIRS = v for its lifetime (Note [span chunks]; null: unset, i.e. one chunk),
-// then the value it had before.
-class ChunkPairs {
+// Environment variable `name` = v for its lifetime (null: unset), then the value it had before:
+// SL_SPAN_CHUNK_PAIRS (Note [span chunks]; unset is one chunk) and SL_SPAN_WGMMA (Note [wgmma
+// span tiles]).
+class ScopedEnv {
  public:
-  explicit ChunkPairs(const char* v) {
-    const char* old = std::getenv(kVar);
+  ScopedEnv(const char* name, const char* v) : name_(name) {
+    const char* old = std::getenv(name);
     had_ = old != nullptr;
     if (had_) old_ = old;
-    EXPECT_EQ(v ? setenv(kVar, v, 1) : unsetenv(kVar), 0);
+    EXPECT_EQ(v ? setenv(name, v, 1) : unsetenv(name), 0);
   }
-  ~ChunkPairs() { had_ ? setenv(kVar, old_.c_str(), 1) : unsetenv(kVar); }
-  ChunkPairs(const ChunkPairs&) = delete;
-  ChunkPairs& operator=(const ChunkPairs&) = delete;
+  ~ScopedEnv() { had_ ? setenv(name_, old_.c_str(), 1) : unsetenv(name_); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
 
  private:
-  static constexpr const char* kVar = "SL_SPAN_CHUNK_PAIRS";
+  const char* name_;
   bool had_ = false;
   std::string old_;
+};
+
+struct ChunkPairs : ScopedEnv {
+  explicit ChunkPairs(const char* v) : ScopedEnv("SL_SPAN_CHUNK_PAIRS", v) {}
 };
 
 class SuperlinearGpu : public ::testing::TestWithParam<std::tuple<Case, DType>> {};
@@ -292,6 +297,37 @@ TEST(SuperlinearGpuSpanChunks, ChunkedTensorCorePathMatchesOneChunk) {
     EXPECT_TRUE(SameBits(gm2, gm)) << "chunked backward not reproducible";
     const Reference rf = reference(c, in);
     ExpectGradsClose(gm, rf.grads, dt, rf.n_q, rf.n_kv, "chunked " + cfg.str());
+  }
+}
+
+// Note [wgmma span tiles]: on a Hopper build the forward's span tiles run on wgmma, elsewhere on
+// mma.sync; SL_SPAN_WGMMA=0 selects the mma.sync kernel, so both meet the reference here
+// wherever they can run (on other devices the two runs take the same kernel), at both head dims,
+// with packed documents, several chunks and a float-path p.
+TEST(SuperlinearGpuSpanKernels, BothTileKernelsMatchCpu) {
+  SL_REQUIRE_GPU();
+  const DType dt = DType::BF16;
+  const Case cases[] = {
+      {"tiles_d128_docs", 1, 16, 2, 700, 700, 128, cfg_int(2, 0.5, 3, 3, 2, 1), true},
+      {"tiles_d64_float", 2, 4, 1, 500, 500, 64, SuperlinearConfig{0, 0.55, 0.55, 3, 3, 3, 1},
+       true},
+  };
+  for (const Case& c : cases) {
+    const Inputs in = make_inputs(c, dt, 4242);
+    const Inputs g = convert(in, dt, kGpu);
+    const Reference rf = reference(c, in);
+    for (const char* wgmma : {"0", "1"})
+      for (const char* chunk : {static_cast<const char*>(nullptr), "97"}) {
+        SCOPED_TRACE(c.name + " SL_SPAN_WGMMA=" + wgmma + " chunks " + (chunk ? chunk : "one"));
+        ScopedEnv w("SL_SPAN_WGMMA", wgmma);
+        ChunkPairs ch(chunk);
+        const SuperlinearForward gf = forward(g, c.cfg);
+        EXPECT_TRUE(AllEqual(gf.anchors, rf.fwd.anchors));
+        EXPECT_TRUE(StatsClose(gf.lse_s, rf.fwd.lse_s, Tol{DType::F32, rf.n_q}));
+        EXPECT_TRUE(AllClose(gf.out, rf.fwd.out, Tol{dt, rf.n_q}));
+        ExpectGradsClose(backward(g, gf, c.cfg), rf.grads, dt, rf.n_q, rf.n_kv,
+                         std::string("wgmma ") + wgmma);
+      }
   }
 }
 
