@@ -193,8 +193,17 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_kernel(SpanArgs a, uint
 // from shared memory, and O += P V four m64nDk16 products with P from registers (the m64
 // accumulator layout is the m16n8k16 one per warp, so the masking, the online softmax and the
 // bf16 packing are the mma.sync kernel's, line for line). Tiles are stored as 128-byte-swizzled
-// column panels (Note [wgmma panels]), 1024-byte aligned; shared memory and the K/V pipeline
-// (K double-buffered, one V buffer behind a barrier) are those of Note [span tile occupancy].
+// column panels (Note [wgmma panels]), 1024-byte aligned, in the same 64 KB as Note [span tile
+// occupancy] (three blocks per SM).
+//
+// Note [wgmma span pipeline]
+// The K and V blocks rotate through three 16 KB slots (at D = 128): during key block kb, slot ks
+// holds K[kb], vs holds V[kb] and the third is free. K[kb + 1] goes into the free slot at the top
+// of the iteration, and V[kb + 1] into K[kb]'s slot once every warp's S = Q K[kb]^T is done (the
+// barrier that also publishes V[kb] before P V). So K[kb + 1] has a whole iteration to land and
+// V[kb + 1] most of two, and each wait (cp.async groups, oldest first) names only the block it
+// needs. The single-V-buffer order of the mma.sync kernel issued V[kb + 1] after P V[kb] and
+// waited for it at the next iteration's top, which exposed its latency once per key block.
 // Selected at run time on compute capability 9.x when the build has sm_90a code
 // (span_wgmma_enabled()); SL_SPAN_WGMMA=0 selects the mma.sync kernel (a testing knob).
 template <int D>
@@ -220,8 +229,7 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
   unsigned char* smem = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);
   constexpr uint32_t kTileBytes = kTile * D * 2;  // kTile == kBN
   const uint32_t sq = smem_addr(smem);
-  auto sk = [&](int st) { return sq + uint32_t((1 + st) * kTileBytes); };
-  const uint32_t sv = sq + 3 * kTileBytes;
+  auto slot = [&](int i) { return sq + uint32_t((1 + i) * kTileBytes); };
   int2* sbound = reinterpret_cast<int2*>(smem + 4 * kTileBytes);
   int32_t* slp = reinterpret_cast<int32_t*>(sbound + kTile);
 
@@ -249,8 +257,11 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
   }
   const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + bg * p.Lkv * D;
   const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + bg * p.Lkv * D;
-  load_panels<kBN, D>(sk(0), kbase + int64_t(kb0) * kBN * D, int(p.Lkv) - kb0 * kBN);
-  load_panels<kBN, D>(sv, vbase + int64_t(kb0) * kBN * D, int(p.Lkv) - kb0 * kBN);
+  // Note [wgmma span pipeline]: K[kb] in slot ks, V[kb] in slot vs, the third slot free.
+  int ks = 0, vs = 1, fs = 2;
+  load_panels<kBN, D>(slot(ks), kbase + int64_t(kb0) * kBN * D, int(p.Lkv) - kb0 * kBN);
+  cp_async_commit();
+  load_panels<kBN, D>(slot(vs), vbase + int64_t(kb0) * kBN * D, int(p.Lkv) - kb0 * kBN);
   cp_async_commit();
 
   int lo[2], hi[2];
@@ -267,14 +278,13 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
   const float sl2 = rsqrtf(float(D)) * kLog2e;
 
   for (int kb = kb0; kb < kb0 + nb; ++kb) {
-    const int stage = (kb - kb0) & 1;
-    cp_async_wait<0>();
+    cp_async_wait<1>();  // Q and K[kb]; V[kb] may still be in flight
     wg::fence_proxy_async();
-    __syncthreads();
+    __syncthreads();  // K[kb] visible; every warp is done with the free slot (V[kb - 1])
     const bool next = kb + 1 < kb0 + nb;
     const int nk = (kb + 1) * kBN;
     if (next) {
-      load_panels<kBN, D>(sk(stage ^ 1), kbase + int64_t(nk) * D, int(p.Lkv) - nk);
+      load_panels<kBN, D>(slot(fs), kbase + int64_t(nk) * D, int(p.Lkv) - nk);
       cp_async_commit();
     }
 
@@ -282,7 +292,7 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
     wg::fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk)
-      wg::mma_ss_n64(s, wg::desc_k<kTile>(sq, kk), wg::desc_k<kBN>(sk(stage), kk), kk > 0);
+      wg::mma_ss_n64(s, wg::desc_k<kTile>(sq, kk), wg::desc_k<kBN>(slot(ks), kk), kk > 0);
     wg::commit();
     wg::wait<0>();
     wg::fence_regs(s);
@@ -336,17 +346,24 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
       pa[kk][2] = Mma<bf16>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
       pa[kk][3] = Mma<bf16>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
     }
+    if (next)
+      cp_async_wait<1>();  // V[kb]; K[kb + 1] may still be in flight
+    else
+      cp_async_wait<0>();
+    wg::fence_proxy_async();
+    __syncthreads();  // V[kb] visible; every warp is done with K[kb]
+    if (next) {
+      load_panels<kBN, D>(slot(ks), vbase + int64_t(nk) * D, int(p.Lkv) - nk);
+      cp_async_commit();
+    }
     wg::fence();
 #pragma unroll
-    for (int kk = 0; kk < kBN / 16; ++kk) wg::mma_rs<D>(o, pa[kk], wg::desc_mn<kBN>(sv, kk));
+    for (int kk = 0; kk < kBN / 16; ++kk) wg::mma_rs<D>(o, pa[kk], wg::desc_mn<kBN>(slot(vs), kk));
     wg::commit();
     wg::wait<0>();
     wg::fence_regs(o);
-    if (next) {
-      __syncthreads();  // every warp's products are done with V[kb]
-      load_panels<kBN, D>(sv, vbase + int64_t(nk) * D, int(p.Lkv) - nk);
-      cp_async_commit();
-    }
+    const int freed = vs;
+    vs = ks, ks = fs, fs = freed;
   }
   cp_async_wait<0>();
 
