@@ -100,16 +100,35 @@ __device__ __forceinline__ uint32_t tile_offset(int row, int chunk) {
 
 // Rows [0, R) of a tile from global rows base + r * row_stride (elements); rows >= valid are
 // zero-filled. All NT threads of the block take part; the caller commits the group.
+// Note [unrolled tile loads]: written as `for (c = threadIdx.x; c < R * chunks; c += NT)`, the
+// trip count depends on threadIdx.x, so nvcc kept a loop (unrolled by four, with a remainder
+// loop and a branch per step) whose address arithmetic, on the H200, made integer ALU the busiest
+// pipe of the span tile kernels (Nsight Compute). When NT threads cover whole groups of eight
+// rows, thread i takes chunk i % (D / 8) of rows i / (D / 8) + j * step for a compile-time
+// count of j: each row has the same swizzle phase (row % 8), so the shared address is one base
+// plus a constant per j.
 template <int R, int D, int NT>
 __device__ __forceinline__ void load_tile(uint32_t smem, const uint16_t* base, int64_t row_stride,
                                           int valid) {
   constexpr int kChunks = D / 8;
+  if constexpr (NT % kChunks == 0 && (NT / kChunks) % 8 == 0 && R % (NT / kChunks) == 0) {
+    constexpr int kStep = NT / kChunks;
+    const int row0 = int(threadIdx.x) / kChunks, chunk = int(threadIdx.x) % kChunks;
+    const uint32_t dst = smem + tile_offset<D>(row0, chunk);
+    const uint16_t* src = base + row0 * row_stride + chunk * 8;
 #pragma unroll
-  for (int c = int(threadIdx.x); c < R * kChunks; c += NT) {
-    const int row = c / kChunks, chunk = c % kChunks;
-    const bool ok = row < valid;
-    const uint16_t* src = base + (ok ? row * row_stride + chunk * 8 : 0);
-    cp_async16(smem + tile_offset<D>(row, chunk), src, ok);
+    for (int j = 0; j < R / kStep; ++j) {
+      const bool ok = row0 + j * kStep < valid;
+      cp_async16(dst + uint32_t(j * kStep * D * 2), ok ? src + j * kStep * row_stride : base, ok);
+    }
+  } else {
+#pragma unroll
+    for (int c = int(threadIdx.x); c < R * kChunks; c += NT) {
+      const int row = c / kChunks, chunk = c % kChunks;
+      const bool ok = row < valid;
+      const uint16_t* src = base + (ok ? row * row_stride + chunk * 8 : 0);
+      cp_async16(smem + tile_offset<D>(row, chunk), src, ok);
+    }
   }
 }
 

@@ -33,7 +33,6 @@
 #include <cstdlib>
 
 #include "kernels/superlinear_span_cuda.cuh"
-#include "kernels/wgmma_cuda.cuh"
 
 namespace sl::kernels::slcuda {
 namespace {
@@ -208,19 +207,7 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_kernel(SpanArgs a, uint
 // (span_wgmma_enabled()); SL_SPAN_WGMMA=0 selects the mma.sync kernel (a testing knob).
 template <int D>
 constexpr int span_wgmma_smem_bytes() {
-  return 1024 + (kTile + 3 * kBN) * D * 2 + kTile * int(sizeof(int2)) + kTile * 4;
-}
-
-// Rows [0, R) of a panel tile from global rows base + r * D; rows >= valid are zero-filled.
-template <int R, int D>
-__device__ __forceinline__ void load_panels(uint32_t smem, const uint16_t* base, int valid) {
-  constexpr int kChunks = D / 8;
-#pragma unroll
-  for (int c = int(threadIdx.x); c < R * kChunks; c += kThreads) {
-    const int row = c / kChunks, chunk = c % kChunks;
-    const bool ok = row < valid;
-    cp_async16(smem + wg::panel_offset<R>(row, chunk), base + (ok ? row * D + chunk * 8 : 0), ok);
-  }
+  return 1024 + (kTile + 3 * kBN) * D * 2 + kTile * (int(sizeof(int2)) + 4 + 8);
 }
 
 template <int D>
@@ -230,8 +217,16 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
   constexpr uint32_t kTileBytes = kTile * D * 2;  // kTile == kBN
   const uint32_t sq = smem_addr(smem);
   auto slot = [&](int i) { return sq + uint32_t((1 + i) * kTileBytes); };
+  // Descriptors (Note [wgmma panels]): Q K-major; a slot K-major (K) or MN-major (V).
+  const wg::Desc dq = wg::desc(sq, 16, 1024);
+  auto dslot = [&](int i, uint32_t leading) {
+    wg::Desc d = wg::desc(sq, leading, 1024);
+    d.lo += (1 + i) * (kTileBytes >> 4);
+    return d;
+  };
   int2* sbound = reinterpret_cast<int2*>(smem + 4 * kTileBytes);
   int32_t* slp = reinterpret_cast<int32_t*>(sbound + kTile);
+  int64_t* srow = reinterpret_cast<int64_t*>(slp + kTile);  // pair's Q row, once per pair
 
   const SuperlinearParams& p = a.p;
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
@@ -244,16 +239,22 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
   for (int r = int(threadIdx.x); r < kTile; r += kThreads) {
     const int32_t lp = r < rows ? a.idx[s0 + r] : -1;
     slp[r] = lp;
+    srow[r] = lp >= 0 ? (a.p0 + lp) / p.cfg.k : -1;
     sbound[r] = lp >= 0 ? a.bounds[lp] : make_int2(1, 0);
   }
   __syncthreads();
 
-  const uint16_t* qa = static_cast<const uint16_t*>(p.qa);
-  for (int c = int(threadIdx.x); c < kTile * (D / 8); c += kThreads) {
-    const int r = c / (D / 8), chunk = c % (D / 8);
-    const int32_t lp = slp[r];
-    const uint16_t* src = qa + (lp >= 0 ? ((a.p0 + lp) / p.cfg.k) * D + chunk * 8 : 0);
-    cp_async16(sq + wg::panel_offset<kTile>(r, chunk), src, lp >= 0);
+  // Gathered Q rows (pair lp reads qa[row of (p0 + lp)]): rows r0 + j * step, chunk c.
+  {
+    constexpr int kChunks = D / 8, kStep = kThreads / kChunks;
+    const int r0 = int(threadIdx.x) / kChunks, c = int(threadIdx.x) % kChunks;
+    const uint16_t* qa = static_cast<const uint16_t*>(p.qa);
+#pragma unroll
+    for (int j = 0; j < kTile / kStep; ++j) {
+      const int64_t row = srow[r0 + j * kStep];
+      const uint16_t* src = qa + (row >= 0 ? row * D + c * 8 : 0);
+      cp_async16(sq + wg::panel_offset<kTile>(r0, c) + uint32_t(j * kStep * 128), src, row >= 0);
+    }
   }
   const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + bg * p.Lkv * D;
   const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + bg * p.Lkv * D;
@@ -292,7 +293,7 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
     wg::fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk)
-      wg::mma_ss_n64(s, wg::desc_k<kTile>(sq, kk), wg::desc_k<kBN>(slot(ks), kk), kk > 0);
+      wg::mma_ss_n64(s, wg::step_k<kTile>(dq, kk), wg::step_k<kBN>(dslot(ks, 16), kk), kk > 0);
     wg::commit();
     wg::wait<0>();
     wg::fence_regs(s);
@@ -358,7 +359,8 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
     }
     wg::fence();
 #pragma unroll
-    for (int kk = 0; kk < kBN / 16; ++kk) wg::mma_rs<D>(o, pa[kk], wg::desc_mn<kBN>(slot(vs), kk));
+    for (int kk = 0; kk < kBN / 16; ++kk)
+      wg::mma_rs<D>(o, pa[kk], wg::step_mn(dslot(vs, kBN * 128), kk));
     wg::commit();
     wg::wait<0>();
     wg::fence_regs(o);

@@ -48,20 +48,26 @@ __device__ __forceinline__ uint32_t panel_offset(int row, int chunk) {
   return uint32_t((chunk >> 3) * (R * 128) + row * 128 + (((chunk & 7) ^ (row & 7)) << 4));
 }
 
-// A 128-byte-swizzle descriptor of the operand starting at shared address addr.
-__device__ __forceinline__ uint64_t desc(uint32_t addr, uint32_t leading, uint32_t stride) {
-  return uint64_t((addr & 0x3FFFFu) >> 4) | (uint64_t(leading >> 4) << 16) |
-         (uint64_t(stride >> 4) << 32) | (uint64_t(1) << 62);
+// A 128-byte-swizzle descriptor as its two 32-bit words: the start address (>> 4) and leading
+// offset in lo, the stride offset and the swizzle mode in hi. Offsets into the operand are added
+// to lo (the 14-bit address field cannot carry: shared memory ends below 2^18 bytes).
+struct Desc {
+  uint32_t lo, hi;
+};
+__device__ __forceinline__ Desc desc(uint32_t addr, uint32_t leading, uint32_t stride) {
+  return {((addr & 0x3FFFFu) >> 4) | ((leading >> 4) << 16), (stride >> 4) | (1u << 30)};
 }
-// K-major k-step kk of a panel tile of R rows at addr.
-template <int R>
-__device__ __forceinline__ uint64_t desc_k(uint32_t addr, int kk) {
-  return desc(addr + uint32_t((kk >> 2) * (R * 128) + (kk & 3) * 32), 16, 1024);
+__device__ __forceinline__ uint64_t at(Desc d, uint32_t byte_offset) {
+  return (uint64_t(d.hi) << 32) | (d.lo + (byte_offset >> 4));
 }
-// MN-major k-step kk (rows 16 kk .. 16 kk + 15) of a panel tile of R rows at addr.
+// The k-step kk of a panel tile of R rows: 16 reduction columns (K-major, leading offset 16
+// unused, stride 1024) or 16 reduction rows (MN-major, leading R * 128, stride 1024).
 template <int R>
-__device__ __forceinline__ uint64_t desc_mn(uint32_t addr, int kk) {
-  return desc(addr + uint32_t(kk * 16 * 128), R * 128, 1024);
+__device__ __forceinline__ uint64_t step_k(Desc d, int kk) {
+  return at(d, uint32_t((kk >> 2) * (R * 128) + (kk & 3) * 32));
+}
+__device__ __forceinline__ uint64_t step_mn(Desc d, int kk) {
+  return at(d, uint32_t(kk * 16 * 128));
 }
 
 __device__ __forceinline__ void fence() {
