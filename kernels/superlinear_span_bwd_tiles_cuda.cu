@@ -55,7 +55,8 @@ __global__ void slot_table_kernel(SpanArgs a, const float2* coef, int64_t n_tile
 // Thread i gathers the Q and dO row of tile row i / 2 (one index per thread; lanes 2m, 2m + 1
 // fetch the two halves of each 32-byte sector together) into swizzled tiles; padding rows
 // (row < 0) are zero-filled.
-template <int D>
+// kPanels: into wgmma panel tiles (Note [wgmma panels]) instead.
+template <int D, bool kPanels = false>
 __device__ __forceinline__ void gather_row(int32_t row, const uint16_t* qa, const uint16_t* dout,
                                            uint32_t sq, uint32_t sdo) {
   const int r = int(threadIdx.x) >> 1, half = int(threadIdx.x) & 1;
@@ -63,8 +64,9 @@ __device__ __forceinline__ void gather_row(int32_t row, const uint16_t* qa, cons
 #pragma unroll
   for (int j = 0; j < D / 16; ++j) {
     const int c = 2 * j + half;
-    cp_async16(sq + tile_offset<D>(r, c), qa + off + c * 8, row >= 0);
-    cp_async16(sdo + tile_offset<D>(r, c), dout + off + c * 8, row >= 0);
+    const uint32_t at = kPanels ? wg::panel_offset<kTile>(r, c) : tile_offset<D>(r, c);
+    cp_async16(sq + at, qa + off + c * 8, row >= 0);
+    cp_async16(sdo + at, dout + off + c * 8, row >= 0);
   }
 }
 
@@ -163,6 +165,123 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
         for (int e = 0; e < 4; ++e) s[n][e] *= fmaf(pr.c1[e >> 1], dp[n][e], -pr.c2[e >> 1]);
       mma_acc_kn<bf16, D, kBN>(dq, s, sk(stage), lane);
+    }
+  }
+  cp_async_wait<0>();
+
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+    const int32_t lp = pr.lp[j];
+    if constexpr (!kDq) {
+      const float y = quad_sum(acc[j]);
+      if (lp >= 0 && (lane & 3) == 0) ys[lp] = y;
+    } else {
+      if (lp < 0) continue;
+      const float scale = rsqrtf(float(D));
+      float* row = dq_pair + int64_t(lp) * D;
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n)
+        *reinterpret_cast<float2*>(row + n * 8 + 2 * (lane & 3)) =
+            make_float2(dq[n][2 * j] * scale, dq[n][2 * j + 1] * scale);
+    }
+  }
+}
+
+// Note [wgmma backward tiles]
+// The y and dQ passes on Hopper's warpgroup MMA, as the forward's Note [wgmma span tiles]: S =
+// Q K^T and dP = dO V^T are sixteen m64n64k16 products from shared memory (Q, dO, K and V all
+// K-major panels), committed as one group; the dQ pass then adds dS K with dS from registers (K
+// read MN-major from the same panel). The masking, the terms and the outputs are the mma.sync
+// kernel's; its pipeline too (K and V double-buffered, the next pair loaded behind the barrier
+// at the top of each key block), in the same 96 KB at D = 128.
+template <int D, bool kDq>
+__global__ void __launch_bounds__(kThreads, 2)
+    span_tile_bwd_wgmma_kernel(SpanArgs a, SlotTable st, const uint16_t* dout, float* ys,
+                               float* dq_pair) {
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  constexpr uint32_t kTileBytes = kTile * D * 2;  // kTile == kBN
+  const uint32_t sq = smem_addr(smem_raw) + (1024 - smem_addr(smem_raw) % 1024) % 1024;
+  const uint32_t sdo = sq + kTileBytes;
+  auto sk = [&](int stage) { return sq + uint32_t((2 + stage) * kTileBytes); };
+  auto sv = [&](int stage) { return sq + uint32_t((4 + stage) * kTileBytes); };
+  // Descriptors of tile i (0 Q, 1 dO, 2 + stage K, 4 + stage V), K-major or MN-major.
+  auto dtile = [&](int i, uint32_t leading) {
+    wg::Desc d = wg::desc(sq, leading, 1024);
+    d.lo += uint32_t(i) * (kTileBytes >> 4);
+    return d;
+  };
+  const SuperlinearParams& p = a.p;
+  const int64_t t = blockIdx.x;
+  const Footprint fp = footprint(a.tile_key[t], a.n_kb);
+  gather_row<D, true>(st.row[t * kTile + (threadIdx.x >> 1)], static_cast<const uint16_t*>(p.qa),
+                      dout, sq, sdo);
+  const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + fp.bg * p.Lkv * D;
+  const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + fp.bg * p.Lkv * D;
+  load_panels<kBN, D>(sk(0), kbase + int64_t(fp.kb0) * kBN * D, int(p.Lkv) - fp.kb0 * kBN);
+  load_panels<kBN, D>(sv(0), vbase + int64_t(fp.kb0) * kBN * D, int(p.Lkv) - fp.kb0 * kBN);
+  cp_async_commit();
+  const PairRows pr = pair_rows(st, t);
+  const float sl2 = rsqrtf(float(D)) * kLog2e;
+  const int lane = int(threadIdx.x) & 31;
+
+  float acc[2] = {0.f, 0.f};
+  float dq[kDq ? D / 8 : 1][4];
+#pragma unroll
+  for (int n = 0; n < (kDq ? D / 8 : 1); ++n) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.f;
+
+  for (int kb = fp.kb0; kb < fp.kb0 + fp.nb; ++kb) {
+    const int stage = (kb - fp.kb0) & 1;
+    cp_async_wait<0>();
+    wg::fence_proxy_async();
+    __syncthreads();  // K[kb], V[kb] visible; every warp is done with the other stage
+    if (kb + 1 < fp.kb0 + fp.nb) {
+      const int nk = (kb + 1) * kBN;
+      load_panels<kBN, D>(sk(stage ^ 1), kbase + int64_t(nk) * D, int(p.Lkv) - nk);
+      load_panels<kBN, D>(sv(stage ^ 1), vbase + int64_t(nk) * D, int(p.Lkv) - nk);
+    }
+    cp_async_commit();
+    float s[kBN / 8][4], dp[kBN / 8][4];
+    const wg::Desc dqd = dtile(0, 16), dod = dtile(1, 16);
+    const wg::Desc dk = dtile(2 + stage, 16), dv = dtile(4 + stage, 16);
+    wg::fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      wg::mma_ss_n64(s, wg::step_k<kTile>(dqd, kk), wg::step_k<kBN>(dk, kk), kk > 0);
+      wg::mma_ss_n64(dp, wg::step_k<kTile>(dod, kk), wg::step_k<kBN>(dv, kk), kk > 0);
+    }
+    wg::commit();
+    wg::wait<0>();
+    wg::fence_regs(s);
+    wg::fence_regs(dp);
+    span_probs(s, pr, kb * kBN, sl2);
+    if constexpr (!kDq) {
+#pragma unroll
+      for (int n = 0; n < kBN / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[e >> 1] = fmaf(s[n][e], dp[n][e], acc[e >> 1]);
+    } else {
+      uint32_t pa[kBN / 16][4];
+#pragma unroll
+      for (int kk = 0; kk < kBN / 16; ++kk) {
+        float ds[2][4];
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            ds[h][e] = s[2 * kk + h][e] *
+                       fmaf(pr.c1[e >> 1], dp[2 * kk + h][e], -pr.c2[e >> 1]);
+        pa[kk][0] = Mma<bf16>::pack(ds[0][0], ds[0][1]);
+        pa[kk][1] = Mma<bf16>::pack(ds[0][2], ds[0][3]);
+        pa[kk][2] = Mma<bf16>::pack(ds[1][0], ds[1][1]);
+        pa[kk][3] = Mma<bf16>::pack(ds[1][2], ds[1][3]);
+      }
+      const wg::Desc dkn = dtile(2 + stage, kBN * 128);
+      wg::fence();
+#pragma unroll
+      for (int kk = 0; kk < kBN / 16; ++kk) wg::mma_rs<D>(dq, pa[kk], wg::step_mn(dkn, kk));
+      wg::commit();
+      wg::wait<0>();
+      wg::fence_regs(dq);
     }
   }
   cp_async_wait<0>();
@@ -401,6 +520,17 @@ namespace {
 template <int D, bool kDq>
 void launch_tiles(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, int64_t n_tiles,
                   float* ys, float* dq_pair, cudaStream_t s) {
+  int device = 0;
+  SL_CUDA_CHECK(cudaGetDevice(&device));
+  if (span_wgmma_enabled(device)) {
+    constexpr int smem = 1024 + tile_smem_bytes<D>();
+    SL_CUDA_CHECK(cudaFuncSetAttribute(span_tile_bwd_wgmma_kernel<D, kDq>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    span_tile_bwd_wgmma_kernel<D, kDq>
+        <<<unsigned(n_tiles), kThreads, smem, s>>>(a, st, dout, ys, dq_pair);
+    SL_CUDA_LAUNCH_CHECK();
+    return;
+  }
   constexpr int smem = tile_smem_bytes<D>();
   SL_CUDA_CHECK(cudaFuncSetAttribute(span_tile_bwd_kernel<D, kDq>,
                                      cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
