@@ -268,8 +268,7 @@ __global__ void __launch_bounds__(kThreads, 2)
         for (int h = 0; h < 2; ++h)
 #pragma unroll
           for (int e = 0; e < 4; ++e)
-            ds[h][e] = s[2 * kk + h][e] *
-                       fmaf(pr.c1[e >> 1], dp[2 * kk + h][e], -pr.c2[e >> 1]);
+            ds[h][e] = s[2 * kk + h][e] * fmaf(pr.c1[e >> 1], dp[2 * kk + h][e], -pr.c2[e >> 1]);
         pa[kk][0] = Mma<bf16>::pack(ds[0][0], ds[0][1]);
         pa[kk][1] = Mma<bf16>::pack(ds[0][2], ds[0][3]);
         pa[kk][2] = Mma<bf16>::pack(ds[1][0], ds[1][1]);
@@ -328,12 +327,21 @@ __device__ __forceinline__ int64_t lower_bound_key(const uint64_t* x, int64_t n,
 // (it branched around each exp2): 327 -> 279 ms for the dQ pass at 1M GQA 1.
 
 // dK/dV of one 64-key block of one (batch, KV head) from the chunk's tiles that cover it; adds
-// dK / sqrt(D) and dV to the f32 accumulators ([B, Hkv, Lkv, D]).
-template <int D>
+// dK / sqrt(D) and dV to the f32 accumulators ([B, Hkv, Lkv, D]). kWg: the products on wgmma
+// (Note [wgmma dK/dV]), the tiles in panels.
+//
+// Note [wgmma dK/dV]
+// The block's keys are the warpgroup's 64 rows: S^T = K Q^T and dP^T = V dO^T are m64n64k16
+// products from shared memory (K, V, Q, dO all K-major panels) in one group; dV += (c1 P)^T dO
+// and dK += dS^T Q take P^T and dS^T from registers and read dO and Q MN-major from the same
+// panels, dV's group running while dS^T is formed. Everything else (tile lists, staging, terms,
+// masks, the accumulators' write-back) is the mma.sync kernel's.
+template <int D, bool kWg>
 __global__ void __launch_bounds__(kThreads)
     span_dkv_kernel(SpanArgs a, SlotTable st, const uint16_t* dout, int64_t n_tiles, int max_nb,
                     float* dk_acc, float* dv_acc) {
-  extern __shared__ __align__(128) unsigned char smem[];
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  unsigned char* smem = kWg ? smem_raw + (1024 - smem_addr(smem_raw) % 1024) % 1024 : smem_raw;
   const uint32_t s_k = smem_addr(smem), s_v = s_k + kBN * D * 2;
   auto s_q = [&](int buf) { return s_v + uint32_t((1 + buf) * kTile * D * 2); };
   auto s_do = [&](int buf) { return s_v + uint32_t((3 + buf) * kTile * D * 2); };
@@ -383,14 +391,19 @@ __global__ void __launch_bounds__(kThreads)
 
   const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + bg * p.Lkv * D;
   const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + bg * p.Lkv * D;
-  load_tile<kBN, D, kThreads>(s_k, kbase + int64_t(k0) * D, D, int(p.Lkv) - k0);
-  load_tile<kBN, D, kThreads>(s_v, vbase + int64_t(k0) * D, D, int(p.Lkv) - k0);
+  if constexpr (kWg) {
+    load_panels<kBN, D>(s_k, kbase + int64_t(k0) * D, int(p.Lkv) - k0);
+    load_panels<kBN, D>(s_v, vbase + int64_t(k0) * D, int(p.Lkv) - k0);
+  } else {
+    load_tile<kBN, D, kThreads>(s_k, kbase + int64_t(k0) * D, D, int(p.Lkv) - k0);
+    load_tile<kBN, D, kThreads>(s_v, vbase + int64_t(k0) * D, D, int(p.Lkv) - k0);
+  }
 
   // Stages tile `tile` into buffer buf with cp.async only (Note [slot tables]); `row` is this
   // thread's gather row of that tile, loaded one tile ahead.
   const uint16_t* qa = static_cast<const uint16_t*>(p.qa);
   auto stage = [&](int64_t tile, int buf, int32_t row) {
-    gather_row<D>(row, qa, dout, s_q(buf), s_do(buf));
+    gather_row<D, kWg>(row, qa, dout, s_q(buf), s_do(buf));
     const int c = int(threadIdx.x), term = c / (kTile / 4), q = 4 * (c % (kTile / 4));
     if (term < 5) {
       const void* src = term == 0   ? static_cast<const void*>(st.lse2)
@@ -423,6 +436,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int it = 0; it < n_list; ++it) {
       const int buf = it & 1;
       cp_async_wait<0>();
+      if constexpr (kWg) wg::fence_proxy_async();
       __syncthreads();
       if (it + 1 < n_list) stage(s_list[it + 1], buf ^ 1, row_next);
       cp_async_commit();
@@ -438,51 +452,108 @@ __global__ void __launch_bounds__(kThreads)
 
       // S^T = K Q^T: 16 keys x 64 pairs per warp; P^T in place.
       float s[kTile / 8][4];
-      mma_a_nk<bf16, D, kTile>(s, s_k, warp * 16, s_q(buf), lane);
+      if constexpr (kWg) {
+        // S^T and dP^T in one group (Note [wgmma dK/dV]).
+        float dpt[kTile / 8][4];
+        const wg::Desc dk_k = wg::desc(s_k, 16, 1024), dv_k = wg::desc(s_v, 16, 1024);
+        const wg::Desc dq_k = wg::desc(s_q(buf), 16, 1024), ddo_k = wg::desc(s_do(buf), 16, 1024);
+        wg::fence();
 #pragma unroll
-      for (int n = 0; n < kTile / 8; ++n) {
-        const float2 l2 = *reinterpret_cast<const float2*>(lse2 + col(n));
-        const int2 l = *reinterpret_cast<const int2*>(lo + col(n));
-        const int2 h = *reinterpret_cast<const int2*>(hi + col(n));
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int u = k0 + krow + 8 * (e >> 1);
-          const bool ok = (e & 1) ? (u >= l.y) & (u <= h.y) : (u >= l.x) & (u <= h.x);
-          const float x = fast_exp2(fmaf(s[n][e], sl2, -((e & 1) ? l2.y : l2.x)));
-          s[n][e] = ok ? x : 0.f;
+        for (int kk = 0; kk < D / 16; ++kk) {
+          wg::mma_ss_n64(s, wg::step_k<kBN>(dk_k, kk), wg::step_k<kTile>(dq_k, kk), kk > 0);
+          wg::mma_ss_n64(dpt, wg::step_k<kBN>(dv_k, kk), wg::step_k<kTile>(ddo_k, kk), kk > 0);
         }
-      }
-      // dV += (c1 P)^T dO.
+        wg::commit();
+        wg::wait<0>();
+        wg::fence_regs(s);
+        wg::fence_regs(dpt);
 #pragma unroll
-      for (int kk = 0; kk < kTile / 16; ++kk) {
-        const float2 a01 = *reinterpret_cast<const float2*>(c1 + col(2 * kk));
-        const float2 a89 = *reinterpret_cast<const float2*>(c1 + col(2 * kk + 1));
-        uint32_t pa[4];
-        pa[0] = Mma<bf16>::pack(s[2 * kk][0] * a01.x, s[2 * kk][1] * a01.y);
-        pa[1] = Mma<bf16>::pack(s[2 * kk][2] * a01.x, s[2 * kk][3] * a01.y);
-        pa[2] = Mma<bf16>::pack(s[2 * kk + 1][0] * a89.x, s[2 * kk + 1][1] * a89.y);
-        pa[3] = Mma<bf16>::pack(s[2 * kk + 1][2] * a89.x, s[2 * kk + 1][3] * a89.y);
+        for (int n = 0; n < kTile / 8; ++n) {
+          const float2 l2 = *reinterpret_cast<const float2*>(lse2 + col(n));
+          const int2 l = *reinterpret_cast<const int2*>(lo + col(n));
+          const int2 h = *reinterpret_cast<const int2*>(hi + col(n));
 #pragma unroll
-        for (int dp = 0; dp < D / 16; ++dp) {
-          uint32_t bf[4];
-          load_b_kn<D>(bf, s_do(buf), kk * 16, dp * 16, lane);
-          Mma<bf16>::run(dv[2 * dp], pa, bf[0], bf[1]);
-          Mma<bf16>::run(dv[2 * dp + 1], pa, bf[2], bf[3]);
+          for (int e = 0; e < 4; ++e) {
+            const int u = k0 + krow + 8 * (e >> 1);
+            const bool ok = (e & 1) ? (u >= l.y) & (u <= h.y) : (u >= l.x) & (u <= h.x);
+            const float x = fast_exp2(fmaf(s[n][e], sl2, -((e & 1) ? l2.y : l2.x)));
+            s[n][e] = ok ? x : 0.f;
+          }
         }
-      }
-      // dP^T = V dO^T, then dS^T = P^T (c1 dP^T - c2) in place.
-      float dpt[kTile / 8][4];
-      mma_a_nk<bf16, D, kTile>(dpt, s_v, warp * 16, s_do(buf), lane);
+        // (c1 P^T) and dS^T = P^T (c1 dP^T - c2) as A operands, dS^T formed in dP^T's registers.
+        uint32_t pa[kTile / 16][4], pb[kTile / 16][4];
 #pragma unroll
-      for (int n = 0; n < kTile / 8; ++n) {
-        const float2 a = *reinterpret_cast<const float2*>(c1 + col(n));
-        const float2 b = *reinterpret_cast<const float2*>(c2 + col(n));
+        for (int n = 0; n < kTile / 8; ++n) {
+          const float2 a = *reinterpret_cast<const float2*>(c1 + col(n));
+          const float2 b = *reinterpret_cast<const float2*>(c2 + col(n));
+          pa[n / 2][2 * (n & 1)] = Mma<bf16>::pack(s[n][0] * a.x, s[n][1] * a.y);
+          pa[n / 2][2 * (n & 1) + 1] = Mma<bf16>::pack(s[n][2] * a.x, s[n][3] * a.y);
 #pragma unroll
-        for (int e = 0; e < 4; ++e)
-          s[n][e] *= (e & 1) ? fmaf(a.y, dpt[n][e], -b.y) : fmaf(a.x, dpt[n][e], -b.x);
+          for (int e = 0; e < 4; ++e)
+            dpt[n][e] =
+                s[n][e] * ((e & 1) ? fmaf(a.y, dpt[n][e], -b.y) : fmaf(a.x, dpt[n][e], -b.x));
+          pb[n / 2][2 * (n & 1)] = Mma<bf16>::pack(dpt[n][0], dpt[n][1]);
+          pb[n / 2][2 * (n & 1) + 1] = Mma<bf16>::pack(dpt[n][2], dpt[n][3]);
+        }
+        // dV += (c1 P)^T dO and dK += dS^T Q, dO and Q read MN-major.
+        const wg::Desc ddo_mn = wg::desc(s_do(buf), kTile * 128, 1024);
+        const wg::Desc dq_mn = wg::desc(s_q(buf), kTile * 128, 1024);
+        wg::fence();
+#pragma unroll
+        for (int kk = 0; kk < kTile / 16; ++kk) wg::mma_rs<D>(dv, pa[kk], wg::step_mn(ddo_mn, kk));
+#pragma unroll
+        for (int kk = 0; kk < kTile / 16; ++kk) wg::mma_rs<D>(dk, pb[kk], wg::step_mn(dq_mn, kk));
+        wg::commit();
+        wg::wait<0>();
+        wg::fence_regs(dk);
+        wg::fence_regs(dv);
+      } else {
+        mma_a_nk<bf16, D, kTile>(s, s_k, warp * 16, s_q(buf), lane);
+#pragma unroll
+        for (int n = 0; n < kTile / 8; ++n) {
+          const float2 l2 = *reinterpret_cast<const float2*>(lse2 + col(n));
+          const int2 l = *reinterpret_cast<const int2*>(lo + col(n));
+          const int2 h = *reinterpret_cast<const int2*>(hi + col(n));
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int u = k0 + krow + 8 * (e >> 1);
+            const bool ok = (e & 1) ? (u >= l.y) & (u <= h.y) : (u >= l.x) & (u <= h.x);
+            const float x = fast_exp2(fmaf(s[n][e], sl2, -((e & 1) ? l2.y : l2.x)));
+            s[n][e] = ok ? x : 0.f;
+          }
+        }
+        // dV += (c1 P)^T dO.
+#pragma unroll
+        for (int kk = 0; kk < kTile / 16; ++kk) {
+          const float2 a01 = *reinterpret_cast<const float2*>(c1 + col(2 * kk));
+          const float2 a89 = *reinterpret_cast<const float2*>(c1 + col(2 * kk + 1));
+          uint32_t pa[4];
+          pa[0] = Mma<bf16>::pack(s[2 * kk][0] * a01.x, s[2 * kk][1] * a01.y);
+          pa[1] = Mma<bf16>::pack(s[2 * kk][2] * a01.x, s[2 * kk][3] * a01.y);
+          pa[2] = Mma<bf16>::pack(s[2 * kk + 1][0] * a89.x, s[2 * kk + 1][1] * a89.y);
+          pa[3] = Mma<bf16>::pack(s[2 * kk + 1][2] * a89.x, s[2 * kk + 1][3] * a89.y);
+#pragma unroll
+          for (int dp = 0; dp < D / 16; ++dp) {
+            uint32_t bf[4];
+            load_b_kn<D>(bf, s_do(buf), kk * 16, dp * 16, lane);
+            Mma<bf16>::run(dv[2 * dp], pa, bf[0], bf[1]);
+            Mma<bf16>::run(dv[2 * dp + 1], pa, bf[2], bf[3]);
+          }
+        }
+        // dP^T = V dO^T, then dS^T = P^T (c1 dP^T - c2) in place.
+        float dpt[kTile / 8][4];
+        mma_a_nk<bf16, D, kTile>(dpt, s_v, warp * 16, s_do(buf), lane);
+#pragma unroll
+        for (int n = 0; n < kTile / 8; ++n) {
+          const float2 a = *reinterpret_cast<const float2*>(c1 + col(n));
+          const float2 b = *reinterpret_cast<const float2*>(c2 + col(n));
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            s[n][e] *= (e & 1) ? fmaf(a.y, dpt[n][e], -b.y) : fmaf(a.x, dpt[n][e], -b.x);
+        }
+        // dK += dS^T Q.
+        mma_acc_kn<bf16, D, kTile>(dk, s, s_q(buf), lane);
       }
-      // dK += dS^T Q.
-      mma_acc_kn<bf16, D, kTile>(dk, s, s_q(buf), lane);
     }
     cp_async_wait<0>();
     __syncthreads();  // every warp is done with both buffers before the next list is staged
@@ -540,12 +611,14 @@ void launch_tiles(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, 
 template <int D>
 void launch_dkv(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, int64_t n_tiles,
                 int max_nb, float* dk_acc, float* dv_acc, cudaStream_t s) {
-  constexpr int smem = dkv_smem_bytes<D>();
-  SL_CUDA_CHECK(
-      cudaFuncSetAttribute(span_dkv_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  int device = 0;
+  SL_CUDA_CHECK(cudaGetDevice(&device));
+  const bool wgmma = span_wgmma_enabled(device);
+  const int smem = dkv_smem_bytes<D>() + (wgmma ? 1024 : 0);
+  auto kernel = wgmma ? span_dkv_kernel<D, true> : span_dkv_kernel<D, false>;
+  SL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const int64_t blocks = a.p.B * a.p.Hkv * a.n_kb;
-  span_dkv_kernel<D>
-      <<<unsigned(blocks), kThreads, smem, s>>>(a, st, dout, n_tiles, max_nb, dk_acc, dv_acc);
+  kernel<<<unsigned(blocks), kThreads, smem, s>>>(a, st, dout, n_tiles, max_nb, dk_acc, dv_acc);
   SL_CUDA_LAUNCH_CHECK();
 }
 }  // namespace

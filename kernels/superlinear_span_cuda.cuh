@@ -45,10 +45,10 @@ struct SpanArgs {
 // Each array has tiles * 64 entries; the five terms are separate arrays (Note [dK/dV
 // registers]).
 struct SlotTable {
-  int32_t* row;    // query row of the pair, -1 for padding
-  int32_t* lp;     // local pair id, -1 for padding
-  float* lse2;     // lse_s log2(e); padding: inf
-  float *c1, *c2;  // the gate terms (0 before they exist, and for padding)
+  int32_t* row;      // query row of the pair, -1 for padding
+  int32_t* lp;       // local pair id, -1 for padding
+  float* lse2;       // lse_s log2(e); padding: inf
+  float *c1, *c2;    // the gate terms (0 before they exist, and for padding)
   int32_t *lo, *hi;  // span bounds; padding: 1, 0 (empty)
 };
 

@@ -100,7 +100,7 @@ __device__ __forceinline__ void fence_regs(float (&d)[N][4]) {
 }
 
 #define SL_WG_ACC(i) "+f"(d[i][0]), "+f"(d[i][1]), "+f"(d[i][2]), "+f"(d[i][3])
-#define SL_WG_REGS32                                                                  \
+#define SL_WG_REGS32                                                                 \
   "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, " \
   "%18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
 #define SL_WG_REGS64                                                                        \
@@ -141,8 +141,7 @@ __device__ __forceinline__ void mma_rs_n64(float (&d)[8][4], const uint32_t (&a)
 }
 
 // d (64 x 128) += a b: a (64 x 16) from registers, b (16 x 128) MN-major in shared memory.
-__device__ __forceinline__ void mma_rs_n128(float (&d)[16][4], const uint32_t (&a)[4],
-                                            uint64_t b) {
+__device__ __forceinline__ void mma_rs_n128(float (&d)[16][4], const uint32_t (&a)[4], uint64_t b) {
 #if SL_WGMMA
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"

@@ -374,7 +374,8 @@ TEST(SuperlinearGpuKeptPartials, BackwardFromKeptPartialsMatchesCpu) {
     EXPECT_TRUE(AllEqual(kept.lse_s, plain.lse_s)) << what;
     EXPECT_TRUE(AllEqual(kept.lse_w, plain.lse_w)) << what;
     EXPECT_TRUE(AllEqual(kept.anchors, plain.anchors)) << what;
-    EXPECT_TRUE(SameBits(gk2, gk)) << what << ": the backward from kept partials is not reproducible";
+    EXPECT_TRUE(SameBits(gk2, gk))
+        << what << ": the backward from kept partials is not reproducible";
     // Doubled kept outputs must reach the gradients (a backward that quietly recomputed would
     // not see them).
     SuperlinearForward altered = kept;
