@@ -324,7 +324,10 @@ __device__ __forceinline__ int64_t lower_bound_key(const uint64_t* x, int64_t n,
 // now five arrays, each thread reads its pairs' two consecutive values as float2 / int2 where it
 // uses them, and the mask is a select: no spills, and on the H200 at 1M the pass went from 628
 // to 432 ms (GQA 1) and from 573 to 378 ms (GQA 8). The y and dQ passes' mask is a select too
-// (it branched around each exp2): 327 -> 279 ms for the dQ pass at 1M GQA 1.
+// (it branched around each exp2): 327 -> 279 ms for the dQ pass at 1M GQA 1. Since the tile
+// loads were unrolled (Note [unrolled tile loads]) ptxas spills 8 bytes in the mma.sync kernel at
+// D = 128; the wgmma kernel (Note [wgmma dK/dV]), which Hopper runs, needs 246 registers and
+// spills nothing.
 
 // dK/dV of one 64-key block of one (batch, KV head) from the chunk's tiles that cover it; adds
 // dK / sqrt(D) and dV to the f32 accumulators ([B, Hkv, Lkv, D]). kWg: the products on wgmma
