@@ -248,7 +248,6 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
 
   const int64_t rows_per_chunk = std::max<int64_t>(1, chunk_pairs() / k);
   const int64_t cap = std::min(rows, rows_per_chunk) * k;
-  const bool one_chunk = rows <= rows_per_chunk;
   const auto* span_out = static_cast<const uint16_t*>(p.span_out);
   SpanTiles tiles(p, cap, dev);
   Tensor ys = span_out ? Tensor() : Tensor::empty({cap}, DType::F32, dev),
@@ -319,9 +318,11 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
   SL_CUDA_CHECK(cudaMemsetAsync(acc.data_ptr(), 0, size_t(acc.numel()) * 4, s));
   float* dk_acc = acc.data<float>();
   float* dv_acc = dk_acc + n_keys * D;
-  for (int64_t row0 = 0; row0 < rows; row0 += rows_per_chunk) {
-    const int64_t nrows = std::min(rows_per_chunk, rows - row0);
-    if (!one_chunk || !built) n_tiles = tiles.build(p, row0 * k, nrows * k, a, s);
+  // Last chunk first: pass 1 left its tiles in `a`, so that chunk is not built again.
+  const int64_t n_chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
+  for (int64_t c = n_chunks - 1; c >= 0; --c) {
+    const int64_t row0 = c * rows_per_chunk, nrows = std::min(rows_per_chunk, rows - row0);
+    if (!built || c != n_chunks - 1) n_tiles = tiles.build(p, row0 * k, nrows * k, a, s);
     SlotTable st{};
     if (n_tiles > 0) {
       st = slot_table(a, n_tiles, rt.coef);

@@ -303,6 +303,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
 }
 
+// The first i in [0, n) with x[i] >= v (n if none) for ascending x: one thread's binary search.
 __device__ __forceinline__ int64_t lower_bound_key(const uint64_t* x, int64_t n, uint64_t v) {
   int64_t lo = 0, hi = n;
   while (lo < hi) {
@@ -311,6 +312,27 @@ __device__ __forceinline__ int64_t lower_bound_key(const uint64_t* x, int64_t n,
       lo = mid + 1;
     else
       hi = mid;
+  }
+  return lo;
+}
+
+// The first i in [0, n) with x[i] >= v (n if none) for ascending x, found by the whole block:
+// each round probes kThreads evenly spaced positions at once and keeps the gap between the last
+// probe below v and the next. Every thread calls it and gets the answer.
+// Note [block search]: a one-thread binary search over the chunk's tile keys made ~16 dependent
+// L2 reads (~10 us) at the start of every dK/dV block; at 64K GQA 1 there are 16K such blocks,
+// 62 waves of them. Three or four rounds of 128 probes take one read and one barrier each. The
+// mma.sync kernel keeps the binary search: with this one ptxas spills 56 bytes there (8 before).
+__device__ __forceinline__ int64_t block_lower_bound(const uint64_t* x, int64_t n, uint64_t v) {
+  int64_t lo = 0, hi = n;  // the answer is in [lo, hi]
+  while (lo < hi) {
+    const int64_t step = (hi - lo + kThreads - 1) / kThreads;
+    const int64_t at = lo + int64_t(threadIdx.x) * step;
+    const int below = __syncthreads_count(at < hi && x[at] < v);  // probes 0 .. below - 1
+    if (below == 0) return lo;  // x[lo] >= v (every thread saw the same count)
+    const int64_t last = lo + int64_t(below - 1) * step;
+    lo = last + 1;
+    hi = min(hi, last + step);
   }
   return lo;
 }
@@ -361,8 +383,11 @@ __global__ void __launch_bounds__(kThreads)
   const int kb = int(blockIdx.x % a.n_kb), k0 = kb * kBN;
   const uint64_t first = uint64_t(bg * a.n_kb + max(0, kb - max_nb + 1)) << 8;
   const uint64_t last = (uint64_t(bg * a.n_kb + kb) << 8) | 255u;
-  int64_t scan = lower_bound_key(tile_key, n_tiles, first);
-  const int64_t t_end = lower_bound_key(tile_key, n_tiles, last + 1);
+  auto find = [&](uint64_t v) {
+    return kWg ? block_lower_bound(tile_key, n_tiles, v) : lower_bound_key(tile_key, n_tiles, v);
+  };
+  int64_t scan = find(first);
+  const int64_t t_end = find(last + 1);
   if (scan >= t_end) return;
 
   // The next live tiles (footprint reaching this block) of [scan, t_end), in tile order, into
