@@ -187,24 +187,32 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
 }
 
+// K/V stages of the wgmma y and dQ passes (Note [wgmma backward tiles]).
+constexpr int bwd_tile_stages(bool dq) {
+  return dq ? 2 : 1;
+}
+
 // Note [wgmma backward tiles]
 // The y and dQ passes on Hopper's warpgroup MMA, as the forward's Note [wgmma span tiles]: S =
 // Q K^T and dP = dO V^T are sixteen m64n64k16 products from shared memory (Q, dO, K and V all
 // K-major panels), committed as one group; the dQ pass then adds dS K with dS from registers (K
 // read MN-major from the same panel). The masking, the terms and the outputs are the mma.sync
-// kernel's; its pipeline too (K and V double-buffered, the next pair loaded behind the barrier
-// at the top of each key block), in the same 96 KB at D = 128.
+// kernel's. The dQ pass keeps its pipeline too (K and V double-buffered, the next pair loaded
+// behind the barrier at the top of each key block; 96 KB at D = 128, two blocks per SM). The y
+// pass, at 112 registers, runs three blocks per SM instead: one K/V buffer (64 KB), the next
+// pair loaded once every warp's products are done, while the block forms P and its row sums.
 template <int D, bool kDq>
-__global__ void __launch_bounds__(kThreads, 2)
+__global__ void __launch_bounds__(kThreads, kDq ? 2 : 3)
     span_tile_bwd_wgmma_kernel(SpanArgs a, SlotTable st, const uint16_t* dout, float* ys,
                                float* dq_pair) {
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   constexpr uint32_t kTileBytes = kTile * D * 2;  // kTile == kBN
   const uint32_t sq = smem_addr(smem_raw) + (1024 - smem_addr(smem_raw) % 1024) % 1024;
+  constexpr int kStages = bwd_tile_stages(kDq);
   const uint32_t sdo = sq + kTileBytes;
   auto sk = [&](int stage) { return sq + uint32_t((2 + stage) * kTileBytes); };
-  auto sv = [&](int stage) { return sq + uint32_t((4 + stage) * kTileBytes); };
-  // Descriptors of tile i (0 Q, 1 dO, 2 + stage K, 4 + stage V), K-major or MN-major.
+  auto sv = [&](int stage) { return sq + uint32_t((2 + kStages + stage) * kTileBytes); };
+  // Descriptors of tile i (0 Q, 1 dO, 2 + stage K, 2 + kStages + stage V), K- or MN-major.
   auto dtile = [&](int i, uint32_t leading) {
     wg::Desc d = wg::desc(sq, leading, 1024);
     d.lo += uint32_t(i) * (kTileBytes >> 4);
@@ -230,19 +238,21 @@ __global__ void __launch_bounds__(kThreads, 2)
   for (int n = 0; n < (kDq ? D / 8 : 1); ++n) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.f;
 
   for (int kb = fp.kb0; kb < fp.kb0 + fp.nb; ++kb) {
-    const int stage = (kb - fp.kb0) & 1;
+    const int stage = kStages == 2 ? (kb - fp.kb0) & 1 : 0;
+    const bool next = kb + 1 < fp.kb0 + fp.nb;
+    const int nk = (kb + 1) * kBN;
+    auto load_next = [&]() {
+      load_panels<kBN, D>(sk(stage ^ (kStages - 1)), kbase + int64_t(nk) * D, int(p.Lkv) - nk);
+      load_panels<kBN, D>(sv(stage ^ (kStages - 1)), vbase + int64_t(nk) * D, int(p.Lkv) - nk);
+      cp_async_commit();
+    };
     cp_async_wait<0>();
     wg::fence_proxy_async();
     __syncthreads();  // K[kb], V[kb] visible; every warp is done with the other stage
-    if (kb + 1 < fp.kb0 + fp.nb) {
-      const int nk = (kb + 1) * kBN;
-      load_panels<kBN, D>(sk(stage ^ 1), kbase + int64_t(nk) * D, int(p.Lkv) - nk);
-      load_panels<kBN, D>(sv(stage ^ 1), vbase + int64_t(nk) * D, int(p.Lkv) - nk);
-    }
-    cp_async_commit();
+    if (kStages == 2 && next) load_next();
     float s[kBN / 8][4], dp[kBN / 8][4];
     const wg::Desc dqd = dtile(0, 16), dod = dtile(1, 16);
-    const wg::Desc dk = dtile(2 + stage, 16), dv = dtile(4 + stage, 16);
+    const wg::Desc dk = dtile(2 + stage, 16), dv = dtile(2 + kStages + stage, 16);
     wg::fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
@@ -253,6 +263,10 @@ __global__ void __launch_bounds__(kThreads, 2)
     wg::wait<0>();
     wg::fence_regs(s);
     wg::fence_regs(dp);
+    if (kStages == 1 && next) {
+      __syncthreads();  // every warp's products are done with K[kb], V[kb]
+      load_next();
+    }
     span_probs(s, pr, kb * kBN, sl2);
     if constexpr (!kDq) {
 #pragma unroll
@@ -622,7 +636,7 @@ void launch_tiles(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, 
   int device = 0;
   SL_CUDA_CHECK(cudaGetDevice(&device));
   if (span_wgmma_enabled(device)) {
-    constexpr int smem = 1024 + tile_smem_bytes<D>();
+    constexpr int smem = 1024 + (2 + 2 * bwd_tile_stages(kDq)) * kTile * D * 2;
     SL_CUDA_CHECK(cudaFuncSetAttribute(span_tile_bwd_wgmma_kernel<D, kDq>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     span_tile_bwd_wgmma_kernel<D, kDq>
