@@ -110,6 +110,31 @@ __device__ __forceinline__ void span_probs(float (&s)[kBN / 8][4], const PairRow
     }
 }
 
+// A y or dQ tile's results for this thread's two pairs: ys[lp] (kDq = false) or the f32 row
+// dq_pair[lp] / sqrt(D).
+template <int D, bool kDq>
+__device__ __forceinline__ void write_tile_outputs(const float (&acc)[2],
+                                                   const float (&dq)[kDq ? D / 8 : 1][4],
+                                                   const PairRows& pr, float* ys, float* dq_pair) {
+  const int lane = int(threadIdx.x) & 31;
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+    const int32_t lp = pr.lp[j];
+    if constexpr (!kDq) {
+      const float y = quad_sum(acc[j]);
+      if (lp >= 0 && (lane & 3) == 0) ys[lp] = y;
+    } else {
+      if (lp < 0) continue;
+      const float scale = rsqrtf(float(D));
+      float* row = dq_pair + int64_t(lp) * D;
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n)
+        *reinterpret_cast<float2*>(row + n * 8 + 2 * (lane & 3)) =
+            make_float2(dq[n][2 * j] * scale, dq[n][2 * j + 1] * scale);
+    }
+  }
+}
+
 // Tile kernels: one block per tile of the chunk. kDq = false: ys[lp] = sum_u P_u dP_u (the y
 // pass); kDq = true: dq[lp] = sum_u P_u (c1 dP_u - c2) K_u / sqrt(D) in f32.
 template <int D, bool kDq>
@@ -169,22 +194,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
   cp_async_wait<0>();
 
-#pragma unroll
-  for (int j = 0; j < 2; ++j) {
-    const int32_t lp = pr.lp[j];
-    if constexpr (!kDq) {
-      const float y = quad_sum(acc[j]);
-      if (lp >= 0 && (lane & 3) == 0) ys[lp] = y;
-    } else {
-      if (lp < 0) continue;
-      const float scale = rsqrtf(float(D));
-      float* row = dq_pair + int64_t(lp) * D;
-#pragma unroll
-      for (int n = 0; n < D / 8; ++n)
-        *reinterpret_cast<float2*>(row + n * 8 + 2 * (lane & 3)) =
-            make_float2(dq[n][2 * j] * scale, dq[n][2 * j + 1] * scale);
-    }
-  }
+  write_tile_outputs<D, kDq>(acc, dq, pr, ys, dq_pair);
 }
 
 // K/V stages of the wgmma y and dQ passes (Note [wgmma backward tiles]).
@@ -299,22 +309,7 @@ __global__ void __launch_bounds__(kThreads, kDq ? 2 : 3)
   }
   cp_async_wait<0>();
 
-#pragma unroll
-  for (int j = 0; j < 2; ++j) {
-    const int32_t lp = pr.lp[j];
-    if constexpr (!kDq) {
-      const float y = quad_sum(acc[j]);
-      if (lp >= 0 && (lane & 3) == 0) ys[lp] = y;
-    } else {
-      if (lp < 0) continue;
-      const float scale = rsqrtf(float(D));
-      float* row = dq_pair + int64_t(lp) * D;
-#pragma unroll
-      for (int n = 0; n < D / 8; ++n)
-        *reinterpret_cast<float2*>(row + n * 8 + 2 * (lane & 3)) =
-            make_float2(dq[n][2 * j] * scale, dq[n][2 * j + 1] * scale);
-    }
-  }
+  write_tile_outputs<D, kDq>(acc, dq, pr, ys, dq_pair);
 }
 
 // The first i in [0, n) with x[i] >= v (n if none) for ascending x: one thread's binary search.
