@@ -488,10 +488,9 @@ __global__ void __launch_bounds__(kThreads)
       auto col = [&](int n) { return n * 8 + 2 * (lane & 3); };
 
       // S^T = K Q^T: 16 keys x 64 pairs per warp; P^T in place.
-      float s[kTile / 8][4];
+      float s[kTile / 8][4], dpt[kTile / 8][4];
       if constexpr (kWg) {
         // S^T and dP^T in one group (Note [wgmma dK/dV]).
-        float dpt[kTile / 8][4];
         const wg::Desc dk_k = wg::desc(s_k, 16, 1024), dv_k = wg::desc(s_v, 16, 1024);
         const wg::Desc dq_k = wg::desc(s_q(buf), 16, 1024), ddo_k = wg::desc(s_do(buf), 16, 1024);
         wg::fence();
@@ -504,19 +503,23 @@ __global__ void __launch_bounds__(kThreads)
         wg::wait<0>();
         wg::fence_regs(s);
         wg::fence_regs(dpt);
+      } else {
+        mma_a_nk<bf16, D, kTile>(s, s_k, warp * 16, s_q(buf), lane);
+      }
 #pragma unroll
-        for (int n = 0; n < kTile / 8; ++n) {
-          const float2 l2 = *reinterpret_cast<const float2*>(lse2 + col(n));
-          const int2 l = *reinterpret_cast<const int2*>(lo + col(n));
-          const int2 h = *reinterpret_cast<const int2*>(hi + col(n));
+      for (int n = 0; n < kTile / 8; ++n) {
+        const float2 l2 = *reinterpret_cast<const float2*>(lse2 + col(n));
+        const int2 l = *reinterpret_cast<const int2*>(lo + col(n));
+        const int2 h = *reinterpret_cast<const int2*>(hi + col(n));
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int u = k0 + krow + 8 * (e >> 1);
-            const bool ok = (e & 1) ? (u >= l.y) & (u <= h.y) : (u >= l.x) & (u <= h.x);
-            const float x = fast_exp2(fmaf(s[n][e], sl2, -((e & 1) ? l2.y : l2.x)));
-            s[n][e] = ok ? x : 0.f;
-          }
+        for (int e = 0; e < 4; ++e) {
+          const int u = k0 + krow + 8 * (e >> 1);
+          const bool ok = (e & 1) ? (u >= l.y) & (u <= h.y) : (u >= l.x) & (u <= h.x);
+          const float x = fast_exp2(fmaf(s[n][e], sl2, -((e & 1) ? l2.y : l2.x)));
+          s[n][e] = ok ? x : 0.f;
         }
+      }
+      if constexpr (kWg) {
         // (c1 P^T) and dS^T = P^T (c1 dP^T - c2) as A operands, dS^T formed in dP^T's registers.
         uint32_t pa[kTile / 16][4], pb[kTile / 16][4];
 #pragma unroll
@@ -545,20 +548,6 @@ __global__ void __launch_bounds__(kThreads)
         wg::fence_regs(dk);
         wg::fence_regs(dv);
       } else {
-        mma_a_nk<bf16, D, kTile>(s, s_k, warp * 16, s_q(buf), lane);
-#pragma unroll
-        for (int n = 0; n < kTile / 8; ++n) {
-          const float2 l2 = *reinterpret_cast<const float2*>(lse2 + col(n));
-          const int2 l = *reinterpret_cast<const int2*>(lo + col(n));
-          const int2 h = *reinterpret_cast<const int2*>(hi + col(n));
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int u = k0 + krow + 8 * (e >> 1);
-            const bool ok = (e & 1) ? (u >= l.y) & (u <= h.y) : (u >= l.x) & (u <= h.x);
-            const float x = fast_exp2(fmaf(s[n][e], sl2, -((e & 1) ? l2.y : l2.x)));
-            s[n][e] = ok ? x : 0.f;
-          }
-        }
         // dV += (c1 P)^T dO.
 #pragma unroll
         for (int kk = 0; kk < kTile / 16; ++kk) {
@@ -578,7 +567,6 @@ __global__ void __launch_bounds__(kThreads)
           }
         }
         // dP^T = V dO^T, then dS^T = P^T (c1 dP^T - c2) in place.
-        float dpt[kTile / 8][4];
         mma_a_nk<bf16, D, kTile>(dpt, s_v, warp * 16, s_do(buf), lane);
 #pragma unroll
         for (int n = 0; n < kTile / 8; ++n) {
