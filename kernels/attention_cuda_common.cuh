@@ -23,6 +23,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "core/dtype.h"
 #include "kernels/attention.h"
@@ -97,9 +98,16 @@ template <int D>
 __device__ __forceinline__ uint32_t tile_offset(int row, int chunk) {
   return uint32_t(row * (D * 2) + ((chunk ^ (row & 7)) << 4));
 }
+// The same in a wgmma panel tile of R rows (Note [wgmma panels] in kernels/wgmma_cuda.cuh): 64
+// columns per panel, 128-byte rows, the same swizzle.
+template <int R>
+__device__ __forceinline__ uint32_t panel_offset(int row, int chunk) {
+  return uint32_t((chunk >> 3) * (R * 128) + row * 128 + (((chunk & 7) ^ (row & 7)) << 4));
+}
 
 // Rows [0, R) of a tile from global rows base + r * row_stride (elements); rows >= valid are
-// zero-filled. All NT threads of the block take part; the caller commits the group.
+// zero-filled. All NT threads of the block take part; the caller commits the group. kPanels: into
+// a wgmma panel tile instead of a [row][k] one.
 // Note [unrolled tile loads]: written as `for (c = threadIdx.x; c < R * chunks; c += NT)`, the
 // trip count depends on threadIdx.x, so nvcc kept a loop (unrolled by four, with a remainder
 // loop and a branch per step) whose address arithmetic, on the H200, made integer ALU the busiest
@@ -107,19 +115,26 @@ __device__ __forceinline__ uint32_t tile_offset(int row, int chunk) {
 // rows, thread i takes chunk i % (D / 8) of rows i / (D / 8) + j * step for a compile-time
 // count of j: each row has the same swizzle phase (row % 8), so the shared address is one base
 // plus a constant per j.
-template <int R, int D, int NT>
+template <int R, int D, int NT, bool kPanels = false>
 __device__ __forceinline__ void load_tile(uint32_t smem, const uint16_t* base, int64_t row_stride,
                                           int valid) {
   constexpr int kChunks = D / 8;
-  if constexpr (NT % kChunks == 0 && (NT / kChunks) % 8 == 0 && R % (NT / kChunks) == 0) {
-    constexpr int kStep = NT / kChunks;
+  constexpr bool kWholeGroups =
+      NT % kChunks == 0 && (NT / kChunks) % 8 == 0 && R % (NT / kChunks) == 0;
+  static_assert(kWholeGroups || !kPanels, "panel tiles are loaded in whole row groups");
+  if constexpr (kWholeGroups) {
+    constexpr int kStep = NT / kChunks, kRowBytes = kPanels ? 128 : D * 2;
     const int row0 = int(threadIdx.x) / kChunks, chunk = int(threadIdx.x) % kChunks;
-    const uint32_t dst = smem + tile_offset<D>(row0, chunk);
-    const uint16_t* src = base + row0 * row_stride + chunk * 8;
+    const uint32_t dst =
+        smem + (kPanels ? panel_offset<R>(row0, chunk) : tile_offset<D>(row0, chunk));
+    // Panel tiles hold rows of D elements (row_stride = D): 32-bit offsets, as the wgmma kernels
+    // were measured with.
+    const std::conditional_t<kPanels, int, int64_t> stride = row_stride;
+    const uint16_t* src = base + row0 * stride + chunk * 8;
 #pragma unroll
     for (int j = 0; j < R / kStep; ++j) {
       const bool ok = row0 + j * kStep < valid;
-      cp_async16(dst + uint32_t(j * kStep * D * 2), ok ? src + j * kStep * row_stride : base, ok);
+      cp_async16(dst + uint32_t(j * kStep * kRowBytes), ok ? src + j * kStep * stride : base, ok);
     }
   } else {
 #pragma unroll

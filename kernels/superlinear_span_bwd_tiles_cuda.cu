@@ -64,7 +64,7 @@ __device__ __forceinline__ void gather_row(int32_t row, const uint16_t* qa, cons
 #pragma unroll
   for (int j = 0; j < D / 16; ++j) {
     const int c = 2 * j + half;
-    const uint32_t at = kPanels ? wg::panel_offset<kTile>(r, c) : tile_offset<D>(r, c);
+    const uint32_t at = kPanels ? panel_offset<kTile>(r, c) : tile_offset<D>(r, c);
     cp_async16(sq + at, qa + off + c * 8, row >= 0);
     cp_async16(sdo + at, dout + off + c * 8, row >= 0);
   }
@@ -235,8 +235,10 @@ __global__ void __launch_bounds__(kThreads, kDq ? 2 : 3)
                       dout, sq, sdo);
   const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + fp.bg * p.Lkv * D;
   const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + fp.bg * p.Lkv * D;
-  load_panels<kBN, D>(sk(0), kbase + int64_t(fp.kb0) * kBN * D, int(p.Lkv) - fp.kb0 * kBN);
-  load_panels<kBN, D>(sv(0), vbase + int64_t(fp.kb0) * kBN * D, int(p.Lkv) - fp.kb0 * kBN);
+  load_tile<kBN, D, kThreads, true>(sk(0), kbase + int64_t(fp.kb0) * kBN * D, D,
+                                    int(p.Lkv) - fp.kb0 * kBN);
+  load_tile<kBN, D, kThreads, true>(sv(0), vbase + int64_t(fp.kb0) * kBN * D, D,
+                                    int(p.Lkv) - fp.kb0 * kBN);
   cp_async_commit();
   const PairRows pr = pair_rows(st, t);
   const float sl2 = rsqrtf(float(D)) * kLog2e;
@@ -252,8 +254,10 @@ __global__ void __launch_bounds__(kThreads, kDq ? 2 : 3)
     const bool next = kb + 1 < fp.kb0 + fp.nb;
     const int nk = (kb + 1) * kBN;
     auto load_next = [&]() {
-      load_panels<kBN, D>(sk(stage ^ (kStages - 1)), kbase + int64_t(nk) * D, int(p.Lkv) - nk);
-      load_panels<kBN, D>(sv(stage ^ (kStages - 1)), vbase + int64_t(nk) * D, int(p.Lkv) - nk);
+      load_tile<kBN, D, kThreads, true>(sk(stage ^ (kStages - 1)), kbase + int64_t(nk) * D, D,
+                                        int(p.Lkv) - nk);
+      load_tile<kBN, D, kThreads, true>(sv(stage ^ (kStages - 1)), vbase + int64_t(nk) * D, D,
+                                        int(p.Lkv) - nk);
       cp_async_commit();
     };
     cp_async_wait<0>();
@@ -261,18 +265,9 @@ __global__ void __launch_bounds__(kThreads, kDq ? 2 : 3)
     __syncthreads();  // K[kb], V[kb] visible; every warp is done with the other stage
     if (kStages == 2 && next) load_next();
     float s[kBN / 8][4], dp[kBN / 8][4];
-    const wg::Desc dqd = dtile(0, 16), dod = dtile(1, 16);
-    const wg::Desc dk = dtile(2 + stage, 16), dv = dtile(2 + kStages + stage, 16);
-    wg::fence();
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      wg::mma_ss_n64(s, wg::step_k<kTile>(dqd, kk), wg::step_k<kBN>(dk, kk), kk > 0);
-      wg::mma_ss_n64(dp, wg::step_k<kTile>(dod, kk), wg::step_k<kBN>(dv, kk), kk > 0);
-    }
-    wg::commit();
-    wg::wait<0>();
-    wg::fence_regs(s);
-    wg::fence_regs(dp);
+    // S = Q K^T and dP = dO V^T.
+    wg::mma_scores_pair<D>(s, dtile(0, 16), dtile(2 + stage, 16), dp, dtile(1, 16),
+                           dtile(2 + kStages + stage, 16));
     if (kStages == 1 && next) {
       __syncthreads();  // every warp's products are done with K[kb], V[kb]
       load_next();
@@ -429,8 +424,8 @@ __global__ void __launch_bounds__(kThreads)
   const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + bg * p.Lkv * D;
   const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + bg * p.Lkv * D;
   if constexpr (kWg) {
-    load_panels<kBN, D>(s_k, kbase + int64_t(k0) * D, int(p.Lkv) - k0);
-    load_panels<kBN, D>(s_v, vbase + int64_t(k0) * D, int(p.Lkv) - k0);
+    load_tile<kBN, D, kThreads, true>(s_k, kbase + int64_t(k0) * D, D, int(p.Lkv) - k0);
+    load_tile<kBN, D, kThreads, true>(s_v, vbase + int64_t(k0) * D, D, int(p.Lkv) - k0);
   } else {
     load_tile<kBN, D, kThreads>(s_k, kbase + int64_t(k0) * D, D, int(p.Lkv) - k0);
     load_tile<kBN, D, kThreads>(s_v, vbase + int64_t(k0) * D, D, int(p.Lkv) - k0);
@@ -490,19 +485,9 @@ __global__ void __launch_bounds__(kThreads)
       // S^T = K Q^T: 16 keys x 64 pairs per warp; P^T in place.
       float s[kTile / 8][4], dpt[kTile / 8][4];
       if constexpr (kWg) {
-        // S^T and dP^T in one group (Note [wgmma dK/dV]).
-        const wg::Desc dk_k = wg::desc(s_k, 16, 1024), dv_k = wg::desc(s_v, 16, 1024);
-        const wg::Desc dq_k = wg::desc(s_q(buf), 16, 1024), ddo_k = wg::desc(s_do(buf), 16, 1024);
-        wg::fence();
-#pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk) {
-          wg::mma_ss_n64(s, wg::step_k<kBN>(dk_k, kk), wg::step_k<kTile>(dq_k, kk), kk > 0);
-          wg::mma_ss_n64(dpt, wg::step_k<kBN>(dv_k, kk), wg::step_k<kTile>(ddo_k, kk), kk > 0);
-        }
-        wg::commit();
-        wg::wait<0>();
-        wg::fence_regs(s);
-        wg::fence_regs(dpt);
+        // S^T = K Q^T and dP^T = V dO^T in one group (Note [wgmma dK/dV]).
+        wg::mma_scores_pair<D>(s, wg::desc(s_k, 16, 1024), wg::desc(s_q(buf), 16, 1024), dpt,
+                               wg::desc(s_v, 16, 1024), wg::desc(s_do(buf), 16, 1024));
       } else {
         mma_a_nk<bf16, D, kTile>(s, s_k, warp * 16, s_q(buf), lane);
       }

@@ -53,6 +53,26 @@ constexpr int span_smem_bytes() {
 // a second barrier, and the other blocks on the SM cover its wait. H200: the forward at 1M GQA 8
 // went from 405 to 379 ms, at 64K GQA 8 from 8.56 to 7.91 ms.
 
+// This block's tile (blockIdx.x): its pairs' local ids (-1 for padding rows) and spans, and with
+// (kRows) each pair's Q row into srow, in shared memory; returns the tile's footprint. Every
+// thread calls it; it ends with a barrier.
+template <bool kRows>
+__device__ __forceinline__ Footprint stage_tile_pairs(const SpanArgs& a, int32_t* slp, int2* sbound,
+                                                      int64_t* srow) {
+  const int64_t s0 = a.tile_start[blockIdx.x];
+  const uint64_t key = a.tile_key[blockIdx.x];
+  const Footprint fp = footprint(key, a.n_kb);
+  const int rows = tile_rows(a, s0, key);
+  for (int r = int(threadIdx.x); r < kTile; r += kThreads) {
+    const int32_t lp = r < rows ? a.idx[s0 + r] : -1;
+    slp[r] = lp;
+    if constexpr (kRows) srow[r] = lp >= 0 ? (a.p0 + lp) / a.p.cfg.k : -1;
+    sbound[r] = lp >= 0 ? a.bounds[lp] : make_int2(1, 0);
+  }
+  __syncthreads();
+  return fp;
+}
+
 // One key block of a tile's online softmax (the flash forward's, per pair): scores s (this
 // thread's two rows, k0 .. k0 + 63) outside each pair's span [lo, hi] are masked, the running
 // max m and sum l advance, o is rescaled where a max moved, and s becomes P (unnormalised).
@@ -139,18 +159,9 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_kernel(SpanArgs a, uint
 
   const SuperlinearParams& p = a.p;
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
-  const int64_t s0 = a.tile_start[blockIdx.x];
-  const uint64_t key = a.tile_key[blockIdx.x];
-  const Footprint fp = footprint(key, a.n_kb);
+  const Footprint fp = stage_tile_pairs<false>(a, slp, sbound, nullptr);
   const int kb0 = fp.kb0, nb = fp.nb;
   const int64_t bg = fp.bg;
-  const int rows = tile_rows(a, s0, key);
-  for (int r = int(threadIdx.x); r < kTile; r += kThreads) {
-    const int32_t lp = r < rows ? a.idx[s0 + r] : -1;
-    slp[r] = lp;
-    sbound[r] = lp >= 0 ? a.bounds[lp] : make_int2(1, 0);
-  }
-  __syncthreads();
 
   // Gathered Q rows: pair lp reads qa[row of (p0 + lp)].
   const uint16_t* qa = static_cast<const uint16_t*>(p.qa);
@@ -249,19 +260,9 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
 
   const SuperlinearParams& p = a.p;
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
-  const int64_t s0 = a.tile_start[blockIdx.x];
-  const uint64_t key = a.tile_key[blockIdx.x];
-  const Footprint fp = footprint(key, a.n_kb);
+  const Footprint fp = stage_tile_pairs<true>(a, slp, sbound, srow);
   const int kb0 = fp.kb0, nb = fp.nb;
   const int64_t bg = fp.bg;
-  const int rows = tile_rows(a, s0, key);
-  for (int r = int(threadIdx.x); r < kTile; r += kThreads) {
-    const int32_t lp = r < rows ? a.idx[s0 + r] : -1;
-    slp[r] = lp;
-    srow[r] = lp >= 0 ? (a.p0 + lp) / p.cfg.k : -1;
-    sbound[r] = lp >= 0 ? a.bounds[lp] : make_int2(1, 0);
-  }
-  __syncthreads();
 
   // Gathered Q rows (pair lp reads qa[row of (p0 + lp)]): rows r0 + j * step, chunk c.
   {
@@ -272,16 +273,18 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
     for (int j = 0; j < kTile / kStep; ++j) {
       const int64_t row = srow[r0 + j * kStep];
       const uint16_t* src = qa + (row >= 0 ? row * D + c * 8 : 0);
-      cp_async16(sq + wg::panel_offset<kTile>(r0, c) + uint32_t(j * kStep * 128), src, row >= 0);
+      cp_async16(sq + panel_offset<kTile>(r0, c) + uint32_t(j * kStep * 128), src, row >= 0);
     }
   }
   const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + bg * p.Lkv * D;
   const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + bg * p.Lkv * D;
   // Note [wgmma span pipeline]: K[kb] in slot ks, V[kb] in slot vs, the third slot free.
   int ks = 0, vs = 1, fs = 2;
-  load_panels<kBN, D>(slot(ks), kbase + int64_t(kb0) * kBN * D, int(p.Lkv) - kb0 * kBN);
+  load_tile<kBN, D, kThreads, true>(slot(ks), kbase + int64_t(kb0) * kBN * D, D,
+                                    int(p.Lkv) - kb0 * kBN);
   cp_async_commit();
-  load_panels<kBN, D>(slot(vs), vbase + int64_t(kb0) * kBN * D, int(p.Lkv) - kb0 * kBN);
+  load_tile<kBN, D, kThreads, true>(slot(vs), vbase + int64_t(kb0) * kBN * D, D,
+                                    int(p.Lkv) - kb0 * kBN);
   cp_async_commit();
 
   int lo[2], hi[2];
@@ -304,7 +307,7 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
     const bool next = kb + 1 < kb0 + nb;
     const int nk = (kb + 1) * kBN;
     if (next) {
-      load_panels<kBN, D>(slot(fs), kbase + int64_t(nk) * D, int(p.Lkv) - nk);
+      load_tile<kBN, D, kThreads, true>(slot(fs), kbase + int64_t(nk) * D, D, int(p.Lkv) - nk);
       cp_async_commit();
     }
 
@@ -333,7 +336,7 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
     wg::fence_proxy_async();
     __syncthreads();  // V[kb] visible; every warp is done with K[kb]
     if (next) {
-      load_panels<kBN, D>(slot(ks), vbase + int64_t(nk) * D, int(p.Lkv) - nk);
+      load_tile<kBN, D, kThreads, true>(slot(ks), vbase + int64_t(nk) * D, D, int(p.Lkv) - nk);
       cp_async_commit();
     }
     wg::fence();

@@ -201,23 +201,6 @@ inline AttentionParams window_params(const SuperlinearParams& p) {
   return ap;
 }
 
-// Rows [0, R) of a panel tile (Note [wgmma panels] in kernels/wgmma_cuda.cuh) from global rows
-// base + r * D; rows >= valid are zero-filled. All kThreads threads take part (Note [unrolled
-// tile loads] in kernels/attention_cuda_common.cuh); the caller commits the group.
-template <int R, int D>
-__device__ __forceinline__ void load_panels(uint32_t smem, const uint16_t* base, int valid) {
-  constexpr int kChunks = D / 8, kStep = kThreads / kChunks;
-  static_assert(kThreads % kChunks == 0 && kStep % 8 == 0 && R % kStep == 0, "whole row groups");
-  const int row0 = int(threadIdx.x) / kChunks, chunk = int(threadIdx.x) % kChunks;
-  const uint32_t dst = smem + wg::panel_offset<R>(row0, chunk);
-  const uint16_t* src = base + row0 * D + chunk * 8;
-#pragma unroll
-  for (int j = 0; j < R / kStep; ++j) {
-    const bool ok = row0 + j * kStep < valid;
-    attn::cp_async16(dst + uint32_t(j * kStep * 128), ok ? src + j * kStep * D : base, ok);
-  }
-}
-
 // Whether the span kernels with a wgmma variant run it (Note [wgmma span tiles] in
 // kernels/superlinear_span_cuda.cu): a 9.x device, a build with sm_90a code, and SL_SPAN_WGMMA
 // not "0" (a testing knob that selects the mma.sync kernels).

@@ -1,6 +1,7 @@
 // Hopper warpgroup matrix multiply (wgmma.mma_async, sm_90a only) for bf16 operands with fp32
-// accumulation: shared-memory descriptors, the panel layout they read, the fences, and the three
-// instruction shapes the span kernels use. Not a public header.
+// accumulation: shared-memory descriptors of the panel layout (placed and loaded by
+// kernels/attention_cuda_common.cuh), the fences, the three instruction shapes the span kernels
+// use and their paired score products. Not a public header.
 //
 // Note [wgmma panels]
 // A wgmma operand in shared memory is read through a 64-bit descriptor (PTX ISA "Matrix
@@ -17,7 +18,8 @@
 // R * 128 bytes apart (the leading offset), eight-row groups 1024 bytes (the stride offset); the
 // k-step kk starts 16 kk rows in. Both are the canonical 128-byte-swizzle layouts of the PTX
 // ISA's "Shared Memory Matrix Layout" section; for D = 64 the panel is the same bytes as
-// attn::tile_offset<64> (Note [swizzled tiles]).
+// attn::tile_offset<64> (Note [swizzled tiles]); attn::panel_offset and attn::load_tile<..., true>
+// (kernels/attention_cuda_common.cuh) place and load them.
 //
 // Note [wgmma ordering]
 // wgmma reads shared memory through the async proxy and writes its accumulators asynchronously:
@@ -40,13 +42,6 @@
 #endif
 
 namespace sl::kernels::wg {
-
-// Byte offset of 16-byte chunk `chunk` of row `row` in a panel tile of R rows (Note [wgmma
-// panels]).
-template <int R>
-__device__ __forceinline__ uint32_t panel_offset(int row, int chunk) {
-  return uint32_t((chunk >> 3) * (R * 128) + row * 128 + (((chunk & 7) ^ (row & 7)) << 4));
-}
 
 // A 128-byte-swizzle descriptor as its two 32-bit words: the start address (>> 4) and leading
 // offset in lo, the stride offset and the swizzle mode in hi. Offsets into the operand are added
@@ -154,6 +149,24 @@ __device__ __forceinline__ void mma_rs_n128(float (&d)[16][4], const uint32_t (&
 #else
   __trap();
 #endif
+}
+
+// x = a1 b1^T and y = a2 b2^T (each 64 x 64), the reduction D long, all four operands K-major
+// panel tiles of 64 rows: the score products of the span kernels (S and dP, or S^T and dP^T),
+// issued as one group and waited for.
+template <int D>
+__device__ __forceinline__ void mma_scores_pair(float (&x)[8][4], Desc a1, Desc b1,
+                                                float (&y)[8][4], Desc a2, Desc b2) {
+  fence();
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    mma_ss_n64(x, step_k<64>(a1, kk), step_k<64>(b1, kk), kk > 0);
+    mma_ss_n64(y, step_k<64>(a2, kk), step_k<64>(b2, kk), kk > 0);
+  }
+  commit();
+  wait<0>();
+  fence_regs(x);
+  fence_regs(y);
 }
 
 // d (64 x D) += a b for D in {64, 128}.
