@@ -204,15 +204,17 @@ __global__ void __launch_bounds__(kRowWarps * 32)
 
 // ---- deterministic dK/dV: index of pairs by anchor, then one warp per 32 keys ----
 
-__global__ void pair_keys_kernel(SuperlinearParams p, uint32_t* keys, int32_t* vals) {
-  const int64_t n = p.B * p.Hq * p.Lq * p.cfg.k, r = p.Hq / p.Hkv;
-  const int64_t none = p.B * p.Hkv * p.Lkv;
-  for (int64_t v = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; v < n;
-       v += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t row = v / p.cfg.k, h = (row / p.Lq) % p.Hq, b = row / (p.Lq * p.Hq);
+// The pairs of groups bg0 .. bg0 + n_bg - 1 (pair ids v0 .. v0 + n - 1): key (bg - bg0) Lkv + a,
+// or n_bg Lkv (past every key) for an empty slot.
+__global__ void pair_keys_kernel(SuperlinearParams p, int64_t bg0, int64_t n_bg, int64_t v0,
+                                 int64_t n, uint32_t* keys, int32_t* vals) {
+  const int64_t r = p.Hq / p.Hkv, none = n_bg * p.Lkv;
+  for (int64_t x = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; x < n;
+       x += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t v = v0 + x, row = v / p.cfg.k, h = (row / p.Lq) % p.Hq, b = row / (p.Lq * p.Hq);
     const int32_t a = p.anchors[v];
-    keys[v] = uint32_t(a >= 0 ? (b * p.Hkv + h / r) * p.Lkv + a : none);
-    vals[v] = int32_t(v);
+    keys[x] = uint32_t(a >= 0 ? (b * p.Hkv + h / r - bg0) * p.Lkv + a : none);
+    vals[x] = int32_t(v);
   }
 }
 
@@ -430,9 +432,13 @@ void backward_typed(const SuperlinearBackwardParams& bp, int device, cudaStream_
 
 }  // namespace
 
-AnchorIndex anchor_index(const SuperlinearParams& p, int device, cudaStream_t s) {
+AnchorIndex anchor_index(const SuperlinearParams& p, int device, cudaStream_t s, int64_t bg0,
+                         int64_t n_bg) {
   const Device dev = Device::cuda(device);
-  const int64_t n = p.B * p.Hq * p.Lq * p.cfg.k, n_keys = p.B * p.Hkv * p.Lkv;
+  if (n_bg < 0) n_bg = p.B * p.Hkv - bg0;
+  // A group's rows are its Hq / Hkv heads, consecutive in [B, Hq, Lq] order.
+  const int64_t group_pairs = (p.Hq / p.Hkv) * p.Lq * p.cfg.k;
+  const int64_t v0 = bg0 * group_pairs, n = n_bg * group_pairs, n_keys = n_bg * p.Lkv;
   AnchorIndex ai;
   ai.storage = Tensor::empty({4 * n + n_keys + 1}, DType::I32, dev);
   auto* keys_in = reinterpret_cast<uint32_t*>(ai.storage.data<int32_t>());
@@ -440,7 +446,7 @@ AnchorIndex anchor_index(const SuperlinearParams& p, int device, cudaStream_t s)
   int32_t* vals_in = ai.storage.data<int32_t>() + 2 * n;
   int32_t* vals_out = vals_in + n;
   int32_t* offsets = vals_out + n;
-  pair_keys_kernel<<<grid_1d(n), 256, 0, s>>>(p, keys_in, vals_in);
+  pair_keys_kernel<<<grid_1d(n), 256, 0, s>>>(p, bg0, n_bg, v0, n, keys_in, vals_in);
   SL_CUDA_LAUNCH_CHECK();
   int end_bit = 1;
   while (end_bit < 32 && (uint64_t(n_keys) >> end_bit) != 0) ++end_bit;

@@ -259,16 +259,18 @@ void launch_search_mma(const SuperlinearParams& p, cudaStream_t s);
 // spans_supported(p), superlinear_forward_cuda hands the call to forward_spans.
 bool spans_supported(const SuperlinearParams& p);
 void forward_spans(const SuperlinearParams& p, int device);
-// The (row, slot) pairs sorted by (batch, KV head, anchor) with a stable radix sort, and
-// offsets[x] (x = (b * Hkv + g) * Lkv + a, 0 <= x <= B Hkv Lkv) of the first pair with key >= x:
-// a CSR from keys to the pairs that kept them as anchors (kernels/superlinear_bwd_cuda.cu).
-// About 16 bytes per pair and 4 per key; deterministic.
+// The (row, slot) pairs of the (batch, KV head) groups bg0 .. bg0 + n_bg - 1 (bg = b Hkv + g;
+// n_bg < 0: every group from bg0 on) sorted by (group, anchor) with a stable radix sort, and
+// offsets[x] (x = (bg - bg0) * Lkv + a, 0 <= x <= n_bg Lkv) of the first pair with key >= x: a
+// CSR from keys to the pairs that kept them as anchors (kernels/superlinear_bwd_cuda.cu). Only
+// the rows of a group anchor at its keys. About 16 bytes per pair and 4 per key; deterministic.
 struct AnchorIndex {
   Tensor storage;
-  const int32_t* pairs = nullptr;    // [B Hq Lq k] pair ids v = row * k + slot, sorted
-  const int32_t* offsets = nullptr;  // [B Hkv Lkv + 1]
+  const int32_t* pairs = nullptr;    // the groups' pair ids v = row * k + slot, sorted
+  const int32_t* offsets = nullptr;  // [n_bg Lkv + 1]
 };
-AnchorIndex anchor_index(const SuperlinearParams& p, int device, cudaStream_t s);
+AnchorIndex anchor_index(const SuperlinearParams& p, int device, cudaStream_t s, int64_t bg0 = 0,
+                         int64_t n_bg = -1);
 // The tensor-core backward on the same tiles (kernels/superlinear_span_bwd_cuda.cu), for the
 // same inputs; both of bp.deterministic's modes take it (it uses no atomics).
 void backward_spans(const SuperlinearBackwardParams& bp, int device);

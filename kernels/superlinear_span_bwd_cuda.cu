@@ -19,12 +19,13 @@
 //      partials] in kernels/superlinear.h) there is no y pass: rows reads ys_j = <dO, O_j> from
 //      the kept span outputs and the window output from the kept one.
 //   2. window backward (W > 0), after the window output for y (kept, or computed again).
-//   3. per chunk: dQ pass (one block per tile, dQ of each pair in registers, written per pair
-//      and summed per row in slot order); dK/dV pass: one block per (batch, KV head, 64-key
-//      block) walks every tile of the chunk whose footprint covers the block, in tile order,
-//      keeping dK and dV in registers (S^T = K Q^T, dV += (c1 P)^T dO, dP^T = V dO^T, dK +=
-//      dS^T Q), then adds them to f32 accumulators: each key is written by one block per chunk.
-//   4. dK = acc + routing (pairs by anchor: a stable sort, summed in pair order) + window.
+//   3. per (batch, KV head) group (Note [backward groups]), per chunk of its rows: dQ pass (one
+//      block per tile, dQ of each pair in registers, written per pair and summed per row in slot
+//      order); dK/dV pass: one block per 64-key block of the group walks every tile of the chunk
+//      whose footprint covers the block, in tile order, keeping dK and dV in registers (S^T =
+//      K Q^T, dV += (c1 P)^T dO, dP^T = V dO^T, dK += dS^T Q), then adds them to the group's f32
+//      accumulators: each key is written by one block per chunk. After the group's chunks:
+//      dK = acc + routing (pairs by anchor: a stable sort, summed in pair order) + window.
 // No floating-point atomics anywhere: the result is bitwise reproducible run to run, so the fast
 // mode (bp.deterministic = false) takes the same path on this kernel family.
 //
@@ -58,7 +59,7 @@ __device__ __forceinline__ uint16_t to_bf16(float v) {
 struct RowTerms {
   float2* coef;            // [rows * k] (c1, c2) per pair
   float* dscore;           // [rows * k]
-  float *alpha, *alpha_y;  // [rows]
+  float *alpha, *alpha_y;  // [rows]; null without a window
 };
 
 // Gate terms of each query row of the chunk (one warp per row; lane per E = D / 32 elements):
@@ -130,7 +131,7 @@ __global__ void rows_kernel(SpanArgs a, const uint16_t* dout, const uint16_t* ow
     for (int e = 0; e < E; ++e)
       dq[e] = fmaf(ds, bf16_at(kb, int64_t(an[j]) * D + lane * E + e), dq[e]);
   }
-  if (lane == 0) rt.alpha[row] = alpha, rt.alpha_y[row] = alpha_y;
+  if (lane == 0 && rt.alpha) rt.alpha[row] = alpha, rt.alpha_y[row] = alpha_y;
 #pragma unroll
   for (int e = 0; e < E; ++e) dqs[row * D + lane * E + e] = to_bf16(dq[e]);
 }
@@ -165,26 +166,27 @@ __global__ void dq_rows_kernel(SpanArgs a, const float* dq_pair, const uint16_t*
 
 // ---- the final dK, dV: accumulators + routing (dK[a] += dscore Qs, pairs by anchor) + window ----
 
-// One warp per key (bg, u): dK = acc + sum over the pairs anchored at u of dscore Qs + window;
-// dV = acc + window.
+// One warp per key x = (bg - bg0) Lkv + u of the groups bg0 .. bg0 + n_bg - 1: dK = acc + sum
+// over the pairs anchored at u of dscore Qs + window; dV = acc + window. acc and the anchor
+// index are those groups'.
 template <int D>
-__global__ void finish_kernel(SuperlinearParams p, const float* dk_acc, const float* dv_acc,
-                              const int32_t* pairs, const int32_t* offsets, const float* dscore,
-                              const uint16_t* dk_w, const uint16_t* dv_w, uint16_t* dk,
-                              uint16_t* dv) {
+__global__ void finish_kernel(SuperlinearParams p, int64_t bg0, int64_t n_bg, const float* dk_acc,
+                              const float* dv_acc, const int32_t* pairs, const int32_t* offsets,
+                              const float* dscore, const uint16_t* dk_w, const uint16_t* dv_w,
+                              uint16_t* dk, uint16_t* dv) {
   constexpr int E = D / 32;
-  const int64_t w = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  if (w >= p.B * p.Hkv * p.Lkv) return;
+  const int64_t x0 = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (x0 >= n_bg * p.Lkv) return;
   const int lane = int(threadIdx.x) & 31, k = p.cfg.k;
-  const int64_t u = w % p.Lkv, bg = w / p.Lkv, b = bg / p.Hkv, g = bg % p.Hkv;
+  const int64_t w = bg0 * p.Lkv + x0, u = w % p.Lkv, bg = w / p.Lkv, b = bg / p.Hkv, g = bg % p.Hkv;
   float x[E], y[E];
 #pragma unroll
   for (int e = 0; e < E; ++e) {
-    x[e] = dk_acc[w * D + lane * E + e];
-    y[e] = dv_acc[w * D + lane * E + e];
+    x[e] = dk_acc[x0 * D + lane * E + e];
+    y[e] = dv_acc[x0 * D + lane * E + e];
   }
   const uint16_t* qs = static_cast<const uint16_t*>(p.qs);
-  for (int32_t i = offsets[w]; i < offsets[w + 1]; ++i) {
+  for (int32_t i = offsets[x0]; i < offsets[x0 + 1]; ++i) {
     const int64_t v = pairs[i];
     const float ds = dscore[v];
     const uint16_t* q = qs + (v / k) * D + lane * E;
@@ -239,15 +241,39 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
   }
   timer.mark(1);
 
-  Tensor terms = Tensor::empty({4 * n + 2 * rows}, DType::F32, dev);
+  Tensor terms = Tensor::empty({3 * n + (W > 0 ? 2 * rows : 0)}, DType::F32, dev);
   RowTerms rt;
   rt.coef = reinterpret_cast<float2*>(terms.data<float>());
   rt.dscore = terms.data<float>() + 2 * n;
-  rt.alpha = rt.dscore + n;
-  rt.alpha_y = rt.alpha + rows;
+  rt.alpha = W > 0 ? rt.dscore + n : nullptr;
+  rt.alpha_y = W > 0 ? rt.alpha + rows : nullptr;
 
-  const int64_t rows_per_chunk = std::max<int64_t>(1, chunk_pairs() / k);
-  const int64_t cap = std::min(rows, rows_per_chunk) * k;
+  // Note [backward groups]
+  // Only the rows of a (batch, KV head) group bg = b Hkv + g (its Hq / Hkv heads, consecutive
+  // in [B, Hq, Lq] order) reach that group's keys, through their spans and their anchors. So
+  // chunks (Note [span chunks]) never straddle two sets of groups: a set is as many whole
+  // consecutive groups as one chunk of chunk_pairs() pairs holds, or one group cut into equal
+  // chunks when a group alone holds more. Pass 3 runs set by set, with the f32 dK/dV
+  // accumulators and the routing index (anchor_index) of one set's keys at a time, each set's
+  // dK and dV final before the next starts. At 1M tokens and 16 KV heads of D = 128 the
+  // accumulators alone were 16 GiB for all groups at once, twice K + V; now they are 1 GiB
+  // (one group). Short sequences keep few, full chunks (64K, GQA 1: two sets of 10 and 6 groups).
+  const int64_t group_rows = (p.Hq / p.Hkv) * p.Lq, n_groups = p.B * p.Hkv;
+  const int64_t max_rows = std::max<int64_t>(1, chunk_pairs() / k);
+  const int64_t set_groups = std::clamp<int64_t>(max_rows / group_rows, 1, n_groups);
+  const int64_t n_sets = (n_groups + set_groups - 1) / set_groups;
+  const int64_t set_rows = set_groups * group_rows;
+  const int64_t per_set = (set_rows + max_rows - 1) / max_rows;  // chunks per set
+  const int64_t rows_per_chunk = (set_rows + per_set - 1) / per_set;
+  const int64_t cap = rows_per_chunk * k;
+  auto set_size = [&](int64_t set) { return std::min(set_groups, n_groups - set * set_groups); };
+  // First row and rows of chunk c of a set. Only the last set can be smaller, and only when a
+  // set holds several groups, i.e. one chunk: no chunk is empty.
+  auto chunk_rows = [&](int64_t set, int64_t c) {
+    const int64_t first = c * rows_per_chunk, in_set = set_size(set) * group_rows;
+    return std::pair<int64_t, int64_t>(set * set_rows + first,
+                                       std::min(rows_per_chunk, in_set - first));
+  };
   const auto* span_out = static_cast<const uint16_t*>(p.span_out);
   SpanTiles tiles(p, cap, dev);
   Tensor ys = span_out ? Tensor() : Tensor::empty({cap}, DType::F32, dev),
@@ -262,7 +288,7 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
     if (slot_mem.numel() < slots * 7) slot_mem = Tensor::empty({slots * 7}, DType::I32, dev);
     int32_t* base = slot_mem.data<int32_t>();
     float* f = reinterpret_cast<float*>(base);
-    SlotTable st{base,         base + slots,     f + 2 * slots,   f + 3 * slots,
+    SlotTable st{base,          base + slots,     f + 2 * slots,   f + 3 * slots,
                  f + 4 * slots, base + 5 * slots, base + 6 * slots};
     bwd_slot_table(a, n_tiles, coef, st, s);
     return st;
@@ -274,8 +300,8 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
   a.p = p;
   int64_t n_tiles = 0;
   bool built = false;  // `a` holds the tiles of the last chunk
-  for (int64_t row0 = 0; row0 < rows; row0 += rows_per_chunk) {
-    const int64_t nrows = std::min(rows_per_chunk, rows - row0);
+  for (int64_t ci = 0; ci < n_sets * per_set; ++ci) {
+    const auto [row0, nrows] = chunk_rows(ci / per_set, ci % per_set);
     if (!span_out) {
       n_tiles = tiles.build(p, row0 * k, nrows * k, a, s);
       built = true;
@@ -286,8 +312,8 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
     } else {
       a.p0 = row0 * k, a.n = nrows * k;  // all rows_kernel reads of `a` besides p
     }
-    rows_kernel<D><<<blocks_for(nrows, 8), 256, 0, s>>>(a, dout, ow_ptr, ys_ptr, span_out, rt,
-                                                        dqs, row0, nrows);
+    rows_kernel<D><<<blocks_for(nrows, 8), 256, 0, s>>>(a, dout, ow_ptr, ys_ptr, span_out, rt, dqs,
+                                                        row0, nrows);
     SL_CUDA_LAUNCH_CHECK();
   }
   timer.mark(2);
@@ -314,37 +340,39 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
   }
   timer.mark(3);
 
-  Tensor acc = Tensor::empty({2 * n_keys * D}, DType::F32, dev);
-  SL_CUDA_CHECK(cudaMemsetAsync(acc.data_ptr(), 0, size_t(acc.numel()) * 4, s));
+  // Set by set (Note [backward groups]), last chunk first: pass 1 left the tiles of the last
+  // chunk in `a`, so that chunk is not built again.
+  Tensor acc = Tensor::empty({2 * set_groups * p.Lkv * D}, DType::F32, dev);
   float* dk_acc = acc.data<float>();
-  float* dv_acc = dk_acc + n_keys * D;
-  // Last chunk first: pass 1 left its tiles in `a`, so that chunk is not built again.
-  const int64_t n_chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
-  for (int64_t c = n_chunks - 1; c >= 0; --c) {
-    const int64_t row0 = c * rows_per_chunk, nrows = std::min(rows_per_chunk, rows - row0);
-    if (!built || c != n_chunks - 1) n_tiles = tiles.build(p, row0 * k, nrows * k, a, s);
-    SlotTable st{};
-    if (n_tiles > 0) {
-      st = slot_table(a, n_tiles, rt.coef);
-      bwd_dq_tiles(a, st, dout, n_tiles, dq_pair.data<float>(), s);
+  float* dv_acc = dk_acc + set_groups * p.Lkv * D;
+  bool last = built;
+  for (int64_t set = n_sets - 1; set >= 0; --set) {
+    const int64_t bg0 = set * set_groups, n_bg = set_size(set);
+    SL_CUDA_CHECK(cudaMemsetAsync(acc.data_ptr(), 0, size_t(acc.numel()) * 4, s));
+    for (int64_t c = per_set - 1; c >= 0; --c) {
+      const auto [row0, nrows] = chunk_rows(set, c);
+      if (!last) n_tiles = tiles.build(p, row0 * k, nrows * k, a, s);
+      last = false;
+      SlotTable st{};
+      if (n_tiles > 0) {
+        st = slot_table(a, n_tiles, rt.coef);
+        bwd_dq_tiles(a, st, dout, n_tiles, dq_pair.data<float>(), s);
+      }
+      dq_rows_kernel<D><<<blocks_for(nrows, 8), 256, 0, s>>>(
+          a, dq_pair.data<float>(), dq_w, static_cast<uint16_t*>(bp.dqa), row0, nrows);
+      SL_CUDA_LAUNCH_CHECK();
+      timer.mark(4);
+      if (n_tiles > 0) bwd_dkv(a, st, dout, n_tiles, tiles.max_nb(), bg0, n_bg, dk_acc, dv_acc, s);
+      timer.mark(5);
     }
-    dq_rows_kernel<D><<<blocks_for(nrows, 8), 256, 0, s>>>(
-        a, dq_pair.data<float>(), dq_w, static_cast<uint16_t*>(bp.dqa), row0, nrows);
+    // Routing: the set's pairs by anchor (a stable sort), summed per key in that order.
+    const AnchorIndex ai = anchor_index(p, device, s, bg0, n_bg);
+    finish_kernel<D><<<blocks_for(n_bg * p.Lkv, 8), 256, 0, s>>>(
+        p, bg0, n_bg, dk_acc, dv_acc, ai.pairs, ai.offsets, rt.dscore, dk_w, dv_w,
+        static_cast<uint16_t*>(bp.dk), static_cast<uint16_t*>(bp.dv));
     SL_CUDA_LAUNCH_CHECK();
-    timer.mark(4);
-    if (n_tiles > 0) {
-      bwd_dkv(a, st, dout, n_tiles, tiles.max_nb(), dk_acc, dv_acc, s);
-    }
-    timer.mark(5);
+    timer.mark(6);
   }
-
-  // Routing: the pairs by anchor (a stable sort), summed per key in that order.
-  const AnchorIndex ai = anchor_index(p, device, s);
-  finish_kernel<D><<<blocks_for(n_keys, 8), 256, 0, s>>>(
-      p, dk_acc, dv_acc, ai.pairs, ai.offsets, rt.dscore, dk_w, dv_w, static_cast<uint16_t*>(bp.dk),
-      static_cast<uint16_t*>(bp.dv));
-  SL_CUDA_LAUNCH_CHECK();
-  timer.mark(6);
 }
 
 }  // namespace

@@ -24,7 +24,7 @@ constexpr int dkv_smem_bytes() {
 // Pair r of the tile starting at sorted position s0 (-1 past the end of its run).
 __device__ __forceinline__ int32_t tile_pair(const SpanArgs& a, int64_t s0, uint64_t key, int r) {
   const int64_t q = s0 + r;
-  return q < a.n && same_run(a.keys[q], key) ? a.idx[q] : -1;
+  return q < a.n && same_run(a.keys[q], key, a.run_shift) ? a.idx[q] : -1;
 }
 
 // Note [slot tables]
@@ -148,7 +148,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   const SuperlinearParams& p = a.p;
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
   const int64_t t = blockIdx.x;
-  const Footprint fp = footprint(a.tile_key[t], a.n_kb);
+  const Footprint fp = footprint(a.tile_key[t], a.kb_stride);
   gather_row<D>(st.row[t * kTile + (threadIdx.x >> 1)], static_cast<const uint16_t*>(p.qa), dout,
                 sq, sdo);
   const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + fp.bg * p.Lkv * D;
@@ -230,7 +230,7 @@ __global__ void __launch_bounds__(kThreads, kDq ? 2 : 3)
   };
   const SuperlinearParams& p = a.p;
   const int64_t t = blockIdx.x;
-  const Footprint fp = footprint(a.tile_key[t], a.n_kb);
+  const Footprint fp = footprint(a.tile_key[t], a.kb_stride);
   gather_row<D, true>(st.row[t * kTile + (threadIdx.x >> 1)], static_cast<const uint16_t*>(p.qa),
                       dout, sq, sdo);
   const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + fp.bg * p.Lkv * D;
@@ -242,7 +242,6 @@ __global__ void __launch_bounds__(kThreads, kDq ? 2 : 3)
   cp_async_commit();
   const PairRows pr = pair_rows(st, t);
   const float sl2 = rsqrtf(float(D)) * kLog2e;
-  const int lane = int(threadIdx.x) & 31;
 
   float acc[2] = {0.f, 0.f};
   float dq[kDq ? D / 8 : 1][4];
@@ -355,8 +354,10 @@ __device__ __forceinline__ int64_t block_lower_bound(const uint64_t* x, int64_t 
 // D = 128; the wgmma kernel (Note [wgmma dK/dV]), which Hopper runs, needs 246 registers and
 // spills nothing.
 
-// dK/dV of one 64-key block of one (batch, KV head) from the chunk's tiles that cover it; adds
-// dK / sqrt(D) and dV to the f32 accumulators ([B, Hkv, Lkv, D]). kWg: the products on wgmma
+// dK/dV of one 64-key block of one (batch, KV head) bg = bg0 + blockIdx.x / n_kb from the
+// chunk's tiles that cover it; adds dK / sqrt(D) and dV to the f32 accumulators of the groups
+// bg0 .. bg0 + n_bg - 1 ([n_bg, Lkv, D], Note [backward groups] in
+// kernels/superlinear_span_bwd_cuda.cu). kWg: the products on wgmma
 // (Note [wgmma dK/dV]), the tiles in panels.
 //
 // Note [wgmma dK/dV]
@@ -368,7 +369,7 @@ __device__ __forceinline__ int64_t block_lower_bound(const uint64_t* x, int64_t 
 template <int D, bool kWg>
 __global__ void __launch_bounds__(kThreads)
     span_dkv_kernel(SpanArgs a, SlotTable st, const uint16_t* dout, int64_t n_tiles, int max_nb,
-                    float* dk_acc, float* dv_acc) {
+                    int64_t bg0, float* dk_acc, float* dv_acc) {
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   unsigned char* smem = kWg ? smem_raw + (1024 - smem_addr(smem_raw) % 1024) % 1024 : smem_raw;
   const uint32_t s_k = smem_addr(smem), s_v = s_k + kBN * D * 2;
@@ -383,10 +384,10 @@ __global__ void __launch_bounds__(kThreads)
 
   const SuperlinearParams& p = a.p;
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
-  const int64_t bg = blockIdx.x / a.n_kb;
+  const int64_t bg = bg0 + blockIdx.x / a.n_kb;
   const int kb = int(blockIdx.x % a.n_kb), k0 = kb * kBN;
-  const uint64_t first = uint64_t(bg * a.n_kb + max(0, kb - max_nb + 1)) << 8;
-  const uint64_t last = (uint64_t(bg * a.n_kb + kb) << 8) | 255u;
+  const uint64_t first = uint64_t(bg * a.kb_stride + max(0, kb - max_nb + 1)) << 8;
+  const uint64_t last = (uint64_t(bg * a.kb_stride + kb) << 8) | 255u;
   auto find = [&](uint64_t v) {
     return kWg ? block_lower_bound(tile_key, n_tiles, v) : lower_bound_key(tile_key, n_tiles, v);
   };
@@ -402,7 +403,7 @@ __global__ void __launch_bounds__(kThreads)
       const int64_t t = scan + threadIdx.x;
       bool live = false;
       if (t < t_end) {
-        const Footprint f = footprint(tile_key[t], a.n_kb);
+        const Footprint f = footprint(tile_key[t], a.kb_stride);
         live = f.kb0 + f.nb - 1 >= kb;
       }
       const unsigned ballot = __ballot_sync(0xffffffffu, live);
@@ -575,8 +576,8 @@ __global__ void __launch_bounds__(kThreads)
   for (int j = 0; j < 2; ++j) {
     const int u = k0 + krow + 8 * j;
     if (u >= p.Lkv) continue;
-    float* dkr = dk_acc + (bg * p.Lkv + u) * D;
-    float* dvr = dv_acc + (bg * p.Lkv + u) * D;
+    float* dkr = dk_acc + ((bg - bg0) * p.Lkv + u) * D;
+    float* dvr = dv_acc + ((bg - bg0) * p.Lkv + u) * D;
 #pragma unroll
     for (int n = 0; n < D / 8; ++n) {
       const int c = n * 8 + 2 * (lane & 3);
@@ -620,15 +621,16 @@ void launch_tiles(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, 
 }
 template <int D>
 void launch_dkv(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, int64_t n_tiles,
-                int max_nb, float* dk_acc, float* dv_acc, cudaStream_t s) {
+                int max_nb, int64_t bg0, int64_t n_bg, float* dk_acc, float* dv_acc,
+                cudaStream_t s) {
   int device = 0;
   SL_CUDA_CHECK(cudaGetDevice(&device));
   const bool wgmma = span_wgmma_enabled(device);
   const int smem = dkv_smem_bytes<D>() + (wgmma ? 1024 : 0);
   auto kernel = wgmma ? span_dkv_kernel<D, true> : span_dkv_kernel<D, false>;
   SL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  const int64_t blocks = a.p.B * a.p.Hkv * a.n_kb;
-  kernel<<<unsigned(blocks), kThreads, smem, s>>>(a, st, dout, n_tiles, max_nb, dk_acc, dv_acc);
+  kernel<<<unsigned(n_bg * a.n_kb), kThreads, smem, s>>>(a, st, dout, n_tiles, max_nb, bg0, dk_acc,
+                                                         dv_acc);
   SL_CUDA_LAUNCH_CHECK();
 }
 }  // namespace
@@ -644,9 +646,10 @@ void bwd_dq_tiles(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, 
   launch_tiles<128, true>(a, st, dout, n_tiles, nullptr, dq_pair, s);
 }
 void bwd_dkv(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, int64_t n_tiles,
-             int max_nb, float* dk_acc, float* dv_acc, cudaStream_t s) {
-  if (a.p.D == 64) return launch_dkv<64>(a, st, dout, n_tiles, max_nb, dk_acc, dv_acc, s);
-  launch_dkv<128>(a, st, dout, n_tiles, max_nb, dk_acc, dv_acc, s);
+             int max_nb, int64_t bg0, int64_t n_bg, float* dk_acc, float* dv_acc, cudaStream_t s) {
+  if (a.p.D == 64)
+    return launch_dkv<64>(a, st, dout, n_tiles, max_nb, bg0, n_bg, dk_acc, dv_acc, s);
+  launch_dkv<128>(a, st, dout, n_tiles, max_nb, bg0, n_bg, dk_acc, dv_acc, s);
 }
 
 }  // namespace sl::kernels::slcuda

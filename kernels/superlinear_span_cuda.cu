@@ -15,13 +15,28 @@
 // (batch, KV head, kb0) read the same K/V blocks from kb0 on, so 64 of them form a dense tile
 // over the largest nb among them, masked only where a pair's span starts or ends inside a block
 // (a pair with one block fewer than the tile's sees that block fully masked). The key is
-// ((b * Hkv + g) * n_kb + kb0) << 8 | (nb - 1), so within a run the block counts ascend and a
-// tile's last key is its footprint; empty slots get the all-ones key and sort last. Cutting runs
-// by kb0 alone rather than by (kb0, nb) keeps tiles full where few pairs share a block (at 128K,
-// GQA 1, balanced: ~96 pairs per (kb0, nb) run, i.e. ~25% of tile rows empty, estimated): a span's
-// start offset in its block gives only 2 block counts per kb0 (a few where lengths vary with
-// documents or f_f), so a pair spends at most about one masked block per tile.
+// ((b * Hkv + g) * kb_stride + kb0) << 8 | (nb - 1), so within a run the block counts ascend;
+// empty slots get the all-ones key and sort last. Cutting runs by kb0 alone rather than by
+// (kb0, nb) keeps tiles full where few pairs share a block (at 128K, GQA 1, balanced: ~96 pairs
+// per (kb0, nb) run, i.e. ~25% of tile rows empty, estimated): a span's start offset in its block
+// gives only 2 block counts per kb0 (a few where lengths vary with documents or f_f), so a pair
+// spends at most about one masked block per tile.
 // Query heads of a GQA group share K/V, so their pairs share tiles.
+//
+// Note [wide runs]
+// At long lengths a chunk's pairs spread over many first blocks: at 1M, GQA 8, the forward's
+// 0.8M-pair chunks leave about 50 pairs per (KV head, kb0), so a run of one first block fills
+// one partial tile. A run therefore takes the pairs of 8 consecutive first blocks (kb0 >> 3
+// equal; SL_SPAN_RUN_BLOCKS = 1, 2 or 4 narrows it): a tile starts at its first pair's block and
+// ends at the last block any of its pairs reaches, and a pair that starts later sees the blocks
+// before its own fully masked. Sorted by (kb0, nb), a tile mixes first blocks only where a
+// block has fewer pairs than a tile, so dense runs lose nothing. The keys' group stride
+// kb_stride is n_kb rounded up to a multiple of 8, so a run never mixes two groups. Measured
+// (H200, balanced, D = 128, 16 heads; fwd / bwd ms at run widths 1, 2, 4, 8):
+//   1M GQA 8: 289 / 590, 265 / 565, 254 / 551, 253 / 540;
+//   1M GQA 1: 944 / 603, 934 / 567, 922 / 550, 923 / 540;
+//   256K GQA 8: 41.3 / 75.7, 40.1 / 74.9, 39.8 / 73.3, 39.0 / 73.6;
+//   64K GQA 8: 6.78 / 11.10, 6.66 / 11.05, 6.72 / 11.07, 6.64 / 10.97.
 //
 // Memory: pairs are processed in chunks of query rows (Note [span chunks] in
 // kernels/superlinear_span_cuda.cuh), so the per-pair buffers (output rows in bf16, sort keys
@@ -61,7 +76,7 @@ __device__ __forceinline__ Footprint stage_tile_pairs(const SpanArgs& a, int32_t
                                                       int64_t* srow) {
   const int64_t s0 = a.tile_start[blockIdx.x];
   const uint64_t key = a.tile_key[blockIdx.x];
-  const Footprint fp = footprint(key, a.n_kb);
+  const Footprint fp = footprint(key, a.kb_stride);
   const int rows = tile_rows(a, s0, key);
   for (int r = int(threadIdx.x); r < kTile; r += kThreads) {
     const int32_t lp = r < rows ? a.idx[s0 + r] : -1;
@@ -355,6 +370,14 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
 }
 
 // Merge (spec §8): one warp per query row of the chunk; lane per dimension (E = D / 32).
+//
+// Note [merge loads]
+// The merge moves about 16 GB at 1M tokens and 16 heads (k span rows of the chunk's scratch in,
+// one output row out, per query row) and was bound by latency: each span row was read with E
+// two-byte loads inside the slot loop, after the gate and the LSE terms that its use depends on
+// but its address does not. Every slot's row is now read first, one E * 2-byte load per lane
+// (empty slots too: their rows lie inside the chunk's buffer, and a select drops them), and the
+// output is written the same way.
 template <int D>
 __global__ void merge_kernel(SpanArgs a, const uint16_t* os, const uint16_t* ow, int64_t row0,
                              int64_t rows) {
@@ -363,21 +386,27 @@ __global__ void merge_kernel(SpanArgs a, const uint16_t* os, const uint16_t* ow,
   if (row < 0) return;
   const SuperlinearParams& p = a.p;
   const int lane = int(threadIdx.x) & 31, k = p.cfg.k;
+  float osv[kMaxK][E];
+#pragma unroll
+  for (int j = 0; j < kMaxK; ++j)
+    if (j < k)
+      load_vec<bf16, E>(reinterpret_cast<const bf16*>(os) + (row * k + j - a.p0) * D + lane * E,
+                        osv[j]);
   const Row r = locate_row(p, row);
+  float owv[E], out[E];
+#pragma unroll
+  for (int e = 0; e < E; ++e) owv[e] = out[e] = 0.f;
+  if (ow)
+    load_vec<bf16, E>(
+        reinterpret_cast<const bf16*>(ow) + ((r.b * p.Lq + r.i) * p.Hq + r.h) * D + lane * E, owv);
   const float lse_w = static_cast<const float*>(p.lse_w)[row];
   float g[kMaxK];
   int32_t an[kMaxK];
   row_gate(p, row, an, g);
-  float owv[E], out[E];
-#pragma unroll
-  for (int e = 0; e < E; ++e) {
-    out[e] = 0.f;
-    owv[e] = ow ? __uint_as_float(uint32_t(ow[((r.b * p.Lq + r.i) * p.Hq + r.h) * D + lane * E + e])
-                                  << 16)
-                : 0.f;
-  }
   float* lse_s = static_cast<float*>(p.lse_s) + row * k;
-  for (int j = 0; j < k; ++j) {
+#pragma unroll
+  for (int j = 0; j < kMaxK; ++j) {
+    if (j >= k) continue;
     float lj = -INFINITY;
     if (an[j] >= 0) {
       lj = lse_s[j];
@@ -388,18 +417,18 @@ __global__ void merge_kernel(SpanArgs a, const uint16_t* os, const uint16_t* ow,
     if (lam == -INFINITY) continue;
     const float ww = lse_w == -INFINITY ? 0.f : expf(lse_w - lam);
     const float wj = an[j] >= 0 ? expf(lj - lam) : 0.f;
-    const uint16_t* osr = os + (row * k + j - a.p0) * D;
 #pragma unroll
     for (int e = 0; e < E; ++e) {
-      const float osv = an[j] >= 0 ? __uint_as_float(uint32_t(osr[lane * E + e]) << 16) : 0.f;
-      out[e] += g[j] * (ww * owv[e] + wj * osv);
+      const float x = an[j] >= 0 ? osv[j][e] : 0.f;
+      out[e] += g[j] * (ww * owv[e] + wj * x);
     }
   }
-  uint16_t* o = static_cast<uint16_t*>(p.out) + row * D;
-#pragma unroll
-  for (int e = 0; e < E; ++e) {
-    const __nv_bfloat16 v = __float2bfloat16_rn(out[e]);
-    o[lane * E + e] = *reinterpret_cast<const uint16_t*>(&v);
+  uint16_t* o = static_cast<uint16_t*>(p.out) + row * D + lane * E;
+  if constexpr (E == 4) {
+    *reinterpret_cast<uint2*>(o) =
+        make_uint2(Mma<bf16>::pack(out[0], out[1]), Mma<bf16>::pack(out[2], out[3]));
+  } else {
+    *reinterpret_cast<uint32_t*>(o) = Mma<bf16>::pack(out[0], out[1]);
   }
 }
 

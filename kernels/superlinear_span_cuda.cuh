@@ -32,11 +32,13 @@ namespace sl::kernels::slcuda {
 // One chunk's pairs and tiles, as the span kernels read them.
 struct SpanArgs {
   SuperlinearParams p;
-  int64_t p0, n;   // this chunk's pairs: global ids p0 .. p0 + n - 1 (pair = row * k + slot)
-  int64_t n_kb;    // key blocks per (batch, KV head)
-  uint64_t* keys;  // [n] footprint keys, sorted
-  int32_t* idx;    // [n] local pair index, sorted by key
-  int2* bounds;    // [n] span [st, en] per local pair (unsorted, by local index)
+  int64_t p0, n;      // this chunk's pairs: global ids p0 .. p0 + n - 1 (pair = row * k + slot)
+  int64_t n_kb;       // key blocks per (batch, KV head)
+  int64_t kb_stride;  // n_kb rounded up to a multiple of 2^kMaxRunShift: the keys' group stride
+  int run_shift;      // runs (tile buckets) span 2^run_shift first blocks (Note [wide runs])
+  uint64_t* keys;     // [n] footprint keys, sorted
+  int32_t* idx;       // [n] local pair index, sorted by key
+  int2* bounds;       // [n] span [st, en] per local pair (unsorted, by local index)
   const int32_t* tile_start;  // [tiles] first sorted position of each tile
   const uint64_t* tile_key;   // [tiles] footprint of each tile (its last pair's key), ascending
 };
@@ -55,7 +57,8 @@ struct SlotTable {
 // The backward's tile passes (kernels/superlinear_span_bwd_tiles_cuda.cu), D in {64, 128}: the
 // slot table of a chunk's tiles (coef null: c1 = c2 = 0); the y pass (ys[lp] = sum_u P_u dP_u);
 // the dQ pass (dq_pair[lp] = sum_u P_u (c1 dP_u - c2) K_u / sqrt(D), f32); the dK/dV pass (adds
-// dK / sqrt(D) and dV of the chunk's tiles to f32 accumulators [B, Hkv, Lkv, D]).
+// dK / sqrt(D) and dV of the chunk's tiles, all of the (batch, KV head) groups bg0 .. bg0 +
+// n_bg - 1, to those groups' f32 accumulators [n_bg, Lkv, D]).
 void bwd_slot_table(const SpanArgs& a, int64_t n_tiles, const float2* coef, const SlotTable& st,
                     cudaStream_t s);
 void bwd_y_tiles(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, int64_t n_tiles,
@@ -63,12 +66,13 @@ void bwd_y_tiles(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, i
 void bwd_dq_tiles(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, int64_t n_tiles,
                   float* dq_pair, cudaStream_t s);
 void bwd_dkv(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, int64_t n_tiles,
-             int max_nb, float* dk_acc, float* dv_acc, cudaStream_t s);
+             int max_nb, int64_t bg0, int64_t n_bg, float* dk_acc, float* dv_acc, cudaStream_t s);
 
 namespace {
 
 constexpr int kTile = 64, kBN = 64, kWarps = 4, kThreads = kWarps * 32;
 constexpr uint64_t kEmptyKey = ~uint64_t(0);
+constexpr int kMaxRunShift = 3;  // runs of 8 first blocks (Note [wide runs])
 
 inline int64_t chunk_pairs(int64_t budget_bytes = 0, int64_t bytes_per_pair = 1) {
   const char* env = std::getenv("SL_SPAN_CHUNK_PAIRS");
@@ -114,14 +118,15 @@ __device__ __forceinline__ void row_gate(const SuperlinearParams& p, int64_t row
   gate_weights(k, sc, an, g);
 }
 
-// A tile's footprint from its key: key = ((b * Hkv + g) * n_kb + kb0) << 8 | (nb - 1).
+// A pair's or a tile's footprint from its key: key = ((b * Hkv + g) * kb_stride + kb0) << 8 |
+// (nb - 1).
 struct Footprint {
   int64_t bg;  // b * Hkv + g
   int kb0, nb;
 };
-__device__ __forceinline__ Footprint footprint(uint64_t key, int64_t n_kb) {
+__device__ __forceinline__ Footprint footprint(uint64_t key, int64_t kb_stride) {
   const int64_t bk = int64_t(key >> 8);
-  return {bk / n_kb, int(bk % n_kb), int(key & 255u) + 1};
+  return {bk / kb_stride, int(bk % kb_stride), int(key & 255u) + 1};
 }
 
 __global__ void pair_keys_kernel(SpanArgs a, uint64_t* keys, int32_t* idx) {
@@ -140,19 +145,21 @@ __global__ void pair_keys_kernel(SpanArgs a, uint64_t* keys, int32_t* idx) {
   a.bounds[lp] = make_int2(int(st), int(en));
   const int64_t kb0 = st / kBN, nb = en / kBN - kb0 + 1;
   const int64_t g = r.h / (p.Hq / p.Hkv);
-  keys[lp] = (uint64_t((r.b * p.Hkv + g) * a.n_kb + kb0) << 8) | uint64_t(nb - 1);
+  keys[lp] = (uint64_t((r.b * p.Hkv + g) * a.kb_stride + kb0) << 8) | uint64_t(nb - 1);
 }
 
-// Pairs of one run share (b, KV head, kb0): the key without its block count.
-__device__ __forceinline__ bool same_run(uint64_t x, uint64_t y) {
-  return (x >> 8) == (y >> 8);
+// Pairs of one run share (b, KV head, kb0 >> shift) (Note [wide runs]): the key without its
+// block count and its first block's low bits. kb_stride is a multiple of 2^shift, so a run
+// never straddles two groups.
+__device__ __forceinline__ bool same_run(uint64_t x, uint64_t y, int shift) {
+  return (x >> (8 + shift)) == (y >> (8 + shift));
 }
 
 // Tile starts: position i starts a tile when it is valid and (i - start of its run) % kTile == 0.
-__global__ void tile_flags_kernel(const uint64_t* keys, int64_t n, int32_t* run_head) {
+__global__ void tile_flags_kernel(const uint64_t* keys, int64_t n, int shift, int32_t* run_head) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
-  run_head[i] = (i == 0 || !same_run(keys[i], keys[i - 1])) ? int32_t(i) : 0;
+  run_head[i] = (i == 0 || !same_run(keys[i], keys[i - 1], shift)) ? int32_t(i) : 0;
 }
 __global__ void tile_marks_kernel(const uint64_t* keys, const int32_t* run_start, int64_t n,
                                   int32_t* mark) {
@@ -165,23 +172,27 @@ __global__ void tile_scatter_kernel(const int32_t* mark, const int32_t* slot, in
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n && mark[i]) tile_start[slot[i]] = int32_t(i);
 }
-// A tile's footprint: its last pair's key, the largest block count of the run's pairs in it
-// (keys ascend within a run).
+// A tile's footprint: from its first pair's block (the smallest: keys ascend) to the last block
+// any of its pairs reaches. Tile keys ascend: a tile that starts at the block its predecessor
+// starts at holds only pairs of that block, with block counts at least the predecessor's.
 __global__ void tile_key_kernel(const uint64_t* keys, int64_t n, const int32_t* tile_start,
-                                int64_t n_tiles, uint64_t* tile_key) {
+                                int64_t n_tiles, int shift, uint64_t* tile_key) {
   const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= n_tiles) return;
   const int64_t s0 = tile_start[t];
-  int64_t last = s0;
-  while (last + 1 < n && last + 1 < s0 + kTile && same_run(keys[last + 1], keys[s0])) ++last;
-  tile_key[t] = keys[last];
+  // Blocks as (key >> 8) = bg * kb_stride + kb0: one past a pair's last block is that + nb.
+  const uint64_t first = keys[s0] >> 8;
+  uint64_t end = first + (keys[s0] & 255u) + 1;
+  for (int64_t q = s0 + 1; q < n && q < s0 + kTile && same_run(keys[q], keys[s0], shift); ++q)
+    end = max(end, (keys[q] >> 8) + (keys[q] & 255u) + 1);
+  tile_key[t] = (first << 8) | (end - first - 1);
 }
 
 // The rows of a tile (sorted positions s0 .. s0 + rows - 1 share the tile's key); every thread
 // of the block calls it.
 __device__ __forceinline__ int tile_rows(const SpanArgs& a, int64_t s0, uint64_t key) {
   const int64_t q = s0 + threadIdx.x;
-  const bool same = threadIdx.x < kTile && q < a.n && same_run(a.keys[q], key);
+  const bool same = threadIdx.x < kTile && q < a.n && same_run(a.keys[q], key, a.run_shift);
   return __syncthreads_count(same);  // runs are contiguous, so these are the first `rows`
 }
 
@@ -270,11 +281,14 @@ class StageTimer {
 class SpanTiles {
  public:
   SpanTiles(const SuperlinearParams& p, int64_t cap, Device dev)
-      : cap_(std::max<int64_t>(cap, 1)), n_kb_((p.Lkv + kBN - 1) / kBN) {
+      : cap_(std::max<int64_t>(cap, 1)),
+        n_kb_((p.Lkv + kBN - 1) / kBN),
+        kb_stride_((n_kb_ + (1 << kMaxRunShift) - 1) >> kMaxRunShift << kMaxRunShift) {
     key_bits_ = 8;
-    while ((uint64_t(1) << (key_bits_ - 8)) <= uint64_t(p.B * p.Hkv * n_kb_)) ++key_bits_;
+    while ((uint64_t(1) << (key_bits_ - 8)) <= uint64_t(p.B * p.Hkv * kb_stride_)) ++key_bits_;
     const int64_t max_span = len_b(p.cfg, p.Lkv) + len_f(p.cfg, p.Lkv) + 1;
-    max_nb_ = int(max_span / kBN + 2);
+    // A pair covers at most max_span / 64 + 2 blocks; a tile of a wide run up to 2^shift - 1 more.
+    max_nb_ = int(max_span / kBN + 2 + (1 << kMaxRunShift) - 1);
     SL_CHECK(max_nb_ <= 256 && key_bits_ < 64)
         << kOp << ": spans of up to " << max_span << " keys exceed the tensor-core path's 256 "
         << "key blocks per span";
@@ -307,6 +321,8 @@ class SpanTiles {
     a.p0 = p0;
     a.n = n;
     a.n_kb = n_kb_;
+    a.kb_stride = kb_stride_;
+    a.run_shift = run_shift();
     a.bounds = reinterpret_cast<int2*>(bounds_.data_ptr());
     uint64_t* keys = reinterpret_cast<uint64_t*>(keys_.data_ptr());
     pair_keys_kernel<<<blocks_for(n), 256, 0, s>>>(a, keys, idx_.data<int32_t>());
@@ -320,7 +336,7 @@ class SpanTiles {
                                                   n, 0, key_bits_, s));
     a.keys = ks;
     a.idx = idx_sorted_.data<int32_t>();
-    tile_flags_kernel<<<blocks_for(n), 256, 0, s>>>(ks, n, head_.data<int32_t>());
+    tile_flags_kernel<<<blocks_for(n), 256, 0, s>>>(ks, n, a.run_shift, head_.data<int32_t>());
     SL_CUDA_LAUNCH_CHECK();
     tb = temp_bytes();
     SL_CUDA_CHECK(cub::DeviceScan::InclusiveScan(temp_.data_ptr(), tb, head_.data<int32_t>(),
@@ -345,7 +361,8 @@ class SpanTiles {
     const int64_t n_tiles = int64_t(last_slot) + last_mark;
     uint64_t* tk = reinterpret_cast<uint64_t*>(tile_key_.data_ptr());
     if (n_tiles > 0) {
-      tile_key_kernel<<<blocks_for(n_tiles), 256, 0, s>>>(ks, n, a.tile_start, n_tiles, tk);
+      tile_key_kernel<<<blocks_for(n_tiles), 256, 0, s>>>(ks, n, a.tile_start, n_tiles, a.run_shift,
+                                                          tk);
       SL_CUDA_LAUNCH_CHECK();
     }
     a.tile_key = tk;
@@ -355,7 +372,17 @@ class SpanTiles {
  private:
   size_t temp_bytes() const { return size_t(temp_.numel()) * 4; }
 
-  int64_t cap_, n_kb_;
+  // Note [wide runs]: runs of 2^kMaxRunShift first blocks, or SL_SPAN_RUN_BLOCKS = 1, 2, 4 or 8.
+  static int run_shift() {
+    const char* env = std::getenv("SL_SPAN_RUN_BLOCKS");
+    if (!env) return kMaxRunShift;
+    for (int shift = 0; shift <= kMaxRunShift; ++shift)
+      if (std::string(env) == std::to_string(1 << shift)) return shift;
+    SL_FAIL() << kOp << ": SL_SPAN_RUN_BLOCKS=" << env << " is not 1, 2, 4 or 8";
+    return 0;
+  }
+
+  int64_t cap_, n_kb_, kb_stride_;
   int key_bits_ = 8, max_nb_ = 0;
   Tensor keys_, keys_sorted_, idx_, idx_sorted_, bounds_, head_, run_start_, mark_, slot_,
       tile_start_, tile_key_, temp_;

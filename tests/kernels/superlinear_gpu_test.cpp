@@ -274,7 +274,9 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, SuperlinearGpuChunks, ::testing::Values(DType::
 // The tensor-core path in chunks of query rows (Note [span chunks] in
 // kernels/superlinear_span_cuda.cuh, forced small with SL_SPAN_CHUNK_PAIRS; 97 pairs is not a
 // multiple of k, so chunks hold whole rows of 32 queries): the forward's bits do not depend on
-// the chunking, and the backward, which sums dK/dV chunk by chunk, still meets the reference.
+// the chunking, and the backward, which sums dK/dV chunk by chunk and set by set of (batch, KV
+// head) groups (Note [backward groups]), still meets the reference. The four groups of 600 rows
+// make sets of one group in several chunks (97 pairs), and of three groups then one (5500).
 TEST(SuperlinearGpuSpanChunks, ChunkedTensorCorePathMatchesOneChunk) {
   SL_REQUIRE_GPU();
   const DType dt = DType::BF16;
@@ -283,27 +285,31 @@ TEST(SuperlinearGpuSpanChunks, ChunkedTensorCorePathMatchesOneChunk) {
     const Inputs in = make_inputs(c, dt, 123);
     const Inputs g = convert(in, dt, kGpu);
     const SuperlinearForward one = forward(g, cfg);
-    SuperlinearForward many;
-    SuperlinearGrads gm, gm2;
-    {
-      ChunkPairs chunks("97");
-      many = forward(g, cfg);
-      gm = backward(g, many, cfg);
-      gm2 = backward(g, many, cfg);
-    }
-    EXPECT_TRUE(AllEqual(many.out, one.out));
-    EXPECT_TRUE(AllEqual(many.lse_s, one.lse_s));
-    EXPECT_TRUE(AllEqual(many.lse_w, one.lse_w));
-    EXPECT_TRUE(SameBits(gm2, gm)) << "chunked backward not reproducible";
     const Reference rf = reference(c, in);
-    ExpectGradsClose(gm, rf.grads, dt, rf.n_q, rf.n_kv, "chunked " + cfg.str());
+    for (const char* pairs : {"97", "5500"}) {
+      SCOPED_TRACE(std::string("SL_SPAN_CHUNK_PAIRS=") + pairs);
+      SuperlinearForward many;
+      SuperlinearGrads gm, gm2;
+      {
+        ChunkPairs chunks(pairs);
+        many = forward(g, cfg);
+        gm = backward(g, many, cfg);
+        gm2 = backward(g, many, cfg);
+      }
+      EXPECT_TRUE(AllEqual(many.out, one.out));
+      EXPECT_TRUE(AllEqual(many.lse_s, one.lse_s));
+      EXPECT_TRUE(AllEqual(many.lse_w, one.lse_w));
+      EXPECT_TRUE(SameBits(gm2, gm)) << "chunked backward not reproducible";
+      ExpectGradsClose(gm, rf.grads, dt, rf.n_q, rf.n_kv, "chunked " + cfg.str());
+    }
   }
 }
 
 // Note [wgmma span tiles]: on a Hopper build the forward's span tiles run on wgmma, elsewhere on
 // mma.sync; SL_SPAN_WGMMA=0 selects the mma.sync kernel, so both meet the reference here
 // wherever they can run (on other devices the two runs take the same kernel), at both head dims,
-// with packed documents, several chunks and a float-path p.
+// with packed documents, several chunks and a float-path p; and with runs one first block wide
+// and four (Note [wide runs], SL_SPAN_RUN_BLOCKS), whose forward outputs are the same bits.
 TEST(SuperlinearGpuSpanKernels, BothTileKernelsMatchCpu) {
   SL_REQUIRE_GPU();
   const DType dt = DType::BF16;
@@ -318,15 +324,24 @@ TEST(SuperlinearGpuSpanKernels, BothTileKernelsMatchCpu) {
     const Reference rf = reference(c, in);
     for (const char* wgmma : {"0", "1"})
       for (const char* chunk : {static_cast<const char*>(nullptr), "97"}) {
-        SCOPED_TRACE(c.name + " SL_SPAN_WGMMA=" + wgmma + " chunks " + (chunk ? chunk : "one"));
-        ScopedEnv w("SL_SPAN_WGMMA", wgmma);
-        ChunkPairs ch(chunk);
-        const SuperlinearForward gf = forward(g, c.cfg);
-        EXPECT_TRUE(AllEqual(gf.anchors, rf.fwd.anchors));
-        EXPECT_TRUE(StatsClose(gf.lse_s, rf.fwd.lse_s, Tol{DType::F32, rf.n_q}));
-        EXPECT_TRUE(AllClose(gf.out, rf.fwd.out, Tol{dt, rf.n_q}));
-        ExpectGradsClose(backward(g, gf, c.cfg), rf.grads, dt, rf.n_q, rf.n_kv,
-                         std::string("wgmma ") + wgmma);
+        SuperlinearForward narrow;
+        for (const char* run : {"1", "4"}) {
+          SCOPED_TRACE(c.name + " SL_SPAN_WGMMA=" + wgmma + " chunks " + (chunk ? chunk : "one") +
+                       " run blocks " + run);
+          ScopedEnv w("SL_SPAN_WGMMA", wgmma), r("SL_SPAN_RUN_BLOCKS", run);
+          ChunkPairs ch(chunk);
+          const SuperlinearForward gf = forward(g, c.cfg);
+          EXPECT_TRUE(AllEqual(gf.anchors, rf.fwd.anchors));
+          EXPECT_TRUE(StatsClose(gf.lse_s, rf.fwd.lse_s, Tol{DType::F32, rf.n_q}));
+          EXPECT_TRUE(AllClose(gf.out, rf.fwd.out, Tol{dt, rf.n_q}));
+          if (narrow.out.defined()) {
+            EXPECT_TRUE(AllEqual(gf.out, narrow.out)) << "wide runs changed the forward's bits";
+          } else {
+            narrow = gf;
+          }
+          ExpectGradsClose(backward(g, gf, c.cfg), rf.grads, dt, rf.n_q, rf.n_kv,
+                           std::string("wgmma ") + wgmma + " run blocks " + run);
+        }
       }
   }
 }
@@ -551,6 +566,12 @@ TEST(SuperlinearGpuErrors, UnsupportedArgumentsNameTheOp) {
   expect_error([&] { run(64, 9, DType::F32); }, "k = 9 > 8");
   expect_error([&] { run(264, 3, DType::F32); }, "D = 264 > 256");
   expect_error([&] { run(64, 3, DType::F16); }, "f16");
+  expect_error(
+      [&] {
+        ScopedEnv r("SL_SPAN_RUN_BLOCKS", "3");
+        run(64, 3, DType::BF16);
+      },
+      "SL_SPAN_RUN_BLOCKS = 3");
 }
 
 }  // namespace
