@@ -370,14 +370,6 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
 }
 
 // Merge (spec §8): one warp per query row of the chunk; lane per dimension (E = D / 32).
-//
-// Note [merge loads]
-// The merge moves about 16 GB at 1M tokens and 16 heads (k span rows of the chunk's scratch in,
-// one output row out, per query row) and was bound by latency: each span row was read with E
-// two-byte loads inside the slot loop, after the gate and the LSE terms that its use depends on
-// but its address does not. Every slot's row is now read first, one E * 2-byte load per lane
-// (empty slots too: their rows lie inside the chunk's buffer, and a select drops them), and the
-// output is written the same way.
 template <int D>
 __global__ void merge_kernel(SpanArgs a, const uint16_t* os, const uint16_t* ow, int64_t row0,
                              int64_t rows) {
@@ -386,27 +378,21 @@ __global__ void merge_kernel(SpanArgs a, const uint16_t* os, const uint16_t* ow,
   if (row < 0) return;
   const SuperlinearParams& p = a.p;
   const int lane = int(threadIdx.x) & 31, k = p.cfg.k;
-  float osv[kMaxK][E];
-#pragma unroll
-  for (int j = 0; j < kMaxK; ++j)
-    if (j < k)
-      load_vec<bf16, E>(reinterpret_cast<const bf16*>(os) + (row * k + j - a.p0) * D + lane * E,
-                        osv[j]);
   const Row r = locate_row(p, row);
-  float owv[E], out[E];
-#pragma unroll
-  for (int e = 0; e < E; ++e) owv[e] = out[e] = 0.f;
-  if (ow)
-    load_vec<bf16, E>(
-        reinterpret_cast<const bf16*>(ow) + ((r.b * p.Lq + r.i) * p.Hq + r.h) * D + lane * E, owv);
   const float lse_w = static_cast<const float*>(p.lse_w)[row];
   float g[kMaxK];
   int32_t an[kMaxK];
   row_gate(p, row, an, g);
-  float* lse_s = static_cast<float*>(p.lse_s) + row * k;
+  float owv[E], out[E];
 #pragma unroll
-  for (int j = 0; j < kMaxK; ++j) {
-    if (j >= k) continue;
+  for (int e = 0; e < E; ++e) {
+    out[e] = 0.f;
+    owv[e] = ow ? __uint_as_float(uint32_t(ow[((r.b * p.Lq + r.i) * p.Hq + r.h) * D + lane * E + e])
+                                  << 16)
+                : 0.f;
+  }
+  float* lse_s = static_cast<float*>(p.lse_s) + row * k;
+  for (int j = 0; j < k; ++j) {
     float lj = -INFINITY;
     if (an[j] >= 0) {
       lj = lse_s[j];
@@ -417,18 +403,18 @@ __global__ void merge_kernel(SpanArgs a, const uint16_t* os, const uint16_t* ow,
     if (lam == -INFINITY) continue;
     const float ww = lse_w == -INFINITY ? 0.f : expf(lse_w - lam);
     const float wj = an[j] >= 0 ? expf(lj - lam) : 0.f;
+    const uint16_t* osr = os + (row * k + j - a.p0) * D;
 #pragma unroll
     for (int e = 0; e < E; ++e) {
-      const float x = an[j] >= 0 ? osv[j][e] : 0.f;
-      out[e] += g[j] * (ww * owv[e] + wj * x);
+      const float osv = an[j] >= 0 ? __uint_as_float(uint32_t(osr[lane * E + e]) << 16) : 0.f;
+      out[e] += g[j] * (ww * owv[e] + wj * osv);
     }
   }
-  uint16_t* o = static_cast<uint16_t*>(p.out) + row * D + lane * E;
-  if constexpr (E == 4) {
-    *reinterpret_cast<uint2*>(o) =
-        make_uint2(Mma<bf16>::pack(out[0], out[1]), Mma<bf16>::pack(out[2], out[3]));
-  } else {
-    *reinterpret_cast<uint32_t*>(o) = Mma<bf16>::pack(out[0], out[1]);
+  uint16_t* o = static_cast<uint16_t*>(p.out) + row * D;
+#pragma unroll
+  for (int e = 0; e < E; ++e) {
+    const __nv_bfloat16 v = __float2bfloat16_rn(out[e]);
+    o[lane * E + e] = *reinterpret_cast<const uint16_t*>(&v);
   }
 }
 
