@@ -369,53 +369,87 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
   write_span_outputs<D>(o, m, l, slp, a, os, warp, lane);
 }
 
-// Merge (spec §8): one warp per query row of the chunk; lane per dimension (E = D / 32).
-template <int D>
-__global__ void merge_kernel(SpanArgs a, const uint16_t* os, const uint16_t* ow, int64_t row0,
-                             int64_t rows) {
-  constexpr int E = D / 32;
-  const int64_t row = chunk_row(row0, rows);
-  if (row < 0) return;
+// Merge (spec §8) in two kernels.
+//
+// Note [merge weights]
+// The merge moves about 16 GB at 1M tokens and 16 heads (k span rows of the chunk's buffer in,
+// one output row out, per query row). With one warp per row, all 32 lanes also repeated the
+// row's scalar work (row geometry by 64-bit division, gate softmax, LSE terms, their exps), and
+// the merge ran at about 1 TB/s (17 ms at 1M GQA 8). Now merge_weights_kernel computes each
+// slot's three weights once per row (one thread per row, into a per-chunk buffer), and
+// merge_kernel streams: D / 8 threads per row, 16 bytes of each span row per thread, the same
+// arithmetic per element as before: out += g (ww O_w + wj O_j).
+
+// Per slot j of each row of the chunk: (g_j, ww_j, wj_j), zeros where the slot has nothing to
+// add (lam = -inf); wj_j = 0 also where the slot is empty, so its row is not read. Empty slots
+// get lse_s = -inf.
+__global__ void merge_weights_kernel(SpanArgs a, int64_t row0, int64_t rows, float* w) {
+  const int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (x >= rows) return;
   const SuperlinearParams& p = a.p;
-  const int lane = int(threadIdx.x) & 31, k = p.cfg.k;
-  const Row r = locate_row(p, row);
+  const int64_t row = row0 + x;
+  const int k = p.cfg.k;
   const float lse_w = static_cast<const float*>(p.lse_w)[row];
   float g[kMaxK];
   int32_t an[kMaxK];
   row_gate(p, row, an, g);
-  float owv[E], out[E];
-#pragma unroll
-  for (int e = 0; e < E; ++e) {
-    out[e] = 0.f;
-    owv[e] = ow ? __uint_as_float(uint32_t(ow[((r.b * p.Lq + r.i) * p.Hq + r.h) * D + lane * E + e])
-                                  << 16)
-                : 0.f;
-  }
   float* lse_s = static_cast<float*>(p.lse_s) + row * k;
-  for (int j = 0; j < k; ++j) {
+#pragma unroll
+  for (int j = 0; j < kMaxK; ++j) {
+    if (j >= k) continue;
     float lj = -INFINITY;
-    if (an[j] >= 0) {
+    if (an[j] >= 0)
       lj = lse_s[j];
-    } else if (lane == 0) {
+    else
       lse_s[j] = -INFINITY;
-    }
     const float lam = logaddexp(lse_w, lj);
+    float* wj = w + 3 * (x * k + j);
+    wj[0] = wj[1] = wj[2] = 0.f;
     if (lam == -INFINITY) continue;
-    const float ww = lse_w == -INFINITY ? 0.f : expf(lse_w - lam);
-    const float wj = an[j] >= 0 ? expf(lj - lam) : 0.f;
-    const uint16_t* osr = os + (row * k + j - a.p0) * D;
+    wj[0] = g[j];
+    wj[1] = lse_w == -INFINITY ? 0.f : expf(lse_w - lam);
+    wj[2] = an[j] >= 0 ? expf(lj - lam) : 0.f;
+  }
+}
+
+// out[row] = sum_j g_j (ww_j O_w + wj_j O_j) for the chunk's rows: D / 8 threads per row, eight
+// elements (16 bytes) each.
+template <int D>
+__global__ void merge_kernel(SpanArgs a, const float* w, const uint16_t* os, const uint16_t* ow,
+                             int64_t row0, int64_t rows) {
+  constexpr int T = D / 8;
+  const int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (x >= rows * T) return;
+  const SuperlinearParams& p = a.p;
+  const int64_t lr = x / T, row = row0 + lr;
+  const int d0 = int(x % T) * 8, k = p.cfg.k;
+  float owv[8], out[8];
 #pragma unroll
-    for (int e = 0; e < E; ++e) {
-      const float osv = an[j] >= 0 ? __uint_as_float(uint32_t(osr[lane * E + e]) << 16) : 0.f;
-      out[e] += g[j] * (ww * owv[e] + wj * osv);
+  for (int e = 0; e < 8; ++e) owv[e] = out[e] = 0.f;
+  if (ow) {
+    const Row r = locate_row(p, row);
+    load_vec<bf16, 8>(
+        reinterpret_cast<const bf16*>(ow) + ((r.b * p.Lq + r.i) * p.Hq + r.h) * D + d0, owv);
+  }
+  for (int j = 0; j < k; ++j) {
+    const float* c = w + 3 * (lr * k + j);
+    const float g = c[0], ww = c[1], wj = c[2];
+    float osv[8];
+    if (wj != 0.f) {
+      load_vec<bf16, 8>(reinterpret_cast<const bf16*>(os) + (row * k + j - a.p0) * D + d0, osv);
+    } else {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) osv[e] = 0.f;
     }
-  }
-  uint16_t* o = static_cast<uint16_t*>(p.out) + row * D;
 #pragma unroll
-  for (int e = 0; e < E; ++e) {
-    const __nv_bfloat16 v = __float2bfloat16_rn(out[e]);
-    o[lane * E + e] = *reinterpret_cast<const uint16_t*>(&v);
+    for (int e = 0; e < 8; ++e) out[e] += g * (ww * owv[e] + wj * osv[e]);
   }
+  uint4 v;
+  v.x = Mma<bf16>::pack(out[0], out[1]);
+  v.y = Mma<bf16>::pack(out[2], out[3]);
+  v.z = Mma<bf16>::pack(out[4], out[5]);
+  v.w = Mma<bf16>::pack(out[6], out[7]);
+  *reinterpret_cast<uint4*>(static_cast<uint16_t*>(p.out) + row * D + d0) = v;
 }
 
 __global__ void fill_kernel(float* x, int64_t n, float v) {
@@ -447,15 +481,17 @@ void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTime
   }
   timer.mark(2);
 
-  // Per pair: the bf16 output row (unless kept in p.span_out, Note [kept partials]) and about 64
-  // bytes of keys, indices, bounds and tile marks.
+  // Per pair: the bf16 output row (unless kept in p.span_out, Note [kept partials]), about 64
+  // bytes of keys, indices, bounds and tile marks, and 12 of merge weights.
   const int64_t kv_bytes = 2 * p.B * p.Hkv * p.Lkv * D * 2;
-  const int64_t pair_bytes = (p.span_out ? 0 : D * 2) + 64;
+  const int64_t pair_bytes = (p.span_out ? 0 : D * 2) + 64 + 12;
   const int64_t rows_per_chunk = std::max<int64_t>(1, chunk_pairs(kv_bytes / 4, pair_bytes) / k);
   const int64_t cap = std::min(rows, rows_per_chunk) * k;
   SpanTiles tiles(p, cap, dev);
   Tensor os;
   if (!p.span_out) os = scratch(cap * D * 2, dev);
+  Tensor merge_w = scratch(cap * 12, dev);
+  float* mw = reinterpret_cast<float*>(merge_w.data_ptr());
   const bool wgmma = span_wgmma_enabled(device);
   const int smem = wgmma ? span_wgmma_smem_bytes<D>() : span_smem_bytes<D>();
   SL_CUDA_CHECK(cudaFuncSetAttribute(wgmma ? span_tile_wgmma_kernel<D> : span_tile_kernel<D>,
@@ -476,8 +512,10 @@ void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTime
       SL_CUDA_LAUNCH_CHECK();
     }
     timer.mark(4);
-    merge_kernel<D><<<blocks_for(nrows, 8), 256, 0, s>>>(
-        a, os_ptr, W > 0 ? static_cast<const uint16_t*>(ow) : nullptr, row0, nrows);
+    merge_weights_kernel<<<blocks_for(nrows), 256, 0, s>>>(a, row0, nrows, mw);
+    SL_CUDA_LAUNCH_CHECK();
+    merge_kernel<D><<<blocks_for(nrows * (D / 8)), 256, 0, s>>>(
+        a, mw, os_ptr, W > 0 ? static_cast<const uint16_t*>(ow) : nullptr, row0, nrows);
     SL_CUDA_LAUNCH_CHECK();
     timer.mark(5);
   }
