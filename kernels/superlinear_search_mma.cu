@@ -32,6 +32,16 @@
 // sqrt(T) rows of 2 D bytes per KV group: 2 k f_b = 12 FLOP per byte at GQA 1 for the balanced
 // preset (96 at GQA 8), so at GQA 1 the forward's TFLOP/s is at most 12 x the bandwidth the
 // gather gets (measured 2.7-3.8 TB/s on an H200, 64K-1M).
+//
+// Measured and dropped: passes over bands of candidates for L2 reuse. Key u is read again for
+// stripe i + 1 by query u + 2i. With every candidate in one pass, the rows read in between
+// (~512 MB at 1M) far exceed L2, so the rows come from HBM. Passes over candidate bands
+// [c_lo, c_hi) each started from the top-k the previous passes stored; widths kept 2 c w x row
+// bytes within a budget. The outputs were the same bits, but the search got slower, and slower
+// the narrower the bands. H200, balanced, D = 128, 16 heads, forward ms at 1M GQA 8: one pass
+// 243; budgets 64 MB 288, 24 MB 348, 8 MB 438. At 1M GQA 1: 899, 1112, 1841, 2567. Every pass
+// reads each query's Qs rows and its list again, and restarts the pipeline of every warp; the
+// L2 reuse gained did not pay for that.
 #include "kernels/attention_cuda_common.cuh"
 #include "kernels/superlinear_cuda_common.cuh"
 
