@@ -19,13 +19,14 @@
 //      partials] in kernels/superlinear.h) there is no y pass: rows reads ys_j = <dO, O_j> from
 //      the kept span outputs and the window output from the kept one.
 //   2. window backward (W > 0), after the window output for y (kept, or computed again).
-//   3. per (batch, KV head) group (Note [backward groups]), per chunk of its rows: dQ pass (one
-//      block per tile, dQ of each pair in registers, written per pair and summed per row in slot
-//      order); dK/dV pass: one block per 64-key block of the group walks every tile of the chunk
-//      whose footprint covers the block, in tile order, keeping dK and dV in registers (S^T =
-//      K Q^T, dV += (c1 P)^T dO, dP^T = V dO^T, dK += dS^T Q), then adds them to the group's f32
-//      accumulators: each key is written by one block per chunk. After the group's chunks:
-//      dK = acc + routing (pairs by anchor: a stable sort, summed in pair order) + window.
+//   3. per set of (batch, KV head) groups (Note [backward groups]), per chunk of its rows: dQ
+//      pass (one block per tile, dQ of each pair in registers, written per pair and summed per
+//      row in slot order); dK/dV pass: one block per 64-key block of each group of the set walks
+//      every tile of the chunk whose footprint covers the block, in tile order, keeping dK and
+//      dV in registers (S^T = K Q^T, dV += (c1 P)^T dO, dP^T = V dO^T, dK += dS^T Q), then adds
+//      them to the set's f32 accumulators: each key is written by one block per chunk. After
+//      the set's chunks: dK = acc + routing (pairs by anchor: a stable sort, summed in pair
+//      order) + window.
 // No floating-point atomics anywhere: the result is bitwise reproducible run to run, so the fast
 // mode (bp.deterministic = false) takes the same path on this kernel family.
 //

@@ -40,7 +40,7 @@ struct SpanArgs {
   int32_t* idx;       // [n] local pair index, sorted by key
   int2* bounds;       // [n] span [st, en] per local pair (unsorted, by local index)
   const int32_t* tile_start;  // [tiles] first sorted position of each tile
-  const uint64_t* tile_key;   // [tiles] footprint of each tile (its last pair's key), ascending
+  const uint64_t* tile_key;   // [tiles] footprint of each tile (first block, blocks), ascending
 };
 
 // Note [slot tables] (kernels/superlinear_span_bwd_tiles_cuda.cu): one entry per tile row.
@@ -188,8 +188,8 @@ __global__ void tile_key_kernel(const uint64_t* keys, int64_t n, const int32_t* 
   tile_key[t] = (first << 8) | (end - first - 1);
 }
 
-// The rows of a tile (sorted positions s0 .. s0 + rows - 1 share the tile's key); every thread
-// of the block calls it.
+// The rows of a tile (sorted positions s0 .. s0 + rows - 1 belong to the tile's run); every
+// thread of the block calls it.
 __device__ __forceinline__ int tile_rows(const SpanArgs& a, int64_t s0, uint64_t key) {
   const int64_t q = s0 + threadIdx.x;
   const bool same = threadIdx.x < kTile && q < a.n && same_run(a.keys[q], key, a.run_shift);
