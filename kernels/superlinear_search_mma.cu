@@ -21,6 +21,15 @@
 // top-k of all candidates whatever the split: the lane search's anchors wherever the scores agree
 // (exact inputs, or away from near-ties: the mma sums D in another order than dot_row).
 //
+// Note [shared threshold]
+// Nsight Compute found this kernel issue-bound at GQA 8 with about 16 of 32 threads active per
+// instruction (experiments/results/2026-11-28-h200-c603590-ncu-search.md): a lane inserts
+// into its list while the others wait. So before each tile's offers, the four lanes of a head
+// share the best of their k-th entries and reject against that. The head's final k-th entry
+// ranks at least as high as any lane's (the merged list holds every lane's list), so whatever
+// this rejects could not have been in the merged top-k: the result is the same, with fewer
+// insertions.
+//
 // Note [search bytes]
 // The search is bounded by moving K rows, and no blocking removes that: candidate i of query t
 // is key t + 1 - i^2 (p = 1/2), so for one stripe a block of consecutive queries needs one
@@ -60,16 +69,19 @@ constexpr int search_smem_bytes() {
   return kWarps * kStages * (tile_bytes<D>() + kRows * int(sizeof(int32_t)));
 }
 
-// Offers (sc, an) to a lane's sorted top-k (bs, ba) whose k-th entry is (ws, wa): most
-// candidates are rejected by the first compare.
+// Offers (sc, an) to a lane's sorted top-k (bs, ba) whose k-th entry is (ws, wa); candidates
+// that do not rank before the threshold (ts, ta) -- at least the k-th entry -- are rejected by
+// the first compare (Note [shared threshold]).
 __device__ __forceinline__ void offer(int k, float sc, int32_t an, float (&bs)[kMaxK],
-                                      int32_t (&ba)[kMaxK], float& ws, int32_t& wa) {
-  if (an < 0 || !ranks_before(sc, an, ws, wa)) return;
+                                      int32_t (&ba)[kMaxK], float& ws, int32_t& wa, float& ts,
+                                      int32_t& ta) {
+  if (an < 0 || !ranks_before(sc, an, ts, ta)) return;
   topk_insert(k, sc, an, bs, ba);
   ws = bs[0], wa = ba[0];
 #pragma unroll
   for (int j = 1; j < kMaxK; ++j)
     if (j < k) ws = bs[j], wa = ba[j];
+  if (ranks_before(ws, wa, ts, ta)) ts = ws, ta = wa;
 }
 
 // Merges in the top-k of lane ^ x: both lanes end with the top-k of the union.
@@ -82,8 +94,10 @@ __device__ __forceinline__ void merge_xor(int k, int x, float (&bs)[kMaxK], int3
     ps[j] = j < k ? __shfl_xor_sync(kFull, bs[j], x) : -INFINITY;
     pa[j] = j < k ? __shfl_xor_sync(kFull, ba[j], x) : kNoAnchor;
   }
+  float ts = ws;
+  int32_t ta = wa;
 #pragma unroll
-  for (int j = 0; j < kMaxK; ++j) offer(k, ps[j], pa[j], bs, ba, ws, wa);
+  for (int j = 0; j < kMaxK; ++j) offer(k, ps[j], pa[j], bs, ba, ws, wa, ts, ta);
 }
 
 template <int D>
@@ -174,12 +188,21 @@ __global__ void __launch_bounds__(kWarps * 32) search_mma_kernel(SuperlinearPara
     for (int e = 0; e < 4; ++e) c[e] = acc[0][e] + acc[1][e];
     const float give0 = __shfl_xor_sync(kFull, even ? c[1] : c[0], 4);
     const float give2 = __shfl_xor_sync(kFull, even ? c[3] : c[2], 4);
+    // Note [shared threshold]: the best of the k-th entries of the four lanes of this head.
+    float ts = ws;
+    int32_t ta = wa;
+#pragma unroll
+    for (int x = 8; x <= 16; x *= 2) {
+      const float os = __shfl_xor_sync(kFull, ts, x);
+      const int32_t oa = __shfl_xor_sync(kFull, ta, x);
+      if (ranks_before(os, oa, ts, ta)) ts = os, ta = oa;
+    }
     if (!head_ok) continue;
     const int32_t* an = anch + st * kRows;
-    offer(k, even ? c[0] : c[1], an[r0], bs, ba, ws, wa);
-    offer(k, even ? c[2] : c[3], an[r0 + 8], bs, ba, ws, wa);
-    offer(k, give0, an[r1], bs, ba, ws, wa);
-    offer(k, give2, an[r1 + 8], bs, ba, ws, wa);
+    offer(k, even ? c[0] : c[1], an[r0], bs, ba, ws, wa, ts, ta);
+    offer(k, even ? c[2] : c[3], an[r0 + 8], bs, ba, ws, wa, ts, ta);
+    offer(k, give0, an[r1], bs, ba, ws, wa, ts, ta);
+    offer(k, give2, an[r1 + 8], bs, ba, ws, wa, ts, ta);
   }
   attn::cp_async_wait<0>();
 
