@@ -70,6 +70,31 @@ __device__ __forceinline__ void gather_row(int32_t row, const uint16_t* qa, cons
   }
 }
 
+// The start of a y or dQ tile (blockIdx.x), for both tile kernels: returns its footprint, sets
+// kbase and vbase to the K/V rows of its (batch, KV head), gathers its pairs' Q and dO rows into
+// sq and sdo and its first K/V block into sk0 and sv0 (one cp.async group). kPanels: the wgmma
+// layout.
+template <int D, bool kPanels>
+__device__ __forceinline__ Footprint start_bwd_tile(const SpanArgs& a, const SlotTable& st,
+                                                    const uint16_t* dout, uint32_t sq, uint32_t sdo,
+                                                    uint32_t sk0, uint32_t sv0,
+                                                    const uint16_t*& kbase,
+                                                    const uint16_t*& vbase) {
+  const SuperlinearParams& p = a.p;
+  const int64_t t = blockIdx.x;
+  const Footprint fp = footprint(a.tile_key[t], a.kb_stride);
+  gather_row<D, kPanels>(st.row[t * kTile + (threadIdx.x >> 1)], static_cast<const uint16_t*>(p.qa),
+                         dout, sq, sdo);
+  kbase = static_cast<const uint16_t*>(p.k) + fp.bg * p.Lkv * D;
+  vbase = static_cast<const uint16_t*>(p.v) + fp.bg * p.Lkv * D;
+  load_tile<kBN, D, kThreads, kPanels>(sk0, kbase + int64_t(fp.kb0) * kBN * D, D,
+                                       int(p.Lkv) - fp.kb0 * kBN);
+  load_tile<kBN, D, kThreads, kPanels>(sv0, vbase + int64_t(fp.kb0) * kBN * D, D,
+                                       int(p.Lkv) - fp.kb0 * kBN);
+  cp_async_commit();
+  return fp;
+}
+
 // This thread's two pair rows of a tile (rows warp * 16 + lane / 4 + 8 j).
 struct PairRows {
   int32_t lp[2];
@@ -148,16 +173,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   const SuperlinearParams& p = a.p;
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
   const int64_t t = blockIdx.x;
-  const Footprint fp = footprint(a.tile_key[t], a.kb_stride);
-  gather_row<D>(st.row[t * kTile + (threadIdx.x >> 1)], static_cast<const uint16_t*>(p.qa), dout,
-                sq, sdo);
-  const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + fp.bg * p.Lkv * D;
-  const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + fp.bg * p.Lkv * D;
-  load_tile<kBN, D, kThreads>(sk(0), kbase + int64_t(fp.kb0) * kBN * D, D,
-                              int(p.Lkv) - fp.kb0 * kBN);
-  load_tile<kBN, D, kThreads>(sv(0), vbase + int64_t(fp.kb0) * kBN * D, D,
-                              int(p.Lkv) - fp.kb0 * kBN);
-  cp_async_commit();
+  const uint16_t *kbase, *vbase;
+  const Footprint fp = start_bwd_tile<D, false>(a, st, dout, sq, sdo, sk(0), sv(0), kbase, vbase);
   const PairRows pr = pair_rows(st, t);
   const float sl2 = rsqrtf(float(D)) * kLog2e;
 
@@ -230,16 +247,8 @@ __global__ void __launch_bounds__(kThreads, kDq ? 2 : 3)
   };
   const SuperlinearParams& p = a.p;
   const int64_t t = blockIdx.x;
-  const Footprint fp = footprint(a.tile_key[t], a.kb_stride);
-  gather_row<D, true>(st.row[t * kTile + (threadIdx.x >> 1)], static_cast<const uint16_t*>(p.qa),
-                      dout, sq, sdo);
-  const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + fp.bg * p.Lkv * D;
-  const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + fp.bg * p.Lkv * D;
-  load_tile<kBN, D, kThreads, true>(sk(0), kbase + int64_t(fp.kb0) * kBN * D, D,
-                                    int(p.Lkv) - fp.kb0 * kBN);
-  load_tile<kBN, D, kThreads, true>(sv(0), vbase + int64_t(fp.kb0) * kBN * D, D,
-                                    int(p.Lkv) - fp.kb0 * kBN);
-  cp_async_commit();
+  const uint16_t *kbase, *vbase;
+  const Footprint fp = start_bwd_tile<D, true>(a, st, dout, sq, sdo, sk(0), sv(0), kbase, vbase);
   const PairRows pr = pair_rows(st, t);
   const float sl2 = rsqrtf(float(D)) * kLog2e;
 
