@@ -69,38 +69,70 @@ constexpr int search_smem_bytes() {
   return kWarps * kStages * (tile_bytes<D>() + kRows * int(sizeof(int32_t)));
 }
 
-// Offers (sc, an) to a lane's sorted top-k (bs, ba) whose k-th entry is (ws, wa); candidates
-// that do not rank before the threshold (ts, ta) -- at least the k-th entry -- are rejected by
-// the first compare (Note [shared threshold]).
-__device__ __forceinline__ void offer(int k, float sc, int32_t an, float (&bs)[kMaxK],
-                                      int32_t (&ba)[kMaxK], float& ws, int32_t& wa, float& ts,
-                                      int32_t& ta) {
-  if (an < 0 || !ranks_before(sc, an, ts, ta)) return;
-  topk_insert(k, sc, an, bs, ba);
-  ws = bs[0], wa = ba[0];
+// Note [fixed k]
+// Nsight Compute found the search bound by the ALU pipe, at about 700 instructions per warp per
+// tile of 16 candidates, mostly compares and selects of the top-k insertion: with k a runtime
+// value, every insertion ran all kMaxK = 8 slots of topk_insert, each guarded by j < k, and an
+// insertion somewhere in the warp makes the whole warp run it. So the kernel is compiled for each
+// k (1..kMaxK, a switch at launch) and a lane's list is a TopK<K>: inserting is a fixed network
+// of K compares and K selects, with no branch and no loop over unused slots.
+
+// A sorted top-K under ranks_before (slot 0 ranks first), kept in registers.
+template <int K>
+struct TopK {
+  float s[K];
+  int32_t a[K];
+
+  __device__ __forceinline__ void clear() {
 #pragma unroll
-  for (int j = 1; j < kMaxK; ++j)
-    if (j < k) ws = bs[j], wa = ba[j];
-  if (ranks_before(ws, wa, ts, ta)) ts = ws, ta = wa;
+    for (int j = 0; j < K; ++j) s[j] = -INFINITY, a[j] = kNoAnchor;
+  }
+  // Inserts (sc, an), dropping the K-th entry. ranks_before is a total order, so "ranks before
+  // slot j - 1" implies "ranks before slot j": slot j takes slot j - 1's entry, the new one, or
+  // keeps its own. Walking down, slot j - 1 is still the old entry when slot j reads it.
+  __device__ __forceinline__ void insert(float sc, int32_t an) {
+    bool before[K];
+#pragma unroll
+    for (int j = 0; j < K; ++j) before[j] = ranks_before(sc, an, s[j], a[j]);
+#pragma unroll
+    for (int j = K - 1; j > 0; --j) {
+      if (before[j - 1]) {
+        s[j] = s[j - 1], a[j] = a[j - 1];
+      } else if (before[j]) {
+        s[j] = sc, a[j] = an;
+      }
+    }
+    if (before[0]) s[0] = sc, a[0] = an;
+  }
+};
+
+// Offers (sc, an) to a lane's top-k. Candidates that do not rank before the threshold (ts, ta)
+// -- at least the lane's k-th entry -- are rejected by the first compare (Note [shared
+// threshold]); the threshold follows the lane's k-th entry as it rises.
+template <int K>
+__device__ __forceinline__ void offer(float sc, int32_t an, TopK<K>& top, float& ts, int32_t& ta) {
+  if (an < 0 || !ranks_before(sc, an, ts, ta)) return;
+  top.insert(sc, an);
+  if (ranks_before(top.s[K - 1], top.a[K - 1], ts, ta)) ts = top.s[K - 1], ta = top.a[K - 1];
 }
 
 // Merges in the top-k of lane ^ x: both lanes end with the top-k of the union.
-__device__ __forceinline__ void merge_xor(int k, int x, float (&bs)[kMaxK], int32_t (&ba)[kMaxK],
-                                          float& ws, int32_t& wa) {
-  float ps[kMaxK];
-  int32_t pa[kMaxK];
+template <int K>
+__device__ __forceinline__ void merge_xor(int x, TopK<K>& top) {
+  float ps[K];
+  int32_t pa[K];
 #pragma unroll
-  for (int j = 0; j < kMaxK; ++j) {
-    ps[j] = j < k ? __shfl_xor_sync(kFull, bs[j], x) : -INFINITY;
-    pa[j] = j < k ? __shfl_xor_sync(kFull, ba[j], x) : kNoAnchor;
+  for (int j = 0; j < K; ++j) {
+    ps[j] = __shfl_xor_sync(kFull, top.s[j], x);
+    pa[j] = __shfl_xor_sync(kFull, top.a[j], x);
   }
-  float ts = ws;
-  int32_t ta = wa;
+  float ts = top.s[K - 1];
+  int32_t ta = top.a[K - 1];
 #pragma unroll
-  for (int j = 0; j < kMaxK; ++j) offer(k, ps[j], pa[j], bs, ba, ws, wa, ts, ta);
+  for (int j = 0; j < K; ++j) offer(ps[j], pa[j], top, ts, ta);
 }
 
-template <int D>
+template <int D, int K>
 __global__ void __launch_bounds__(kWarps * 32) search_mma_kernel(SuperlinearParams p) {
   extern __shared__ __align__(128) unsigned char smem[];
   const int lane = lane_id(), wib = int(threadIdx.x) >> 5;
@@ -112,11 +144,10 @@ __global__ void __launch_bounds__(kWarps * 32) search_mma_kernel(SuperlinearPara
   const int64_t h0 = g * r + hc * kHeads;
   const int nh = int(min(int64_t(kHeads), r - hc * kHeads));
   const SuperlinearConfig& cfg = p.cfg;
-  const int k = cfg.k;
   const int64_t t = p.q_start + i, sb = p.doc_starts ? p.doc_starts[b * p.Lkv + t] : 0;
   const int64_t n = num_candidates(cfg, t + 1 - sb);
   const int ntiles = int((n + kRows - 1) / kRows);
-  const uint16_t* K = static_cast<const uint16_t*>(p.k) + (b * p.Hkv + g) * p.Lkv * D;
+  const uint16_t* keys = static_cast<const uint16_t*>(p.k) + (b * p.Hkv + g) * p.Lkv * D;
   const uint32_t tiles = attn::smem_addr(smem + wib * kStages * tile_bytes<D>());
   int32_t* anch =
       reinterpret_cast<int32_t*>(smem + kWarps * kStages * tile_bytes<D>()) + wib * kStages * kRows;
@@ -150,7 +181,7 @@ __global__ void __launch_bounds__(kWarps * 32) search_mma_kernel(SuperlinearPara
     const int st = j % kStages;
     if (lane < kRows) anch[st * kRows + m] = a;
     const uint32_t tile = tiles + st * tile_bytes<D>();
-    const uint16_t* src = K + (a >= 0 ? int64_t(a) * D : 0);
+    const uint16_t* src = keys + (a >= 0 ? int64_t(a) * D : 0);
 #pragma unroll
     for (int it = 0; it < D / 16; ++it) {
       const int cc = 2 * it + (lane >> 4);
@@ -161,10 +192,8 @@ __global__ void __launch_bounds__(kWarps * 32) search_mma_kernel(SuperlinearPara
   // Note [per-lane top-k].
   const int hh = 2 * (lane & 3) + ((lane >> 2) & 1), r0 = lane >> 2, r1 = r0 ^ 1;
   const bool even = (r0 & 1) == 0, head_ok = hh < nh;
-  float bs[kMaxK], ws = -INFINITY;
-  int32_t ba[kMaxK], wa = kNoAnchor;
-#pragma unroll
-  for (int j = 0; j < kMaxK; ++j) bs[j] = -INFINITY, ba[j] = kNoAnchor;
+  TopK<K> top;
+  top.clear();
 
   for (int j = 1 - kStages; j < ntiles; ++j) {
     if (j >= 0) {
@@ -189,8 +218,8 @@ __global__ void __launch_bounds__(kWarps * 32) search_mma_kernel(SuperlinearPara
     const float give0 = __shfl_xor_sync(kFull, even ? c[1] : c[0], 4);
     const float give2 = __shfl_xor_sync(kFull, even ? c[3] : c[2], 4);
     // Note [shared threshold]: the best of the k-th entries of the four lanes of this head.
-    float ts = ws;
-    int32_t ta = wa;
+    float ts = top.s[K - 1];
+    int32_t ta = top.a[K - 1];
 #pragma unroll
     for (int x = 8; x <= 16; x *= 2) {
       const float os = __shfl_xor_sync(kFull, ts, x);
@@ -199,30 +228,48 @@ __global__ void __launch_bounds__(kWarps * 32) search_mma_kernel(SuperlinearPara
     }
     if (!head_ok) continue;
     const int32_t* an = anch + st * kRows;
-    offer(k, even ? c[0] : c[1], an[r0], bs, ba, ws, wa, ts, ta);
-    offer(k, even ? c[2] : c[3], an[r0 + 8], bs, ba, ws, wa, ts, ta);
-    offer(k, give0, an[r1], bs, ba, ws, wa, ts, ta);
-    offer(k, give2, an[r1 + 8], bs, ba, ws, wa, ts, ta);
+    offer(even ? c[0] : c[1], an[r0], top, ts, ta);
+    offer(even ? c[2] : c[3], an[r0 + 8], top, ts, ta);
+    offer(give0, an[r1], top, ts, ta);
+    offer(give2, an[r1 + 8], top, ts, ta);
   }
   attn::cp_async_wait<0>();
 
-  merge_xor(k, 8, bs, ba, ws, wa);
-  merge_xor(k, 16, bs, ba, ws, wa);
+  merge_xor(8, top);
+  merge_xor(16, top);
   if (lane >= kHeads || !head_ok) return;
-  const int64_t row = ((b * p.Hq + h0 + hh) * p.Lq + i) * k;
+  const int64_t row = ((b * p.Hq + h0 + hh) * p.Lq + i) * K;
 #pragma unroll
-  for (int j = 0; j < kMaxK; ++j)
-    if (j < k) p.anchors[row + j] = ba[j], static_cast<float*>(p.scores)[row + j] = bs[j];
+  for (int j = 0; j < K; ++j)
+    p.anchors[row + j] = top.a[j], static_cast<float*>(p.scores)[row + j] = top.s[j];
 }
 
-template <int D>
+template <int D, int K>
 void launch(const SuperlinearParams& p, cudaStream_t s) {
   const int64_t r = p.Hq / p.Hkv, warps = p.B * p.Hkv * p.Lq * ((r + kHeads - 1) / kHeads);
   constexpr int smem = search_smem_bytes<D>();
-  SL_CUDA_CHECK(cudaFuncSetAttribute(search_mma_kernel<D>,
+  SL_CUDA_CHECK(cudaFuncSetAttribute(search_mma_kernel<D, K>,
                                      cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  search_mma_kernel<D><<<unsigned((warps + kWarps - 1) / kWarps), kWarps * 32, smem, s>>>(p);
+  search_mma_kernel<D, K><<<unsigned((warps + kWarps - 1) / kWarps), kWarps * 32, smem, s>>>(p);
   SL_CUDA_LAUNCH_CHECK();
+}
+
+// Note [fixed k]: one kernel per k.
+template <int D>
+void launch_k(const SuperlinearParams& p, cudaStream_t s) {
+  static_assert(kMaxK == 8, "one case per k below");
+  switch (p.cfg.k) {
+    case 1: return launch<D, 1>(p, s);
+    case 2: return launch<D, 2>(p, s);
+    case 3: return launch<D, 3>(p, s);
+    case 4: return launch<D, 4>(p, s);
+    case 5: return launch<D, 5>(p, s);
+    case 6: return launch<D, 6>(p, s);
+    case 7: return launch<D, 7>(p, s);
+    case 8: return launch<D, 8>(p, s);
+  }
+  SL_CHECK(false) << kOp << ": the tensor-core search keeps 1.." << kMaxK << " spans, config has k = "
+                  << p.cfg.k;
 }
 
 }  // namespace
@@ -234,8 +281,8 @@ bool search_mma_supported(const SuperlinearParams& p) {
 
 void launch_search_mma(const SuperlinearParams& p, cudaStream_t s) {
   SL_CHECK(search_mma_supported(p)) << kOp << ": the tensor-core search needs bf16, D 64 or 128";
-  if (p.D == 64) return launch<64>(p, s);
-  launch<128>(p, s);
+  if (p.D == 64) return launch_k<64>(p, s);
+  launch_k<128>(p, s);
 }
 
 }  // namespace sl::kernels::slcuda

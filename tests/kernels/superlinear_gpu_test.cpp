@@ -547,6 +547,25 @@ INSTANTIATE_TEST_SUITE_P(Cases, SuperlinearGpuRandom,
                                   "_hkv" + std::to_string(c.Hkv) + "_d" + std::to_string(c.D);
                          });
 
+// Note [fixed k] (kernels/superlinear_search_mma.cu): the tensor-core search is compiled once per
+// k, so every k from 1 to 8 runs here on bf16 grid inputs (exact scores, ties included) against
+// the CPU's anchors and scores. L = 300 gives 1 to 17 candidates per query, so the early rows
+// also leave slots empty; packed documents restart the count.
+TEST(SuperlinearGpuSearch, EveryKMatchesCpu) {
+  SL_REQUIRE_GPU();
+  for (int k = 1; k <= 8; ++k)
+    for (int64_t D : {64, 128}) {
+      const Case c{"search_k" + std::to_string(k), 1, 8, 2, 300, 300, D,
+                   cfg_int(2, 0.5, 0, k, 2, 0), k % 2 == 0};
+      SCOPED_TRACE(c.name + " D " + std::to_string(D));
+      const Inputs in = make_inputs(c, DType::BF16, 700 + uint64_t(k));
+      const SuperlinearForward ref = forward(convert(in, DType::F64, Device::cpu()), c.cfg);
+      const SuperlinearForward gf = forward(convert(in, DType::BF16, kGpu), c.cfg);
+      EXPECT_TRUE(AllEqual(gf.anchors, ref.anchors));
+      EXPECT_TRUE(AllEqual(gf.scores, ref.scores));
+    }
+}
+
 TEST(SuperlinearGpuErrors, UnsupportedArgumentsNameTheOp) {
   SL_REQUIRE_GPU();
   auto expect_error = [](const std::function<void()>& fn, const std::string& why) {
