@@ -68,6 +68,14 @@ constexpr int span_smem_bytes() {
 // a second barrier, and the other blocks on the SM cover its wait. H200: the forward at 1M GQA 8
 // went from 405 to 379 ms, at 64K GQA 8 from 8.56 to 7.91 ms.
 
+// Note [tile count]: blocks past the chunk's tiles return at once. A bound below the count would
+// drop tiles, so that stops the kernel with an error instead.
+__device__ __forceinline__ bool past_tiles(const SpanArgs& a) {
+  const int32_t count = *a.tile_count;
+  if (count > int(gridDim.x)) __trap();
+  return int(blockIdx.x) >= count;
+}
+
 // This block's tile (blockIdx.x): its pairs' local ids (-1 for padding rows) and spans, and with
 // (kRows) each pair's Q row into srow, in shared memory; returns the tile's footprint. Every
 // thread calls it; it ends with a barrier.
@@ -174,6 +182,7 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_kernel(SpanArgs a, uint
 
   const SuperlinearParams& p = a.p;
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
+  if (past_tiles(a)) return;
   const Footprint fp = stage_tile_pairs<false>(a, slp, sbound, nullptr);
   const int kb0 = fp.kb0, nb = fp.nb;
   const int64_t bg = fp.bg;
@@ -275,6 +284,7 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
 
   const SuperlinearParams& p = a.p;
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
+  if (past_tiles(a)) return;
   const Footprint fp = stage_tile_pairs<true>(a, slp, sbound, srow);
   const int kb0 = fp.kb0, nb = fp.nb;
   const int64_t bg = fp.bg;
@@ -482,10 +492,13 @@ void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTime
   timer.mark(2);
 
   // Per pair: the bf16 output row (unless kept in p.span_out, Note [kept partials]), about 64
-  // bytes of keys, indices, bounds and tile marks, and 12 of merge weights.
+  // bytes of keys, indices, bounds and tile marks, and 12 of merge weights. The budget: Note
+  // [span chunks], with the metadata (anchors, scores, lse_s per pair; lse_w per row).
   const int64_t kv_bytes = 2 * p.B * p.Hkv * p.Lkv * D * 2;
   const int64_t pair_bytes = (p.span_out ? 0 : D * 2) + 64 + 12;
-  const int64_t rows_per_chunk = std::max<int64_t>(1, chunk_pairs(kv_bytes / 4, pair_bytes) / k);
+  const int64_t meta_bytes = rows * (12 * k + 4);
+  const int64_t budget = std::max(kv_bytes / 4, kForwardFloor - meta_bytes);
+  const int64_t rows_per_chunk = std::max<int64_t>(1, chunk_pairs(budget, pair_bytes) / k);
   const int64_t cap = std::min(rows, rows_per_chunk) * k;
   SpanTiles tiles(p, cap, dev);
   Tensor os;
@@ -502,15 +515,14 @@ void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTime
     uint16_t* os_ptr = p.span_out ? static_cast<uint16_t*>(p.span_out) + row0 * k * D
                                   : reinterpret_cast<uint16_t*>(os.data_ptr());
     SpanArgs a;
-    const int64_t n_tiles = tiles.build(p, row0 * k, nrows * k, a, s);
+    // Note [tile count]: a bound on the tiles; blocks past the chunk's count return at once.
+    const int64_t blocks = tiles.build(p, row0 * k, nrows * k, a, s, /*host_count=*/false);
     timer.mark(3);
-    if (n_tiles > 0) {
-      if (wgmma)
-        span_tile_wgmma_kernel<D><<<unsigned(n_tiles), kThreads, smem, s>>>(a, os_ptr);
-      else
-        span_tile_kernel<D><<<unsigned(n_tiles), kThreads, smem, s>>>(a, os_ptr);
-      SL_CUDA_LAUNCH_CHECK();
-    }
+    if (wgmma)
+      span_tile_wgmma_kernel<D><<<unsigned(blocks), kThreads, smem, s>>>(a, os_ptr);
+    else
+      span_tile_kernel<D><<<unsigned(blocks), kThreads, smem, s>>>(a, os_ptr);
+    SL_CUDA_LAUNCH_CHECK();
     timer.mark(4);
     merge_weights_kernel<<<blocks_for(nrows), 256, 0, s>>>(a, row0, nrows, mw);
     SL_CUDA_LAUNCH_CHECK();

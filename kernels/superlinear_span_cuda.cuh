@@ -9,10 +9,17 @@
 // Pairs are processed in chunks of whole query rows ([B, Hq, Lq] order) of at most
 // chunk_pairs() pairs, so per-pair buffers are bounded independently of L: 2M pairs, or, given
 // a scratch budget in bytes and the bytes a pair needs, as many pairs as fit (at least 512K).
-// The forward passes a quarter of the size of K and V, so its workspace (the O(L k) metadata
-// plus one chunk's scratch) stays below K + V at 1M tokens even at GQA 8 (measured at 2M pairs:
-// 1298 MiB against 1024). SL_SPAN_CHUNK_PAIRS overrides the bound (a testing knob: the GPU tests
-// force several chunks on small inputs).
+// The forward's budget is the larger of two:
+// - a quarter of the size of K and V, so its workspace (the O(L k) metadata plus one chunk's
+//   scratch) stays below K + V at 1M tokens even at GQA 8 (measured at 2M pairs: 1298 MiB
+//   against 1024);
+// - what brings the workspace to kForwardFloor = 768 MiB. Each chunk costs a tile build (ten
+//   kernels) and a tail of its tile launch, and its tiles bucket fewer pairs: at 64K GQA 8 the
+//   quarter of K + V gave six chunks of 512K pairs, and the forward took 4.98 ms against 4.30
+//   in two chunks of 2M (H200). At 1M GQA 8 the metadata alone is 640 MiB, so there the
+//   quarter of K + V decides.
+// SL_SPAN_CHUNK_PAIRS overrides the bound (a testing knob: the GPU tests force several chunks
+// on small inputs).
 #pragma once
 
 #include <cub/cub.cuh>
@@ -41,6 +48,7 @@ struct SpanArgs {
   int2* bounds;       // [n] span [st, en] per local pair (unsorted, by local index)
   const int32_t* tile_start;  // [tiles] first sorted position of each tile
   const uint64_t* tile_key;   // [tiles] footprint of each tile (first block, blocks), ascending
+  const int32_t* tile_count;  // [1] the number of tiles, on the device (Note [tile count])
 };
 
 // Note [slot tables] (kernels/superlinear_span_bwd_tiles_cuda.cu): one entry per tile row.
@@ -73,6 +81,7 @@ namespace {
 constexpr int kTile = 64, kBN = 64, kWarps = 4, kThreads = kWarps * 32;
 constexpr uint64_t kEmptyKey = ~uint64_t(0);
 constexpr int kMaxRunShift = 3;  // runs of 8 first blocks (Note [wide runs])
+constexpr int64_t kForwardFloor = int64_t(768) << 20;  // Note [span chunks]
 
 inline int64_t chunk_pairs(int64_t budget_bytes = 0, int64_t bytes_per_pair = 1) {
   const char* env = std::getenv("SL_SPAN_CHUNK_PAIRS");
@@ -168,17 +177,18 @@ __global__ void tile_marks_kernel(const uint64_t* keys, const int32_t* run_start
   mark[i] = keys[i] != kEmptyKey && (i - run_start[i]) % kTile == 0;
 }
 __global__ void tile_scatter_kernel(const int32_t* mark, const int32_t* slot, int64_t n,
-                                    int32_t* tile_start) {
+                                    int32_t* tile_start, int32_t* count) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n && mark[i]) tile_start[slot[i]] = int32_t(i);
+  if (i == n - 1) *count = slot[i] + mark[i];
 }
 // A tile's footprint: from its first pair's block (the smallest: keys ascend) to the last block
 // any of its pairs reaches. Tile keys ascend: a tile that starts at the block its predecessor
 // starts at holds only pairs of that block, with block counts at least the predecessor's.
 __global__ void tile_key_kernel(const uint64_t* keys, int64_t n, const int32_t* tile_start,
-                                int64_t n_tiles, int shift, uint64_t* tile_key) {
+                                const int32_t* count, int shift, uint64_t* tile_key) {
   const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (t >= n_tiles) return;
+  if (t >= *count) return;
   const int64_t s0 = tile_start[t];
   // Blocks as (key >> 8) = bg * kb_stride + kb0: one past a pair's last block is that + nb.
   const uint64_t first = keys[s0] >> 8;
@@ -298,6 +308,7 @@ class SpanTiles {
     head_ = scratch(cap_ * 4, dev), run_start_ = scratch(cap_ * 4, dev);
     mark_ = scratch(cap_ * 4, dev), slot_ = scratch(cap_ * 4, dev);
     tile_start_ = scratch(cap_ * 4, dev), tile_key_ = scratch(cap_ * 8, dev);
+    count_ = scratch(4, dev);
     size_t sort_bytes = 0, max_bytes = 0, sum_bytes = 0;
     SL_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, (uint64_t*)nullptr,
                                                   (uint64_t*)nullptr, (int32_t*)nullptr,
@@ -312,9 +323,12 @@ class SpanTiles {
   int64_t n_kb() const { return n_kb_; }
   int max_nb() const { return max_nb_; }
 
-  // Pairs p0 .. p0 + n - 1: fills a (keys, idx sorted; bounds; tile_start) and returns the number
-  // of tiles (one host read).
-  int64_t build(const SuperlinearParams& p, int64_t p0, int64_t n, SpanArgs& a, cudaStream_t s) {
+  // Pairs p0 .. p0 + n - 1 (whole query rows): fills a (keys, idx sorted; bounds; tile_start,
+  // tile_key, tile_count). With host_count, returns the number of tiles (one host read, which
+  // waits for the stream); without, returns tile_bound() and the kernels read a.tile_count
+  // (Note [tile count]).
+  int64_t build(const SuperlinearParams& p, int64_t p0, int64_t n, SpanArgs& a, cudaStream_t s,
+                bool host_count = true) {
     SL_CHECK(n <= cap_) << kOp << ": chunk of " << n << " pairs exceeds the tile builder's "
                         << cap_;
     a.p = p;
@@ -348,20 +362,22 @@ class SpanTiles {
     tb = temp_bytes();
     SL_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(temp_.data_ptr(), tb, mark_.data<int32_t>(),
                                                 slot_.data<int32_t>(), n, s));
+    int32_t* count = count_.data<int32_t>();
     tile_scatter_kernel<<<blocks_for(n), 256, 0, s>>>(mark_.data<int32_t>(), slot_.data<int32_t>(),
-                                                      n, tile_start_.data<int32_t>());
+                                                      n, tile_start_.data<int32_t>(), count);
     SL_CUDA_LAUNCH_CHECK();
     a.tile_start = tile_start_.data<int32_t>();
-    int32_t last_slot = 0, last_mark = 0;
-    SL_CUDA_CHECK(
-        cudaMemcpyAsync(&last_slot, slot_.data<int32_t>() + n - 1, 4, cudaMemcpyDeviceToHost, s));
-    SL_CUDA_CHECK(
-        cudaMemcpyAsync(&last_mark, mark_.data<int32_t>() + n - 1, 4, cudaMemcpyDeviceToHost, s));
-    SL_CUDA_CHECK(cudaStreamSynchronize(s));
-    const int64_t n_tiles = int64_t(last_slot) + last_mark;
+    a.tile_count = count;
+    int64_t n_tiles = tile_bound(p, p0, n, a.run_shift);
+    if (host_count) {
+      int32_t c = 0;
+      SL_CUDA_CHECK(cudaMemcpyAsync(&c, count, 4, cudaMemcpyDeviceToHost, s));
+      SL_CUDA_CHECK(cudaStreamSynchronize(s));
+      n_tiles = c;
+    }
     uint64_t* tk = reinterpret_cast<uint64_t*>(tile_key_.data_ptr());
     if (n_tiles > 0) {
-      tile_key_kernel<<<blocks_for(n_tiles), 256, 0, s>>>(ks, n, a.tile_start, n_tiles, a.run_shift,
+      tile_key_kernel<<<blocks_for(n_tiles), 256, 0, s>>>(ks, n, a.tile_start, count, a.run_shift,
                                                           tk);
       SL_CUDA_LAUNCH_CHECK();
     }
@@ -371,6 +387,19 @@ class SpanTiles {
 
  private:
   size_t temp_bytes() const { return size_t(temp_.numel()) * 4; }
+
+  // Note [tile count]
+  // The forward does not read the number of tiles back: a host read waits for the stream, and
+  // at one read per chunk the GPU idled while the host queued the next kernels. It launches
+  // tile_bound() blocks instead, and those past a.tile_count return at once. The bound: a run
+  // of c pairs makes ceil(c / 64) <= c / 64 + 1 tiles, so tiles <= n / 64 + runs, and a run is
+  // one (batch, KV head) group's block range >> run_shift, of which a chunk of whole rows
+  // touches at most min(groups, its (batch, head) rows) x (kb_stride >> run_shift).
+  int64_t tile_bound(const SuperlinearParams& p, int64_t p0, int64_t n, int shift) const {
+    const int64_t k = p.cfg.k, bh0 = p0 / k / p.Lq, bh1 = (p0 + n - 1) / k / p.Lq;
+    const int64_t groups = std::min(p.B * p.Hkv, bh1 - bh0 + 1);
+    return std::min(n, n / kTile + groups * (kb_stride_ >> shift) + 1);
+  }
 
   // Note [wide runs]: runs of 2^kMaxRunShift first blocks, or SL_SPAN_RUN_BLOCKS = 1, 2, 4 or 8.
   static int run_shift() {
@@ -385,7 +414,7 @@ class SpanTiles {
   int64_t cap_, n_kb_, kb_stride_;
   int key_bits_ = 8, max_nb_ = 0;
   Tensor keys_, keys_sorted_, idx_, idx_sorted_, bounds_, head_, run_start_, mark_, slot_,
-      tile_start_, tile_key_, temp_;
+      tile_start_, tile_key_, count_, temp_;
 };
 
 }  // namespace
