@@ -99,9 +99,7 @@ SL_HD int64_t sw_start(const SuperlinearConfig& c, int64_t t, int64_t s_b) {
 // The largest stripe index i with o(i) <= T (0 when T < 1): an fp64 estimate corrected with o.
 SL_HD int64_t max_stripe(const SuperlinearConfig& c, int64_t T) {
   if (T < 1) return 0;
-  // The loops below correct the estimate, so only its cost matters: sqrt for p = 1/2 (the
-  // search kernels call this once per query row).
-  int64_t i = int64_t(floor(c.p_inv == 2 ? sqrt(double(T)) : pow(double(T), c.p_value())));
+  int64_t i = int64_t(floor(pow(double(T), c.p_value())));
   if (i < 1) i = 1;
   while (i > 0 && stripe_offset(c, i) > T) --i;
   while (stripe_offset(c, i + 1) <= T) ++i;

@@ -136,17 +136,13 @@ template <int D, int K>
 __global__ void __launch_bounds__(kWarps * 32) search_mma_kernel(SuperlinearParams p) {
   extern __shared__ __align__(128) unsigned char smem[];
   const int lane = lane_id(), wib = int(threadIdx.x) >> 5;
-  // The warp's (b, KV head, query, head chunk) in 32-bit arithmetic (launch checks that the warps
-  // fit): a 64-bit division is a software routine, and at 64K one warp scores only ~170
-  // candidates.
-  const int r = int(p.Hq / p.Hkv), chunks = (r + kHeads - 1) / kHeads;
-  const int Lq = int(p.Lq), Hkv = int(p.Hkv);
-  const int w = int(blockIdx.x) * kWarps + wib;
-  if (w >= int(p.B) * Hkv * Lq * chunks) return;
-  const int hc = w % chunks, i = (w / chunks) % Lq, g = (w / (chunks * Lq)) % Hkv,
-            b = w / (chunks * Lq * Hkv);
-  const int64_t h0 = int64_t(g) * r + hc * kHeads;
-  const int nh = min(kHeads, r - hc * kHeads);
+  const int64_t r = p.Hq / p.Hkv, chunks = (r + kHeads - 1) / kHeads;
+  const int64_t w = int64_t(blockIdx.x) * kWarps + wib;
+  if (w >= p.B * p.Hkv * p.Lq * chunks) return;
+  const int64_t hc = w % chunks, i = (w / chunks) % p.Lq, g = (w / (chunks * p.Lq)) % p.Hkv,
+                b = w / (chunks * p.Lq * p.Hkv);
+  const int64_t h0 = g * r + hc * kHeads;
+  const int nh = int(min(int64_t(kHeads), r - hc * kHeads));
   const SuperlinearConfig& cfg = p.cfg;
   const int64_t t = p.q_start + i, sb = p.doc_starts ? p.doc_starts[b * p.Lkv + t] : 0;
   const int64_t n = num_candidates(cfg, t + 1 - sb);
@@ -251,8 +247,6 @@ __global__ void __launch_bounds__(kWarps * 32) search_mma_kernel(SuperlinearPara
 template <int D, int K>
 void launch(const SuperlinearParams& p, cudaStream_t s) {
   const int64_t r = p.Hq / p.Hkv, warps = p.B * p.Hkv * p.Lq * ((r + kHeads - 1) / kHeads);
-  SL_CHECK(warps < (int64_t(1) << 31) - kWarps)
-      << kOp << ": the tensor-core search indexes its " << warps << " warps in 32 bits";
   constexpr int smem = search_smem_bytes<D>();
   SL_CUDA_CHECK(cudaFuncSetAttribute(search_mma_kernel<D, K>,
                                      cudaFuncAttributeMaxDynamicSharedMemorySize, smem));

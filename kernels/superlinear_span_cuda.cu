@@ -379,25 +379,25 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
   write_span_outputs<D>(o, m, l, slp, a, os, warp, lane);
 }
 
-// Merge (spec §8).
+// Merge (spec §8) in two kernels.
 //
 // Note [merge weights]
 // The merge moves about 16 GB at 1M tokens and 16 heads (k span rows of the chunk's buffer in,
 // one output row out, per query row). With one warp per row, all 32 lanes also repeated the
 // row's scalar work (row geometry by 64-bit division, gate softmax, LSE terms, their exps), and
-// the merge ran at about 1 TB/s (17 ms at 1M GQA 8). So each row's slot weights are computed
-// once, by one thread, and then D / 8 threads per row stream the span rows with 16-byte loads:
-// out += g (ww O_w + wj O_j). First this took two kernels with the weights in a per-chunk
-// buffer between them (8.0 ms at 1M GQA 8); now a block's first threads compute its rows'
-// weights into shared memory, which saves a launch per chunk and the buffer.
+// the merge ran at about 1 TB/s (17 ms at 1M GQA 8). Now merge_weights_kernel computes each
+// slot's three weights once per row (one thread per row, into a per-chunk buffer), and
+// merge_kernel streams: D / 8 threads per row, 16 bytes of each span row per thread, the same
+// arithmetic per element as before: out += g (ww O_w + wj O_j).
 
-constexpr int kMergeThreads = 256;
-
-// Row `row`'s slot weights w[j] = (g_j, ww_j, wj_j): zeros where the slot has nothing to add
-// (lam = -inf); wj_j = 0 also where the slot is empty, so its row is not read. Empty slots get
-// lse_s = -inf.
-__device__ __forceinline__ void merge_weights(const SuperlinearParams& p, int64_t row,
-                                              float3 (&w)[kMaxK]) {
+// Per slot j of each row of the chunk: (g_j, ww_j, wj_j), zeros where the slot has nothing to
+// add (lam = -inf); wj_j = 0 also where the slot is empty, so its row is not read. Empty slots
+// get lse_s = -inf.
+__global__ void merge_weights_kernel(SpanArgs a, int64_t row0, int64_t rows, float* w) {
+  const int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (x >= rows) return;
+  const SuperlinearParams& p = a.p;
+  const int64_t row = row0 + x;
   const int k = p.cfg.k;
   const float lse_w = static_cast<const float*>(p.lse_w)[row];
   float g[kMaxK];
@@ -406,7 +406,6 @@ __device__ __forceinline__ void merge_weights(const SuperlinearParams& p, int64_
   float* lse_s = static_cast<float*>(p.lse_s) + row * k;
 #pragma unroll
   for (int j = 0; j < kMaxK; ++j) {
-    w[j] = make_float3(0.f, 0.f, 0.f);
     if (j >= k) continue;
     float lj = -INFINITY;
     if (an[j] >= 0)
@@ -414,34 +413,26 @@ __device__ __forceinline__ void merge_weights(const SuperlinearParams& p, int64_
     else
       lse_s[j] = -INFINITY;
     const float lam = logaddexp(lse_w, lj);
+    float* wj = w + 3 * (x * k + j);
+    wj[0] = wj[1] = wj[2] = 0.f;
     if (lam == -INFINITY) continue;
-    w[j].x = g[j];
-    w[j].y = lse_w == -INFINITY ? 0.f : expf(lse_w - lam);
-    w[j].z = an[j] >= 0 ? expf(lj - lam) : 0.f;
+    wj[0] = g[j];
+    wj[1] = lse_w == -INFINITY ? 0.f : expf(lse_w - lam);
+    wj[2] = an[j] >= 0 ? expf(lj - lam) : 0.f;
   }
 }
 
 // out[row] = sum_j g_j (ww_j O_w + wj_j O_j) for the chunk's rows: D / 8 threads per row, eight
-// elements (16 bytes) each; a block holds kMergeThreads / (D / 8) rows.
+// elements (16 bytes) each.
 template <int D>
-__global__ void __launch_bounds__(kMergeThreads) merge_kernel(SpanArgs a, const uint16_t* os,
-                                                              const uint16_t* ow, int64_t row0,
-                                                              int64_t rows) {
-  constexpr int T = D / 8, kRowsPerBlock = kMergeThreads / T;
-  __shared__ float3 sw[kRowsPerBlock][kMaxK];
+__global__ void merge_kernel(SpanArgs a, const float* w, const uint16_t* os, const uint16_t* ow,
+                             int64_t row0, int64_t rows) {
+  constexpr int T = D / 8;
+  const int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (x >= rows * T) return;
   const SuperlinearParams& p = a.p;
-  const int64_t first = int64_t(blockIdx.x) * kRowsPerBlock;
-  if (int(threadIdx.x) < kRowsPerBlock && first + threadIdx.x < rows) {
-    float3 w[kMaxK];
-    merge_weights(p, row0 + first + threadIdx.x, w);
-#pragma unroll
-    for (int j = 0; j < kMaxK; ++j) sw[threadIdx.x][j] = w[j];
-  }
-  __syncthreads();
-  const int br = int(threadIdx.x) / T;
-  const int64_t lr = first + br, row = row0 + lr;
-  if (lr >= rows) return;
-  const int d0 = int(threadIdx.x % T) * 8, k = p.cfg.k;
+  const int64_t lr = x / T, row = row0 + lr;
+  const int d0 = int(x % T) * 8, k = p.cfg.k;
   float owv[8], out[8];
 #pragma unroll
   for (int e = 0; e < 8; ++e) owv[e] = out[e] = 0.f;
@@ -451,8 +442,8 @@ __global__ void __launch_bounds__(kMergeThreads) merge_kernel(SpanArgs a, const 
         reinterpret_cast<const bf16*>(ow) + ((r.b * p.Lq + r.i) * p.Hq + r.h) * D + d0, owv);
   }
   for (int j = 0; j < k; ++j) {
-    const float3 c = sw[br][j];
-    const float g = c.x, ww = c.y, wj = c.z;
+    const float* c = w + 3 * (lr * k + j);
+    const float g = c[0], ww = c[1], wj = c[2];
     float osv[8];
     if (wj != 0.f) {
       load_vec<bf16, 8>(reinterpret_cast<const bf16*>(os) + (row * k + j - a.p0) * D + d0, osv);
@@ -501,10 +492,10 @@ void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTime
   timer.mark(2);
 
   // Per pair: the bf16 output row (unless kept in p.span_out, Note [kept partials]), about 64
-  // bytes of keys, indices, bounds and tile marks. The budget: Note
+  // bytes of keys, indices, bounds and tile marks, and 12 of merge weights. The budget: Note
   // [span chunks], with the metadata (anchors, scores, lse_s per pair; lse_w per row).
   const int64_t kv_bytes = 2 * p.B * p.Hkv * p.Lkv * D * 2;
-  const int64_t pair_bytes = (p.span_out ? 0 : D * 2) + 64;
+  const int64_t pair_bytes = (p.span_out ? 0 : D * 2) + 64 + 12;
   const int64_t meta_bytes = rows * (12 * k + 4);
   const int64_t budget = std::max(kv_bytes / 4, kForwardFloor - meta_bytes);
   const int64_t rows_per_chunk = std::max<int64_t>(1, chunk_pairs(budget, pair_bytes) / k);
@@ -512,6 +503,8 @@ void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTime
   SpanTiles tiles(p, cap, dev);
   Tensor os;
   if (!p.span_out) os = scratch(cap * D * 2, dev);
+  Tensor merge_w = scratch(cap * 12, dev);
+  float* mw = reinterpret_cast<float*>(merge_w.data_ptr());
   const bool wgmma = span_wgmma_enabled(device);
   const int smem = wgmma ? span_wgmma_smem_bytes<D>() : span_smem_bytes<D>();
   SL_CUDA_CHECK(cudaFuncSetAttribute(wgmma ? span_tile_wgmma_kernel<D> : span_tile_kernel<D>,
@@ -531,9 +524,10 @@ void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTime
       span_tile_kernel<D><<<unsigned(blocks), kThreads, smem, s>>>(a, os_ptr);
     SL_CUDA_LAUNCH_CHECK();
     timer.mark(4);
-    constexpr int kRowsPerBlock = kMergeThreads / (D / 8);
-    merge_kernel<D><<<blocks_for(nrows, kRowsPerBlock), kMergeThreads, 0, s>>>(
-        a, os_ptr, W > 0 ? static_cast<const uint16_t*>(ow) : nullptr, row0, nrows);
+    merge_weights_kernel<<<blocks_for(nrows), 256, 0, s>>>(a, row0, nrows, mw);
+    SL_CUDA_LAUNCH_CHECK();
+    merge_kernel<D><<<blocks_for(nrows * (D / 8)), 256, 0, s>>>(
+        a, mw, os_ptr, W > 0 ? static_cast<const uint16_t*>(ow) : nullptr, row0, nrows);
     SL_CUDA_LAUNCH_CHECK();
     timer.mark(5);
   }
