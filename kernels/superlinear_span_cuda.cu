@@ -392,8 +392,7 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
 // Measured and dropped: one kernel whose blocks' first threads compute the block's rows' weights
 // into shared memory (no buffer, one launch less). Every block's streaming threads then wait for
 // that scalar work: the merge went from 0.47 to 0.55 ms at 64K GQA 8 and from 7.5 to 9.0 ms at
-// 1M (H200). Nor did the search's per-warp prologue in 32-bit arithmetic (with sqrt for the
-// p = 1/2 stripe estimate) change its time (1.29 against 1.28 ms at 64K GQA 8).
+// 1M (H200).
 
 // Per slot j of each row of the chunk: (g_j, ww_j, wj_j), zeros where the slot has nothing to
 // add (lam = -inf); wj_j = 0 also where the slot is empty, so its row is not read. Empty slots
