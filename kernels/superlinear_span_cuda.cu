@@ -445,31 +445,18 @@ __global__ void merge_kernel(SpanArgs a, const float* w, const uint16_t* os, con
     load_vec<bf16, 8>(
         reinterpret_cast<const bf16*>(ow) + ((r.b * p.Lq + r.i) * p.Hq + r.h) * D + d0, owv);
   }
-  // Every slot's weights, then every slot's 16 bytes, then the arithmetic: the row's loads are
-  // all in flight at once, not a weight-then-row round trip per slot.
-  float g[kMaxK], ww[kMaxK], wj[kMaxK];
-#pragma unroll
-  for (int j = 0; j < kMaxK; ++j) {
+  for (int j = 0; j < k; ++j) {
     const float* c = w + 3 * (lr * k + j);
-    g[j] = j < k ? c[0] : 0.f, ww[j] = j < k ? c[1] : 0.f, wj[j] = j < k ? c[2] : 0.f;
-  }
-  uint4 span[kMaxK];
-#pragma unroll
-  for (int j = 0; j < kMaxK; ++j)
-    span[j] = j < k && wj[j] != 0.f
-                  ? *reinterpret_cast<const uint4*>(os + (row * k + j - a.p0) * D + d0)
-                  : make_uint4(0, 0, 0, 0);
-#pragma unroll
-  for (int j = 0; j < kMaxK; ++j) {
-    if (j >= k) continue;
+    const float g = c[0], ww = c[1], wj = c[2];
     float osv[8];
-    const bf16* tag = nullptr;
-    unpack(span[j].x, osv + 0, tag);
-    unpack(span[j].y, osv + 2, tag);
-    unpack(span[j].z, osv + 4, tag);
-    unpack(span[j].w, osv + 6, tag);
+    if (wj != 0.f) {
+      load_vec<bf16, 8>(reinterpret_cast<const bf16*>(os) + (row * k + j - a.p0) * D + d0, osv);
+    } else {
 #pragma unroll
-    for (int e = 0; e < 8; ++e) out[e] += g[j] * (ww[j] * owv[e] + wj[j] * osv[e]);
+      for (int e = 0; e < 8; ++e) osv[e] = 0.f;
+    }
+#pragma unroll
+    for (int e = 0; e < 8; ++e) out[e] += g * (ww * owv[e] + wj * osv[e]);
   }
   uint4 v;
   v.x = Mma<bf16>::pack(out[0], out[1]);
