@@ -393,6 +393,8 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
 // into shared memory (no buffer, one launch less). Every block's streaming threads then wait for
 // that scalar work: the merge went from 0.47 to 0.55 ms at 64K GQA 8 and from 7.5 to 9.0 ms at
 // 1M (H200).
+// Nor did loading every slot's weights and span row before the arithmetic (all of a row's loads
+// in flight at once) help: 0.475 against 0.47-0.48 ms at 64K GQA 8 (8219aeb, reverted).
 
 // Per slot j of each row of the chunk: (g_j, ww_j, wj_j), zeros where the slot has nothing to
 // add (lam = -inf); wj_j = 0 also where the slot is empty, so its row is not read. Empty slots
