@@ -96,12 +96,14 @@ __device__ __forceinline__ Footprint stage_tile_pairs(const SpanArgs& a, int32_t
   return fp;
 }
 
-// The scores half of span_softmax_block: s masked and turned into P, m and l advanced; alpha
-// is the factor o must be scaled by (span_rescale), left to the caller.
-__device__ __forceinline__ void span_softmax_scores(float (&s)[kBN / 8][4], float (&m)[2],
-                                                    float (&l)[2], const int (&lo)[2],
-                                                    const int (&hi)[2], int k0, float sl2, int lane,
-                                                    float (&alpha)[2]) {
+// One key block of a tile's online softmax (the flash forward's, per pair): scores s (this
+// thread's two rows, k0 .. k0 + 63) outside each pair's span [lo, hi] are masked, the running
+// max m and sum l advance, o is rescaled where a max moved, and s becomes P (unnormalised).
+template <int D>
+__device__ __forceinline__ void span_softmax_block(float (&s)[kBN / 8][4], float (&o)[D / 8][4],
+                                                   float (&m)[2], float (&l)[2], const int (&lo)[2],
+                                                   const int (&hi)[2], int k0, float sl2,
+                                                   int lane) {
   const bool inside =
       (k0 >= lo[0]) & (k0 + kBN - 1 <= hi[0]) & (k0 >= lo[1]) & (k0 + kBN - 1 <= hi[1]);
   if (!__all_sync(0xffffffffu, inside)) {
@@ -113,6 +115,7 @@ __device__ __forceinline__ void span_softmax_scores(float (&s)[kBN / 8][4], floa
         if (u < lo[e >> 1] || u > hi[e >> 1]) s[n][e] = -INFINITY;
       }
   }
+  float alpha[2];
 #pragma unroll
   for (int j = 0; j < 2; ++j) {
     float mx = -INFINITY;
@@ -132,9 +135,6 @@ __device__ __forceinline__ void span_softmax_scores(float (&s)[kBN / 8][4], floa
     }
     l[j] = l[j] * alpha[j] + sum;
   }
-}
-template <int D>
-__device__ __forceinline__ void span_rescale(float (&o)[D / 8][4], const float (&alpha)[2]) {
   if (!__all_sync(0xffffffffu, alpha[0] == 1.f && alpha[1] == 1.f)) {
 #pragma unroll
     for (int n = 0; n < D / 8; ++n) {
@@ -143,30 +143,6 @@ __device__ __forceinline__ void span_rescale(float (&o)[D / 8][4], const float (
       o[n][2] *= alpha[1];
       o[n][3] *= alpha[1];
     }
-  }
-}
-
-// One key block of a tile's online softmax (the flash forward's, per pair): scores s (this
-// thread's two rows, k0 .. k0 + 63) outside each pair's span [lo, hi] are masked, the running
-// max m and sum l advance, o is rescaled where a max moved, and s becomes P (unnormalised).
-template <int D>
-__device__ __forceinline__ void span_softmax_block(float (&s)[kBN / 8][4], float (&o)[D / 8][4],
-                                                   float (&m)[2], float (&l)[2], const int (&lo)[2],
-                                                   const int (&hi)[2], int k0, float sl2,
-                                                   int lane) {
-  float alpha[2];
-  span_softmax_scores(s, m, l, lo, hi, k0, sl2, lane, alpha);
-  span_rescale<D>(o, alpha);
-}
-
-// P (this thread's part of the unnormalised probabilities in s) as bf16 m16n8k16 A fragments.
-__device__ __forceinline__ void pack_p(const float (&s)[kBN / 8][4], uint32_t (&pa)[kBN / 16][4]) {
-#pragma unroll
-  for (int kk = 0; kk < kBN / 16; ++kk) {
-    pa[kk][0] = Mma<bf16>::pack(s[2 * kk][0], s[2 * kk][1]);
-    pa[kk][1] = Mma<bf16>::pack(s[2 * kk][2], s[2 * kk][3]);
-    pa[kk][2] = Mma<bf16>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-    pa[kk][3] = Mma<bf16>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
   }
 }
 
@@ -273,16 +249,14 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_kernel(SpanArgs a, uint
 // column panels (Note [wgmma panels]), 1024-byte aligned, in the same 64 KB as Note [span tile
 // occupancy] (three blocks per SM).
 //
-// Note [wgmma span overlap]
-// K[kb] sits in slot 0 and V[kb] in slot 1 + (kb - kb0) % 2 (three 16 KB slots at D = 128).
-// Block kb issues S = Q K[kb]^T, then P V[kb - 1] with the previous block's P still in
-// registers, waits for S alone, and computes its softmax while P V[kb - 1] runs on the tensor
-// core (FA3's intra-warpgroup overlap). o is rescaled, and the new P packed, after the second
-// wait. Loads: V[kb] at the top of block kb into V[kb - 2]'s slot (every warp waited for that
-// P V in block kb - 1), a block ahead of its use; K[kb + 1] into slot 0 once every warp's S is
-// done, half a block ahead. Before, each wgmma was waited for as soon as it was issued, so a
-// block's tensor work and softmax never overlapped: Nsight Compute had the tensor pipe 34% busy
-// at 12 warps per SM (experiments/results/2026-11-28-h200-0908ceb-ncu-span-tiles.md).
+// Note [wgmma span pipeline]
+// The K and V blocks rotate through three 16 KB slots (at D = 128): during key block kb, slot ks
+// holds K[kb], vs holds V[kb] and the third is free. K[kb + 1] goes into the free slot at the top
+// of the iteration, and V[kb + 1] into K[kb]'s slot once every warp's S = Q K[kb]^T is done (the
+// barrier that also publishes V[kb] before P V). So K[kb + 1] has a whole iteration to land and
+// V[kb + 1] most of two, and each wait (cp.async groups, oldest first) names only the block it
+// needs. The single-V-buffer order of the mma.sync kernel issued V[kb + 1] after P V[kb] and
+// waited for it at the next iteration's top, which exposed its latency once per key block.
 // Selected at run time on compute capability 9.x when the build has sm_90a code
 // (span_wgmma_enabled()); SL_SPAN_WGMMA=0 selects the mma.sync kernel (a testing knob).
 template <int D>
@@ -329,14 +303,14 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
   }
   const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + bg * p.Lkv * D;
   const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + bg * p.Lkv * D;
-  // Note [wgmma span overlap]: K[kb] in slot 0, V[kb] in slot 1 + (kb - kb0) % 2.
-  auto vslot = [&](int kb) { return 1 + ((kb - kb0) & 1); };
-  auto load_kv = [&](int i, const uint16_t* base, int kb) {
-    load_tile<kBN, D, kThreads, true>(slot(i), base + int64_t(kb) * kBN * D, D,
-                                      int(p.Lkv) - kb * kBN);
-    cp_async_commit();
-  };
-  load_kv(0, kbase, kb0);
+  // Note [wgmma span pipeline]: K[kb] in slot ks, V[kb] in slot vs, the third slot free.
+  int ks = 0, vs = 1, fs = 2;
+  load_tile<kBN, D, kThreads, true>(slot(ks), kbase + int64_t(kb0) * kBN * D, D,
+                                    int(p.Lkv) - kb0 * kBN);
+  cp_async_commit();
+  load_tile<kBN, D, kThreads, true>(slot(vs), vbase + int64_t(kb0) * kBN * D, D,
+                                    int(p.Lkv) - kb0 * kBN);
+  cp_async_commit();
 
   int lo[2], hi[2];
 #pragma unroll
@@ -350,52 +324,57 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
   for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
   const float sl2 = rsqrtf(float(D)) * kLog2e;
-  uint32_t pa[kBN / 16][4] = {};  // P of the previous block, the A operand of its P V
 
   for (int kb = kb0; kb < kb0 + nb; ++kb) {
-    cp_async_wait<0>();  // Q, K[kb] and V[kb - 1]
+    cp_async_wait<1>();  // Q and K[kb]; V[kb] may still be in flight
     wg::fence_proxy_async();
-    __syncthreads();  // all visible; every warp is done with V[kb - 2] (waited for last block)
-    load_kv(vslot(kb), vbase, kb);
+    __syncthreads();  // K[kb] visible; every warp is done with the free slot (V[kb - 1])
+    const bool next = kb + 1 < kb0 + nb;
+    const int nk = (kb + 1) * kBN;
+    if (next) {
+      load_tile<kBN, D, kThreads, true>(slot(fs), kbase + int64_t(nk) * D, D, int(p.Lkv) - nk);
+      cp_async_commit();
+    }
 
     float s[kBN / 8][4];
     wg::fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk)
-      wg::mma_ss_n64(s, wg::step_k<kTile>(dq, kk), wg::step_k<kBN>(dslot(0, 16), kk), kk > 0);
+      wg::mma_ss_n64(s, wg::step_k<kTile>(dq, kk), wg::step_k<kBN>(dslot(ks, 16), kk), kk > 0);
     wg::commit();
-    if (kb > kb0) {
-#pragma unroll
-      for (int kk = 0; kk < kBN / 16; ++kk)
-        wg::mma_rs<D>(o, pa[kk], wg::step_mn(dslot(vslot(kb - 1), kBN * 128), kk));
-      wg::commit();
-      wg::wait<1>();  // S; P V[kb - 1] may still run, under this block's softmax
-    } else {
-      wg::wait<0>();
-    }
+    wg::wait<0>();
     wg::fence_regs(s);
-    __syncthreads();  // every warp is done with K[kb]
-    if (kb + 1 < kb0 + nb) load_kv(0, kbase, kb + 1);
 
-    float alpha[2];
-    span_softmax_scores(s, m, l, lo, hi, kb * kBN, sl2, lane, alpha);
-    wg::wait<0>();  // P V[kb - 1]
-    wg::fence_regs(o);
-    wg::fence_regs(pa);
-    span_rescale<D>(o, alpha);
-    pack_p(s, pa);
-  }
-  // The last block's P V.
-  cp_async_wait<0>();
-  wg::fence_proxy_async();
-  __syncthreads();  // V[last] visible
-  wg::fence();
+    span_softmax_block<D>(s, o, m, l, lo, hi, kb * kBN, sl2, lane);
+    uint32_t pa[kBN / 16][4];
 #pragma unroll
-  for (int kk = 0; kk < kBN / 16; ++kk)
-    wg::mma_rs<D>(o, pa[kk], wg::step_mn(dslot(vslot(kb0 + nb - 1), kBN * 128), kk));
-  wg::commit();
-  wg::wait<0>();
-  wg::fence_regs(o);
+    for (int kk = 0; kk < kBN / 16; ++kk) {
+      pa[kk][0] = Mma<bf16>::pack(s[2 * kk][0], s[2 * kk][1]);
+      pa[kk][1] = Mma<bf16>::pack(s[2 * kk][2], s[2 * kk][3]);
+      pa[kk][2] = Mma<bf16>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      pa[kk][3] = Mma<bf16>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+    }
+    if (next)
+      cp_async_wait<1>();  // V[kb]; K[kb + 1] may still be in flight
+    else
+      cp_async_wait<0>();
+    wg::fence_proxy_async();
+    __syncthreads();  // V[kb] visible; every warp is done with K[kb]
+    if (next) {
+      load_tile<kBN, D, kThreads, true>(slot(ks), vbase + int64_t(nk) * D, D, int(p.Lkv) - nk);
+      cp_async_commit();
+    }
+    wg::fence();
+#pragma unroll
+    for (int kk = 0; kk < kBN / 16; ++kk)
+      wg::mma_rs<D>(o, pa[kk], wg::step_mn(dslot(vs, kBN * 128), kk));
+    wg::commit();
+    wg::wait<0>();
+    wg::fence_regs(o);
+    const int freed = vs;
+    vs = ks, ks = fs, fs = freed;
+  }
+  cp_async_wait<0>();
 
   write_span_outputs<D>(o, m, l, slp, a, os, warp, lane);
 }

@@ -27,8 +27,7 @@
 //     writing threads, then a barrier, before a wgmma reads it;
 //   - fence() before the first wgmma of a batch whose registers other instructions touched;
 //   - commit(), then wait<N>() before the accumulators are read; the compiler does not know
-//     the asm writes them late, so fence_regs() after the wait pins every later read behind it
-//     (and, on a register A operand, keeps its registers from reuse while the wgmma runs).
+//     the asm writes them late, so fence_regs() after the wait pins every later read behind it.
 // The accumulator layout of m64nNk16 is, per warp w of the group, rows 16 w .. 16 w + 15 laid out
 // as mma.m16n8k16 accumulators (Note [fragment layouts]): d[n][e] is row 16 w + lane / 4 + 8 (e /
 // 2), column 8 n + 2 (lane % 4) + e % 2. A register A operand is the m16n8k16 A fragment.
@@ -93,16 +92,6 @@ __device__ __forceinline__ void fence_regs(float (&d)[N][4]) {
   for (int n = 0; n < N; ++n)
 #pragma unroll
     for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[n][e])::"memory");
-}
-
-// A register A operand (m16n8k16 A fragments) of a wgmma still in flight: the compiler sees the
-// asm read it at issue, so without this after the wait it may reuse the registers meanwhile.
-template <int N>
-__device__ __forceinline__ void fence_regs(uint32_t (&a)[N][4]) {
-#pragma unroll
-  for (int n = 0; n < N; ++n)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(a[n][e])::"memory");
 }
 
 #define SL_WG_ACC(i) "+f"(d[i][0]), "+f"(d[i][1]), "+f"(d[i][2]), "+f"(d[i][3])
