@@ -259,22 +259,16 @@ void launch(const SuperlinearParams& p, cudaStream_t s) {
   SL_CUDA_LAUNCH_CHECK();
 }
 
-// Note [fixed k]: one kernel per k.
-template <int D>
+// Note [fixed k]: one kernel per k, k = K, K + 1, ..., kMaxK tried in turn.
+template <int D, int K = 1>
 void launch_k(const SuperlinearParams& p, cudaStream_t s) {
-  static_assert(kMaxK == 8, "one case per k below");
-  switch (p.cfg.k) {
-    case 1: return launch<D, 1>(p, s);
-    case 2: return launch<D, 2>(p, s);
-    case 3: return launch<D, 3>(p, s);
-    case 4: return launch<D, 4>(p, s);
-    case 5: return launch<D, 5>(p, s);
-    case 6: return launch<D, 6>(p, s);
-    case 7: return launch<D, 7>(p, s);
-    case 8: return launch<D, 8>(p, s);
+  if constexpr (K <= kMaxK) {
+    if (p.cfg.k == K) return launch<D, K>(p, s);
+    launch_k<D, K + 1>(p, s);
+  } else {
+    SL_FAIL() << kOp << ": the tensor-core search keeps 1.." << kMaxK
+              << " spans, config has k = " << p.cfg.k;
   }
-  SL_CHECK(false) << kOp << ": the tensor-core search keeps 1.." << kMaxK << " spans, config has k = "
-                  << p.cfg.k;
 }
 
 }  // namespace

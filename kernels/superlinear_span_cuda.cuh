@@ -80,7 +80,7 @@ namespace {
 
 constexpr int kTile = 64, kBN = 64, kWarps = 4, kThreads = kWarps * 32;
 constexpr uint64_t kEmptyKey = ~uint64_t(0);
-constexpr int kMaxRunShift = 3;  // runs of 8 first blocks (Note [wide runs])
+constexpr int kMaxRunShift = 3;                        // runs of 8 first blocks (Note [wide runs])
 constexpr int64_t kForwardFloor = int64_t(768) << 20;  // Note [span chunks]
 
 inline int64_t chunk_pairs(int64_t budget_bytes = 0, int64_t bytes_per_pair = 1) {
@@ -368,13 +368,7 @@ class SpanTiles {
     SL_CUDA_LAUNCH_CHECK();
     a.tile_start = tile_start_.data<int32_t>();
     a.tile_count = count;
-    int64_t n_tiles = tile_bound(p, p0, n, a.run_shift);
-    if (host_count) {
-      int32_t c = 0;
-      SL_CUDA_CHECK(cudaMemcpyAsync(&c, count, 4, cudaMemcpyDeviceToHost, s));
-      SL_CUDA_CHECK(cudaStreamSynchronize(s));
-      n_tiles = c;
-    }
+    const int64_t n_tiles = host_count ? read_count(count, s) : tile_bound(p, p0, n, a.run_shift);
     uint64_t* tk = reinterpret_cast<uint64_t*>(tile_key_.data_ptr());
     if (n_tiles > 0) {
       tile_key_kernel<<<blocks_for(n_tiles), 256, 0, s>>>(ks, n, a.tile_start, count, a.run_shift,
@@ -387,6 +381,14 @@ class SpanTiles {
 
  private:
   size_t temp_bytes() const { return size_t(temp_.numel()) * 4; }
+
+  // The tile count on the device, read once the stream gets there.
+  static int64_t read_count(const int32_t* count, cudaStream_t s) {
+    int32_t c = 0;
+    SL_CUDA_CHECK(cudaMemcpyAsync(&c, count, 4, cudaMemcpyDeviceToHost, s));
+    SL_CUDA_CHECK(cudaStreamSynchronize(s));
+    return c;
+  }
 
   // Note [tile count]
   // The forward does not read the number of tiles back: a host read waits for the stream, and
