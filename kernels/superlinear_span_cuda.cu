@@ -261,29 +261,9 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_kernel(SpanArgs a, uint
 // (span_wgmma_enabled()); SL_SPAN_WGMMA=0 selects the mma.sync kernel (a testing knob).
 template <int D>
 constexpr int span_wgmma_smem_bytes() {
-  return 1024 + (kTile + 3 * kBN) * D * 2 + 2 * kTile * int(sizeof(int4));
+  return 1024 + (kTile + 3 * kBN) * D * 2 + kTile * (int(sizeof(int2)) + 4 + 8);
 }
 
-// A tile's scalars: its first sorted position, footprint key and rows.
-struct TileHead {
-  int64_t s0;
-  uint64_t key;
-  int rows;
-};
-__device__ __forceinline__ TileHead tile_head(const SpanArgs& a, int t) {
-  return {a.tile_start[t], a.tile_key[t], a.tile_rows[t]};
-}
-
-// Note [persistent span tiles]
-// Each block runs tiles blockIdx.x, + gridDim.x, ... (as many blocks as fit on the device at
-// once), and the last key block of one tile loads the next tile's first: its records (Note
-// [tile records]) and K into the free slot at the top, then its Q rows into Q's buffer and its V
-// into K's slot once every warp's last S is done, the same slots the next key block of one tile
-// would take (Note [wgmma span pipeline]). So a tile's start no longer waits on a chain of
-// dependent reads (tile start -> keys -> local pairs -> bounds -> Q rows -> K), which the other
-// blocks on the SM had to cover. cp.async groups, oldest first, at the top of a tile's first key
-// block: K, Q, V; a key block waits for all but the newest (K[kb] and Q), then V[kb] in its
-// middle.
 template <int D>
 __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a, uint16_t* os) {
   extern __shared__ __align__(1024) unsigned char smem_raw[];
@@ -298,150 +278,105 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
     d.lo += (1 + i) * (kTileBytes >> 4);
     return d;
   };
-  int4* srec = reinterpret_cast<int4*>(smem + 4 * kTileBytes);  // [2][kTile]: this tile, next
+  int2* sbound = reinterpret_cast<int2*>(smem + 4 * kTileBytes);
+  int32_t* slp = reinterpret_cast<int32_t*>(sbound + kTile);
+  int64_t* srow = reinterpret_cast<int64_t*>(slp + kTile);  // pair's Q row, once per pair
 
   const SuperlinearParams& p = a.p;
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
-  const int count = *a.tile_count;
-  int t = int(blockIdx.x);
-  if (t >= count) return;
+  if (past_tiles(a)) return;
+  const Footprint fp = stage_tile_pairs<true>(a, slp, sbound, srow);
+  const int kb0 = fp.kb0, nb = fp.nb;
+  const int64_t bg = fp.bg;
 
-  const uint16_t* qa = static_cast<const uint16_t*>(p.qa);
-  auto load_records = [&](int buf, const TileHead& h) {
-    const int r = int(threadIdx.x);
-    if (r < kTile)
-      cp_async16(smem_addr(srec + buf * kTile + r), a.rec + (r < h.rows ? h.s0 + r : 0),
-                 r < h.rows);
-    cp_async_commit();
-  };
-  // Gathered Q rows (row r of the tile reads qa[its record's query row]): rows r0 + j * step,
-  // chunk c.
-  auto load_q = [&](int buf, int rows) {
+  // Gathered Q rows (pair lp reads qa[row of (p0 + lp)]): rows r0 + j * step, chunk c.
+  {
     constexpr int kChunks = D / 8, kStep = kThreads / kChunks;
     const int r0 = int(threadIdx.x) / kChunks, c = int(threadIdx.x) % kChunks;
+    const uint16_t* qa = static_cast<const uint16_t*>(p.qa);
 #pragma unroll
     for (int j = 0; j < kTile / kStep; ++j) {
-      const int r = r0 + j * kStep;
-      const bool ok = r < rows;
-      const uint16_t* src = qa + (ok ? int64_t(srec[buf * kTile + r].y) * D + c * 8 : 0);
-      cp_async16(sq + panel_offset<kTile>(r0, c) + uint32_t(j * kStep * 128), src, ok);
+      const int64_t row = srow[r0 + j * kStep];
+      const uint16_t* src = qa + (row >= 0 ? row * D + c * 8 : 0);
+      cp_async16(sq + panel_offset<kTile>(r0, c) + uint32_t(j * kStep * 128), src, row >= 0);
     }
-    cp_async_commit();
-  };
-  auto load_kv = [&](int i, const void* kv, const Footprint& f, int kb) {
-    const uint16_t* base = static_cast<const uint16_t*>(kv) + f.bg * p.Lkv * D;
-    load_tile<kBN, D, kThreads, true>(slot(i), base + int64_t(kb) * kBN * D, D,
-                                      int(p.Lkv) - kb * kBN);
-    cp_async_commit();
-  };
-
-  TileHead cur = tile_head(a, t);
-  int buf = 0;
-  load_records(buf, cur);
-  cp_async_wait<0>();
-  __syncthreads();
-  Footprint fp = footprint(cur.key, a.kb_stride);
+  }
+  const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + bg * p.Lkv * D;
+  const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + bg * p.Lkv * D;
   // Note [wgmma span pipeline]: K[kb] in slot ks, V[kb] in slot vs, the third slot free.
   int ks = 0, vs = 1, fs = 2;
-  load_kv(ks, p.k, fp, fp.kb0);
-  load_q(buf, cur.rows);
-  load_kv(vs, p.v, fp, fp.kb0);
+  load_tile<kBN, D, kThreads, true>(slot(ks), kbase + int64_t(kb0) * kBN * D, D,
+                                    int(p.Lkv) - kb0 * kBN);
+  cp_async_commit();
+  load_tile<kBN, D, kThreads, true>(slot(vs), vbase + int64_t(kb0) * kBN * D, D,
+                                    int(p.Lkv) - kb0 * kBN);
+  cp_async_commit();
+
+  int lo[2], hi[2];
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+    const int2 bd = sbound[warp * 16 + (lane >> 2) + 8 * j];
+    lo[j] = bd.x;
+    hi[j] = bd.y;
+  }
+  float o[D / 8][4];
+#pragma unroll
+  for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
   const float sl2 = rsqrtf(float(D)) * kLog2e;
 
-  while (true) {
-    const int nt = t + int(gridDim.x);
-    const bool more = nt < count;
-    TileHead nxt{0, 0, 0};
-    if (more) nxt = tile_head(a, nt);  // read now, used in this tile's last key block
-
-    int lo[2], hi[2];
-#pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      const int r = warp * 16 + (lane >> 2) + 8 * j;
-      const int4 rc = srec[buf * kTile + r];
-      lo[j] = r < cur.rows ? rc.z : 1;
-      hi[j] = r < cur.rows ? rc.w : 0;
-    }
-    float o[D / 8][4];
-#pragma unroll
-    for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
-
-    const int kend = fp.kb0 + fp.nb;
-    for (int kb = fp.kb0; kb < kend; ++kb) {
-      cp_async_wait<1>();  // K[kb] (and Q); V[kb] may still be in flight
-      wg::fence_proxy_async();
-      __syncthreads();  // K[kb] visible; every warp is done with the free slot (V[kb - 1])
-      const bool next = kb + 1 < kend;
-      if (next) {
-        load_kv(fs, p.k, fp, kb + 1);
-      } else if (more) {
-        load_records(buf ^ 1, nxt);
-        load_kv(fs, p.k, footprint(nxt.key, a.kb_stride), footprint(nxt.key, a.kb_stride).kb0);
-      }
-
-      float s[kBN / 8][4];
-      wg::fence();
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk)
-        wg::mma_ss_n64(s, wg::step_k<kTile>(dq, kk), wg::step_k<kBN>(dslot(ks, 16), kk), kk > 0);
-      wg::commit();
-      wg::wait<0>();
-      wg::fence_regs(s);
-
-      span_softmax_block<D>(s, o, m, l, lo, hi, kb * kBN, sl2, lane);
-      uint32_t pa[kBN / 16][4];
-#pragma unroll
-      for (int kk = 0; kk < kBN / 16; ++kk) {
-        pa[kk][0] = Mma<bf16>::pack(s[2 * kk][0], s[2 * kk][1]);
-        pa[kk][1] = Mma<bf16>::pack(s[2 * kk][2], s[2 * kk][3]);
-        pa[kk][2] = Mma<bf16>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-        pa[kk][3] = Mma<bf16>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-      }
-      if (next || more)
-        cp_async_wait<1>();  // V[kb] (and the next tile's records); K[kb + 1] may be in flight
-      else
-        cp_async_wait<0>();
-      wg::fence_proxy_async();
-      __syncthreads();  // V[kb] visible; every warp is done with K[kb] (and Q, in the last)
-      if (next) {
-        load_kv(ks, p.v, fp, kb + 1);
-      } else if (more) {
-        load_q(buf ^ 1, nxt.rows);
-        load_kv(ks, p.v, footprint(nxt.key, a.kb_stride), footprint(nxt.key, a.kb_stride).kb0);
-      }
-      wg::fence();
-#pragma unroll
-      for (int kk = 0; kk < kBN / 16; ++kk)
-        wg::mma_rs<D>(o, pa[kk], wg::step_mn(dslot(vs, kBN * 128), kk));
-      wg::commit();
-      wg::wait<0>();
-      wg::fence_regs(o);
-      const int freed = vs;
-      vs = ks, ks = fs, fs = freed;
+  for (int kb = kb0; kb < kb0 + nb; ++kb) {
+    cp_async_wait<1>();  // Q and K[kb]; V[kb] may still be in flight
+    wg::fence_proxy_async();
+    __syncthreads();  // K[kb] visible; every warp is done with the free slot (V[kb - 1])
+    const bool next = kb + 1 < kb0 + nb;
+    const int nk = (kb + 1) * kBN;
+    if (next) {
+      load_tile<kBN, D, kThreads, true>(slot(fs), kbase + int64_t(nk) * D, D, int(p.Lkv) - nk);
+      cp_async_commit();
     }
 
-    // This tile's results: each real pair's normalised output row (bf16, os[lp]) and its lse.
+    float s[kBN / 8][4];
+    wg::fence();
 #pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      const float lj = quad_sum(l[j]);
-      const int r = warp * 16 + (lane >> 2) + 8 * j;
-      if (r >= cur.rows) continue;
-      const int32_t lp = srec[buf * kTile + r].x;
-      const float inv = lj > 0.f ? 1.f / lj : 0.f;
-      uint16_t* orow = os + int64_t(lp) * D;
+    for (int kk = 0; kk < D / 16; ++kk)
+      wg::mma_ss_n64(s, wg::step_k<kTile>(dq, kk), wg::step_k<kBN>(dslot(ks, 16), kk), kk > 0);
+    wg::commit();
+    wg::wait<0>();
+    wg::fence_regs(s);
+
+    span_softmax_block<D>(s, o, m, l, lo, hi, kb * kBN, sl2, lane);
+    uint32_t pa[kBN / 16][4];
 #pragma unroll
-      for (int n = 0; n < D / 8; ++n)
-        *reinterpret_cast<uint32_t*>(orow + n * 8 + 2 * (lane & 3)) =
-            Mma<bf16>::pack(o[n][2 * j] * inv, o[n][2 * j + 1] * inv);
-      if ((lane & 3) == 0)
-        static_cast<float*>(p.lse_s)[a.p0 + lp] =
-            lj > 0.f ? (m[j] + __log2f(lj)) * 0.6931471805599453f : -INFINITY;
+    for (int kk = 0; kk < kBN / 16; ++kk) {
+      pa[kk][0] = Mma<bf16>::pack(s[2 * kk][0], s[2 * kk][1]);
+      pa[kk][1] = Mma<bf16>::pack(s[2 * kk][2], s[2 * kk][3]);
+      pa[kk][2] = Mma<bf16>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      pa[kk][3] = Mma<bf16>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
     }
-    if (!more) break;
-    t = nt, cur = nxt, buf ^= 1;
-    fp = footprint(cur.key, a.kb_stride);
+    if (next)
+      cp_async_wait<1>();  // V[kb]; K[kb + 1] may still be in flight
+    else
+      cp_async_wait<0>();
+    wg::fence_proxy_async();
+    __syncthreads();  // V[kb] visible; every warp is done with K[kb]
+    if (next) {
+      load_tile<kBN, D, kThreads, true>(slot(ks), vbase + int64_t(nk) * D, D, int(p.Lkv) - nk);
+      cp_async_commit();
+    }
+    wg::fence();
+#pragma unroll
+    for (int kk = 0; kk < kBN / 16; ++kk)
+      wg::mma_rs<D>(o, pa[kk], wg::step_mn(dslot(vs, kBN * 128), kk));
+    wg::commit();
+    wg::wait<0>();
+    wg::fence_regs(o);
+    const int freed = vs;
+    vs = ks, ks = fs, fs = freed;
   }
+  cp_async_wait<0>();
+
+  write_span_outputs<D>(o, m, l, slp, a, os, warp, lane);
 }
 
 // Merge (spec §8) in two kernels.
@@ -563,33 +498,23 @@ void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTime
   timer.mark(2);
 
   // Per pair: the bf16 output row (unless kept in p.span_out, Note [kept partials]), about 64
-  // bytes of keys, indices, bounds and tile marks (20 more for the wgmma kernel's tile records),
-  // and 12 of merge weights. The budget: Note [span chunks], with the metadata (anchors, scores,
-  // lse_s per pair; lse_w per row).
-  const bool wgmma = span_wgmma_enabled(device);
+  // bytes of keys, indices, bounds and tile marks, and 12 of merge weights. The budget: Note
+  // [span chunks], with the metadata (anchors, scores, lse_s per pair; lse_w per row).
   const int64_t kv_bytes = 2 * p.B * p.Hkv * p.Lkv * D * 2;
-  const int64_t pair_bytes = (p.span_out ? 0 : D * 2) + 64 + (wgmma ? 20 : 0) + 12;
+  const int64_t pair_bytes = (p.span_out ? 0 : D * 2) + 64 + 12;
   const int64_t meta_bytes = rows * (12 * k + 4);
   const int64_t budget = std::max(kv_bytes / 4, kForwardFloor - meta_bytes);
   const int64_t rows_per_chunk = std::max<int64_t>(1, chunk_pairs(budget, pair_bytes) / k);
   const int64_t cap = std::min(rows, rows_per_chunk) * k;
-  SpanTiles tiles(p, cap, dev, /*records=*/wgmma);
+  SpanTiles tiles(p, cap, dev);
   Tensor os;
   if (!p.span_out) os = scratch(cap * D * 2, dev);
   Tensor merge_w = scratch(cap * 12, dev);
   float* mw = reinterpret_cast<float*>(merge_w.data_ptr());
+  const bool wgmma = span_wgmma_enabled(device);
   const int smem = wgmma ? span_wgmma_smem_bytes<D>() : span_smem_bytes<D>();
   SL_CUDA_CHECK(cudaFuncSetAttribute(wgmma ? span_tile_wgmma_kernel<D> : span_tile_kernel<D>,
                                      cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  // Note [persistent span tiles]: as many blocks as are resident at once.
-  int resident = 0;
-  if (wgmma) {
-    int per_sm = 0, sms = 0;
-    SL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &per_sm, span_tile_wgmma_kernel<D>, kThreads, smem));
-    SL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    resident = std::max(1, per_sm * sms);
-  }
   for (int64_t row0 = 0; row0 < rows; row0 += rows_per_chunk) {
     const int64_t nrows = std::min(rows_per_chunk, rows - row0);
     // The chunk's output rows, indexed by local pair: the scratch, or its place in span_out.
@@ -600,8 +525,7 @@ void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTime
     const int64_t blocks = tiles.build(p, row0 * k, nrows * k, a, s, /*host_count=*/false);
     timer.mark(3);
     if (wgmma)
-      span_tile_wgmma_kernel<D>
-          <<<unsigned(std::min<int64_t>(blocks, resident)), kThreads, smem, s>>>(a, os_ptr);
+      span_tile_wgmma_kernel<D><<<unsigned(blocks), kThreads, smem, s>>>(a, os_ptr);
     else
       span_tile_kernel<D><<<unsigned(blocks), kThreads, smem, s>>>(a, os_ptr);
     SL_CUDA_LAUNCH_CHECK();

@@ -49,10 +49,6 @@ struct SpanArgs {
   const int32_t* tile_start;  // [tiles] first sorted position of each tile
   const uint64_t* tile_key;   // [tiles] footprint of each tile (first block, blocks), ascending
   const int32_t* tile_count;  // [1] the number of tiles, on the device (Note [tile count])
-  // With records (the forward's persistent tiles, Note [tile records]): per sorted position,
-  // (local pair, query row, span start, span end); per tile, its number of rows. Else null.
-  const int4* rec;
-  const int32_t* tile_rows;
 };
 
 // Note [slot tables] (kernels/superlinear_span_bwd_tiles_cuda.cu): one entry per tile row.
@@ -189,32 +185,17 @@ __global__ void tile_scatter_kernel(const int32_t* mark, const int32_t* slot, in
 // A tile's footprint: from its first pair's block (the smallest: keys ascend) to the last block
 // any of its pairs reaches. Tile keys ascend: a tile that starts at the block its predecessor
 // starts at holds only pairs of that block, with block counts at least the predecessor's.
-// With tile_rows, also the tile's number of rows.
 __global__ void tile_key_kernel(const uint64_t* keys, int64_t n, const int32_t* tile_start,
-                                const int32_t* count, int shift, uint64_t* tile_key,
-                                int32_t* tile_rows) {
+                                const int32_t* count, int shift, uint64_t* tile_key) {
   const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= *count) return;
   const int64_t s0 = tile_start[t];
   // Blocks as (key >> 8) = bg * kb_stride + kb0: one past a pair's last block is that + nb.
   const uint64_t first = keys[s0] >> 8;
   uint64_t end = first + (keys[s0] & 255u) + 1;
-  int64_t q = s0 + 1;
-  for (; q < n && q < s0 + kTile && same_run(keys[q], keys[s0], shift); ++q)
+  for (int64_t q = s0 + 1; q < n && q < s0 + kTile && same_run(keys[q], keys[s0], shift); ++q)
     end = max(end, (keys[q] >> 8) + (keys[q] & 255u) + 1);
   tile_key[t] = (first << 8) | (end - first - 1);
-  if (tile_rows) tile_rows[t] = int32_t(q - s0);
-}
-
-// Note [tile records]: what a tile's row needs, in sorted order, so that a tile's rows are one
-// contiguous 16-byte-per-row copy instead of three dependent reads (position -> local pair ->
-// bounds). Empty slots (sorted last, never in a tile) are skipped.
-__global__ void tile_records_kernel(SpanArgs a, int4* rec) {
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= a.n || a.keys[i] == kEmptyKey) return;
-  const int32_t lp = a.idx[i];
-  const int2 bd = a.bounds[lp];
-  rec[i] = make_int4(lp, int32_t((a.p0 + lp) / a.p.cfg.k), bd.x, bd.y);
 }
 
 // The rows of a tile (sorted positions s0 .. s0 + rows - 1 belong to the tile's run); every
@@ -309,11 +290,8 @@ class StageTimer {
 // pair plus CUB's temporary storage). Deterministic: the sort is stable.
 class SpanTiles {
  public:
-  // records: also the forward's tile records and row counts (Note [tile records]), 20 bytes per
-  // pair more.
-  SpanTiles(const SuperlinearParams& p, int64_t cap, Device dev, bool records = false)
+  SpanTiles(const SuperlinearParams& p, int64_t cap, Device dev)
       : cap_(std::max<int64_t>(cap, 1)),
-        records_(records),
         n_kb_((p.Lkv + kBN - 1) / kBN),
         kb_stride_((n_kb_ + (1 << kMaxRunShift) - 1) >> kMaxRunShift << kMaxRunShift) {
     key_bits_ = 8;
@@ -331,11 +309,6 @@ class SpanTiles {
     mark_ = scratch(cap_ * 4, dev), slot_ = scratch(cap_ * 4, dev);
     tile_start_ = scratch(cap_ * 4, dev), tile_key_ = scratch(cap_ * 8, dev);
     count_ = scratch(4, dev);
-    if (records) {
-      SL_CHECK(p.B * p.Hq * p.Lq <= INT32_MAX)
-          << kOp << ": " << p.B * p.Hq * p.Lq << " query rows exceed the tile records' 32 bits";
-      rec_ = scratch(cap_ * 16, dev), tile_rows_ = scratch(cap_ * 4, dev);
-    }
     size_t sort_bytes = 0, max_bytes = 0, sum_bytes = 0;
     SL_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, (uint64_t*)nullptr,
                                                   (uint64_t*)nullptr, (int32_t*)nullptr,
@@ -398,18 +371,11 @@ class SpanTiles {
     const int64_t n_tiles = host_count ? read_count(count, s) : tile_bound(p, p0, n, a.run_shift);
     uint64_t* tk = reinterpret_cast<uint64_t*>(tile_key_.data_ptr());
     if (n_tiles > 0) {
-      tile_key_kernel<<<blocks_for(n_tiles), 256, 0, s>>>(
-          ks, n, a.tile_start, count, a.run_shift, tk,
-          records_ ? tile_rows_.data<int32_t>() : nullptr);
+      tile_key_kernel<<<blocks_for(n_tiles), 256, 0, s>>>(ks, n, a.tile_start, count, a.run_shift,
+                                                          tk);
       SL_CUDA_LAUNCH_CHECK();
     }
     a.tile_key = tk;
-    a.rec = records_ ? reinterpret_cast<const int4*>(rec_.data_ptr()) : nullptr;
-    a.tile_rows = records_ ? tile_rows_.data<int32_t>() : nullptr;
-    if (a.rec) {
-      tile_records_kernel<<<blocks_for(n), 256, 0, s>>>(a, reinterpret_cast<int4*>(rec_.data_ptr()));
-      SL_CUDA_LAUNCH_CHECK();
-    }
     return n_tiles;
   }
 
@@ -447,12 +413,10 @@ class SpanTiles {
     return 0;
   }
 
-  int64_t cap_;
-  bool records_;
-  int64_t n_kb_, kb_stride_;
+  int64_t cap_, n_kb_, kb_stride_;
   int key_bits_ = 8, max_nb_ = 0;
   Tensor keys_, keys_sorted_, idx_, idx_sorted_, bounds_, head_, run_start_, mark_, slot_,
-      tile_start_, tile_key_, count_, temp_, rec_, tile_rows_;
+      tile_start_, tile_key_, count_, temp_;
 };
 
 }  // namespace
