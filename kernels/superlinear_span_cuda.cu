@@ -257,6 +257,19 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_kernel(SpanArgs a, uint
 // V[kb + 1] most of two, and each wait (cp.async groups, oldest first) names only the block it
 // needs. The single-V-buffer order of the mma.sync kernel issued V[kb + 1] after P V[kb] and
 // waited for it at the next iteration's top, which exposed its latency once per key block.
+// Measured and dropped (H200, 64K GQA 8, forward 4.18-4.20 ms with tiles 2.08;
+// experiments/results/2026-11-28-h200-90f81ea-span-tile-variants.md):
+// - FA3's intra-warpgroup overlap (S of kb, then P V of kb - 1, the softmax under it). ptxas
+//   serialises the wgmmas (C7520) while any warp-uniform branch (the mask's __all_sync, the
+//   rescale's skip, a guarded load) runs under one in flight: it cannot see that a warp-uniform
+//   branch is warpgroup-uniform. Without such branches (selects for the mask, an unconditional
+//   rescale): 4.211 ms at three blocks per SM, 4.544 at two; at 1M, 228.9 and 236.3 against
+//   223.9. Three independent blocks per SM already cover the wgmma latency (Nsight Compute:
+//   the "gmma" stall is 0.03 cycles per instruction, block barriers 1.36).
+// - Persistent blocks whose tile's last key block loads the next tile's records, Q, K and V
+//   (9105167): tiles 2.00 ms, but building the records cost the sort stage 0.07 ms; at 1M no
+//   gain in the tiles and 1.7 ms more sorting.
+// - The proxy fence costs 2% (tiles 2.04 ms without it, which is not correct code).
 // Selected at run time on compute capability 9.x when the build has sm_90a code
 // (span_wgmma_enabled()); SL_SPAN_WGMMA=0 selects the mma.sync kernel (a testing knob).
 template <int D>
