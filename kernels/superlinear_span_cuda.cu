@@ -275,8 +275,9 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_kernel(SpanArgs a, uint
 //   rescale's skip, a guarded load) runs under one in flight: it cannot see that a warp-uniform
 //   branch is warpgroup-uniform. Without such branches (selects for the mask, an unconditional
 //   rescale): 4.211 ms at three blocks per SM, 4.544 at two; at 1M, 228.9 and 236.3 against
-//   223.9. Three independent blocks per SM already cover the wgmma latency (Nsight Compute,
-//   stalled warps per issued instruction: 0.03 on the wgmma, 1.36 at block barriers).
+//   223.9. Sampled by SASS line (Nsight Compute), the wait for P V that it hides holds 6% of
+//   the tiles' stalls, and the wait for S, which it cannot hide, 5%; three blocks per SM
+//   already overlap one block's waits with the others' work.
 // - Persistent blocks whose tile's last key block loads the next tile's records, Q, K and V
 //   (9105167): tiles 2.00 ms, but building the records cost the sort stage 0.07 ms; at 1M no
 //   gain in the tiles and 1.7 ms more sorting.
