@@ -276,8 +276,8 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_kernel(SpanArgs a, uint
 //   branch is warpgroup-uniform. Without such branches (selects for the mask, an unconditional
 //   rescale): 4.211 ms at three blocks per SM, 4.544 at two; at 1M, 228.9 and 236.3 against
 //   223.9. Sampled by SASS line (Nsight Compute), the wait for P V that it hides holds 6% of
-//   the tiles' stalls, and the wait for S, which it cannot hide, 5%; three blocks per SM
-//   already overlap one block's waits with the others' work.
+//   the tiles' stalls, and the wait for S, which it cannot hide, 5%; likely, three blocks per
+//   SM already overlap one block's waits with the others' work.
 // - Persistent blocks whose tile's last key block loads the next tile's records, Q, K and V
 //   (9105167): tiles 2.00 ms, but building the records cost the sort stage 0.07 ms; at 1M no
 //   gain in the tiles and 1.7 ms more sorting.
