@@ -74,10 +74,10 @@ constexpr int search_smem_bytes() {
 // under Nsight Compute came to about 700 instructions per warp per tile of 16 candidates, and
 // the loop's SASS is mostly compares and selects of the top-k insertion: with k a runtime
 // value, every insertion ran all kMaxK = 8 slots of topk_insert, each guarded by j < k, and an
-// insertion somewhere in the warp makes the whole warp run it. So the kernel is compiled for each
-// k (1..kMaxK, a switch at launch) and a lane's list is a TopK<K>: inserting is a fixed network
-// of K compares and K selects, with no branch and no loop over unused slots. H200, 64K GQA 8:
-// search 2.60 -> 1.29 ms; at 1M, 116 -> 98 ms, where L2 (96% busy) now bounds it.
+// insertion somewhere in the warp makes the whole warp run it. So the kernel is compiled for
+// each k (1..kMaxK, chosen at launch by launch_k) and a lane's list is a TopK<K>: inserting is a
+// fixed network of K compares and K selects, with no branch and no loop over unused slots. H200,
+// 64K GQA 8: search 2.60 -> 1.29 ms; at 1M, 116 -> 98 ms, where L2 (96% busy) now bounds it.
 // Measured and dropped after that (64K GQA 8): (score, anchor) as one 64-bit key, so that a
 // compare is two instructions, 1.27 ms; the per-warp prologue in 32-bit arithmetic with sqrt
 // for the p = 1/2 stripe estimate, 1.28 ms.

@@ -41,9 +41,9 @@
 // Memory: pairs are processed in chunks of query rows (Note [span chunks] in
 // kernels/superlinear_span_cuda.cuh), so the per-pair buffers (output rows in bf16, sort keys
 // and indices) are bounded independently of L (Note [span memory] in the README's superlinear
-// section). Every step is
-// deterministic: the sort is stable, each pair is computed by one block, the merge sums in slot
-// order. One host read per chunk (the tile count, to size the grid).
+// section). Every step is deterministic: the sort is stable, each pair is computed by one block,
+// the merge sums in slot order. No host read: the tile launch is sized by a bound on the chunk's
+// tiles (Note [tile count]).
 #include <cstdio>
 #include <cstdlib>
 
