@@ -19,14 +19,14 @@
 //      partials] in kernels/superlinear.h) there is no y pass: rows reads ys_j = <dO, O_j> from
 //      the kept span outputs and the window output from the kept one.
 //   2. window backward (W > 0), after the window output for y (kept, or computed again).
-//   3. per set of (batch, KV head) groups (Note [backward groups]), per chunk of its rows: dQ
-//      pass (one block per tile, dQ of each pair in registers, written per pair and summed per
-//      row in slot order); dK/dV pass: one block per 64-key block of each group of the set walks
-//      every tile of the chunk whose footprint covers the block, in tile order, keeping dK and
-//      dV in registers (S^T = K Q^T, dV += (c1 P)^T dO, dP^T = V dO^T, dK += dS^T Q), then adds
-//      them to the set's f32 accumulators: each key is written by one block per chunk. After
-//      the set's chunks: dK = acc + routing (pairs by anchor: a stable sort, summed in pair
-//      order) + window.
+//   3. per set of (batch, KV head) groups (Note [backward groups]): per chunk of its rows, the
+//      dQ pass (one block per tile, dQ of each pair in registers, written per pair and summed
+//      per row in slot order); the dK/dV pass, per chunk on the same tiles or, for long
+//      sequences, per range of the set's key blocks on tiles of the pairs near the range (Note
+//      [dK/dV by key range]): one block per 64-key block walks every tile whose footprint
+//      covers the block, in tile order, keeping dK and dV in registers (S^T = K Q^T, dV += (c1
+//      P)^T dO, dP^T = V dO^T, dK += dS^T Q), and adds them to f32 accumulators; then dK = acc +
+//      routing (the pairs by anchor, a stable sort, summed in pair order) + window.
 // No floating-point atomics anywhere: the result is bitwise reproducible run to run, so the fast
 // mode (bp.deterministic = false) takes the same path on this kernel family.
 //
@@ -42,6 +42,10 @@
 // block skipped (936 ms), and warps skipping tiles whose spans miss their 16 keys (the plain
 // dK/dV pass went from 573 to 607 ms at 1M GQA 8: 280 B of spills instead of 224 at D = 128).
 // Neither was kept; a fused dQ needs larger key blocks (128, eight warps) to pay.
+#include <thrust/iterator/counting_iterator.h>
+
+#include <functional>
+
 #include "kernels/superlinear_span_cuda.cuh"
 
 namespace sl::kernels::slcuda {
@@ -165,44 +169,106 @@ __global__ void dq_rows_kernel(SpanArgs a, const float* dq_pair, const uint16_t*
   for (int e = 0; e < E; ++e) dqa[row * D + lane * E + e] = to_bf16(acc[e]);
 }
 
-// ---- the final dK, dV: accumulators + routing (dK[a] += dscore Qs, pairs by anchor) + window ----
+// ---- dK/dV by key range (Note [dK/dV by key range]) ----
 
-// One warp per key x = (bg - bg0) Lkv + u of the groups bg0 .. bg0 + n_bg - 1: dK = acc + sum
-// over the pairs anchored at u of dscore Qs + window; dV = acc + window. acc and the anchor
-// index are those groups'.
+// Pairs per anchor block: hist[y] += 1 for each pair of the set (global ids v0 .. v0 + n - 1)
+// anchored in block y = (bg - bg0) n_kb + a / 64. Integer atomics: the counts are exact.
+__global__ void anchor_blocks_kernel(SuperlinearParams p, int64_t bg0, int64_t n_kb, int64_t v0,
+                                     int64_t n, int32_t* hist) {
+  const int64_t r = p.Hq / p.Hkv;
+  for (int64_t x = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; x < n;
+       x += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t v = v0 + x, row = v / p.cfg.k, h = (row / p.Lq) % p.Hq, b = row / (p.Lq * p.Hq);
+    const int32_t a = p.anchors[v];
+    if (a >= 0) atomicAdd(hist + (b * p.Hkv + h / r - bg0) * n_kb + a / kBN, 1);
+  }
+}
+
+// The set-local block of a pair's anchor, -1 for an empty slot.
+__device__ __forceinline__ int64_t anchor_block(const SuperlinearParams& p, int64_t bg0,
+                                                int64_t n_kb, int64_t v) {
+  const int32_t a = p.anchors[v];
+  if (a < 0) return -1;
+  const int64_t row = v / p.cfg.k, h = (row / p.Lq) % p.Hq, b = row / (p.Lq * p.Hq);
+  return (b * p.Hkv + h / (p.Hq / p.Hkv) - bg0) * n_kb + a / kBN;
+}
+
+// Selects the pairs anchored in blocks [wy0, wy1) (DeviceSelect::If, stable).
+struct AnchoredIn {
+  SuperlinearParams p;
+  int64_t bg0, n_kb, wy0, wy1;
+  __device__ bool operator()(int32_t v) const {
+    const int64_t y = anchor_block(p, bg0, n_kb, v);
+    return y >= wy0 && y < wy1;
+  }
+};
+
+// Sort keys of the selected pairs: the anchor's key counted from the window's first block.
+__global__ void window_keys_kernel(SuperlinearParams p, int64_t bg0, int64_t n_kb, int64_t wy0,
+                                   const int32_t* sel, int64_t n, uint32_t* keys) {
+  const int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (x >= n) return;
+  const int64_t v = sel[x];
+  keys[x] = uint32_t((anchor_block(p, bg0, n_kb, v) - wy0) * kBN + p.anchors[v] % kBN);
+}
+
+// offsets[x] = first sorted position whose key is >= x, for x in [0, n_keys].
+__global__ void key_offsets_kernel(const uint32_t* keys, int64_t n, int64_t n_keys,
+                                   int32_t* offsets) {
+  const int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (x > n_keys) return;
+  int64_t lo = 0, hi = n;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) / 2;
+    if (int64_t(keys[mid]) < x)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  offsets[x] = int32_t(lo);
+}
+
+// One warp per key of blocks y0 .. y0 + n_y - 1 (local key x = (y - y0) 64 + u % 64): dK = acc
+// + sum over the pairs anchored at the key (sorted positions offsets[o] .. offsets[o + 1] - 1,
+// in pair order, o = x, or (bg - bg0) Lkv + u for anchor_index's offsets: by_group) of dscore
+// Qs + window; dV = acc + window.
 template <int D>
-__global__ void finish_kernel(SuperlinearParams p, int64_t bg0, int64_t n_bg, const float* dk_acc,
-                              const float* dv_acc, const int32_t* pairs, const int32_t* offsets,
-                              const float* dscore, const uint16_t* dk_w, const uint16_t* dv_w,
-                              uint16_t* dk, uint16_t* dv) {
+__global__ void finish_range_kernel(SuperlinearParams p, int64_t bg0, int64_t n_kb, int64_t y0,
+                                    int64_t n_y, const float* dk_acc, const float* dv_acc,
+                                    const int32_t* pairs, const int32_t* offsets, bool by_group,
+                                    const float* dscore, const uint16_t* dk_w, const uint16_t* dv_w,
+                                    uint16_t* dk, uint16_t* dv) {
   constexpr int E = D / 32;
-  const int64_t x0 = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  if (x0 >= n_bg * p.Lkv) return;
+  const int64_t x = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (x >= n_y * kBN) return;
+  const int64_t y = y0 + x / kBN, bg = bg0 + y / n_kb, u = (y % n_kb) * kBN + x % kBN;
+  if (u >= p.Lkv) return;
   const int lane = int(threadIdx.x) & 31, k = p.cfg.k;
-  const int64_t w = bg0 * p.Lkv + x0, u = w % p.Lkv, bg = w / p.Lkv, b = bg / p.Hkv, g = bg % p.Hkv;
-  float x[E], y[E];
+  const int64_t b = bg / p.Hkv, g = bg % p.Hkv, w = bg * p.Lkv + u;
+  float dkx[E], dvx[E];
 #pragma unroll
   for (int e = 0; e < E; ++e) {
-    x[e] = dk_acc[x0 * D + lane * E + e];
-    y[e] = dv_acc[x0 * D + lane * E + e];
+    dkx[e] = dk_acc[x * D + lane * E + e];
+    dvx[e] = dv_acc[x * D + lane * E + e];
   }
   const uint16_t* qs = static_cast<const uint16_t*>(p.qs);
-  for (int32_t i = offsets[x0]; i < offsets[x0 + 1]; ++i) {
+  const int64_t o = by_group ? (bg - bg0) * p.Lkv + u : x;
+  for (int32_t i = offsets[o]; i < offsets[o + 1]; ++i) {
     const int64_t v = pairs[i];
     const float ds = dscore[v];
     const uint16_t* q = qs + (v / k) * D + lane * E;
 #pragma unroll
-    for (int e = 0; e < E; ++e) x[e] = fmaf(ds, bf16_at(q, e), x[e]);
+    for (int e = 0; e < E; ++e) dkx[e] = fmaf(ds, bf16_at(q, e), dkx[e]);
   }
   if (dk_w) {
     const int64_t off = ((b * p.Lkv + u) * p.Hkv + g) * D + lane * E;
 #pragma unroll
-    for (int e = 0; e < E; ++e) x[e] += bf16_at(dk_w, off + e), y[e] += bf16_at(dv_w, off + e);
+    for (int e = 0; e < E; ++e) dkx[e] += bf16_at(dk_w, off + e), dvx[e] += bf16_at(dv_w, off + e);
   }
 #pragma unroll
   for (int e = 0; e < E; ++e) {
-    dk[w * D + lane * E + e] = to_bf16(x[e]);
-    dv[w * D + lane * E + e] = to_bf16(y[e]);
+    dk[w * D + lane * E + e] = to_bf16(dkx[e]);
+    dv[w * D + lane * E + e] = to_bf16(dvx[e]);
   }
 }
 
@@ -216,6 +282,185 @@ __global__ void window_dout_kernel(SuperlinearParams p, const uint16_t* dout, co
   const Row r = locate_row(p, row);
   dst[((r.b * p.Lq + r.i) * p.Hq + r.h) * D + d] = to_bf16(alpha[row] * bf16_at(dout, x));
 }
+
+// Note [dK/dV by key range]
+// Each key's dK and dV are summed in registers by one block per 64-key block over the tiles that
+// cover it, then written once to a small f32 accumulator and finished (routing, window, bf16).
+// The tiles come from the pairs near the blocks' range, not from chunks of query rows: a chunk
+// of rows reaches every key of its group, so accumulating over such chunks needed f32 dK and dV
+// for a whole group (1 GiB at 1M tokens, D = 128). Per set of groups:
+// - anchor_blocks_kernel counts pairs per anchor block; the host reads the counts and cuts the
+//   set's blocks into ranges [y0, y1) of at most max_blocks blocks whose pairs fit one tile
+//   chunk where they can;
+// - a pair anchored in block ya reaches blocks ya - cb .. ya + cf (cb, cf: the longest spans
+//   behind and ahead of an anchor, in blocks), so a range needs the pairs anchored in
+//   [y0 - cf, y1 + cb): a stable DeviceSelect over the set's pairs, then a stable radix sort by
+//   anchor, whose offsets also index the routing term dscore Qs of each key;
+// - the sorted pairs go to the tile builder in slices of at most a chunk (a range with more
+//   pairs than that, e.g. every query anchoring on one block, takes several slices, each adding
+//   to the accumulators), then the dK/dV pass over the range's blocks, then the finish.
+// Every step is stable or exact, so the result is bitwise reproducible. The accumulators take
+// kRangeAccBytes; the selection about 16 bytes per selected pair. With ranges, the chunks of rows
+// shrink so that the dQ pass's f32 rows take kRangeDqBytes (chunks of 512K pairs at D = 128
+// instead of 2M); the ranges' slices keep the full chunk size.
+//
+// Ranges cost time: each builds its tiles again (the dQ pass's chunks of rows cannot serve), and
+// a range's dK/dV launch is a few waves of unequal blocks. H200, balanced, D = 128, 16 heads,
+// backward ms with ranges everywhere against the whole set at once: 64K GQA 1 15.2 / 12.9, 64K
+// GQA 8 12.1 / 11.0, 1M GQA 8 595 / 536. So a set whose f32 accumulators and routing index
+// together fit in max(kWholeSetBytes, K + V / 2) takes them whole, as one range whose dK/dV pass
+// runs per chunk of rows on the dQ pass's tiles; only longer sets (1M tokens at GQA 8: 1.4 GiB)
+// take ranges. SL_DKV_RANGE_BLOCKS forces ranges of at most that many blocks (a testing knob:
+// the GPU tests force ranges of one and of three blocks).
+constexpr int64_t kRangeAccBytes = int64_t(128) << 20;
+constexpr int64_t kRangeDqBytes = int64_t(256) << 20;
+constexpr int64_t kWholeSetBytes = int64_t(1) << 30;
+
+inline int64_t forced_range_blocks() {
+  const char* env = std::getenv("SL_DKV_RANGE_BLOCKS");
+  return env ? std::max<int64_t>(0, std::atoll(env)) : 0;
+}
+
+class DkvRanges {
+ public:
+  // Whether sets of set_groups groups are taken whole (above).
+  static bool whole_sets(const SuperlinearParams& p, int64_t set_groups, int64_t n_kb) {
+    const int64_t set_pairs = set_groups * (p.Hq / p.Hkv) * p.Lq * p.cfg.k;
+    const int64_t kv_bytes = 2 * p.B * p.Hkv * p.Lkv * p.D * 2;
+    return forced_range_blocks() == 0 && set_groups * n_kb * kBN * p.D * 8 + 16 * set_pairs <=
+                                             std::max(kWholeSetBytes, kv_bytes / 2);
+  }
+
+  using Dkv = std::function<void(const int32_t*, int64_t, int64_t, int64_t, float*, float*)>;
+  using Finish = std::function<void(const int32_t*, const int32_t*, bool, int64_t, int64_t,
+                                    const float*, const float*)>;
+
+  DkvRanges(const SuperlinearParams& p, bool whole, int64_t set_groups, int64_t n_kb, int64_t cap,
+            Device dev)
+      : p_(p), dev_(dev), n_kb_(n_kb), cap_(cap), whole_(whole) {
+    cb_ = (len_b(p.cfg, p.Lkv) + kBN - 1) / kBN;
+    cf_ = (len_f(p.cfg, p.Lkv) + kBN - 1) / kBN;
+    const int64_t set_blocks = set_groups * n_kb, forced = forced_range_blocks();
+    max_blocks_ = whole_   ? set_blocks
+                  : forced ? std::min(forced, set_blocks)
+                           : std::clamp<int64_t>(kRangeAccBytes / (kBN * p.D * 8), 1, set_blocks);
+    acc_ = Tensor::empty({2 * max_blocks_ * kBN * p.D}, DType::F32, dev);
+    if (whole_) return;
+    hist_ = Tensor::empty({set_groups * n_kb}, DType::I32, dev);
+    offsets_ = Tensor::empty({(max_blocks_ + cb_ + cf_) * kBN + 1}, DType::I32, dev);
+    count_ = Tensor::empty({1}, DType::I64, dev);
+  }
+
+  // Whether sets are taken whole: then the caller clears the accumulators (clear), adds each
+  // chunk's dK/dV to them (blocks 0 .. n_bg n_kb - 1 of the set), and run only finishes.
+  bool whole() const { return whole_; }
+  float* dk_acc() { return acc_.data<float>(); }
+  float* dv_acc() { return acc_.data<float>() + max_blocks_ * kBN * p_.D; }
+  void clear(cudaStream_t s) {
+    SL_CUDA_CHECK(cudaMemsetAsync(acc_.data_ptr(), 0, size_t(acc_.numel()) * 4, s));
+  }
+
+  void run(int64_t bg0, int64_t n_bg, cudaStream_t s, const Dkv& dkv, const Finish& finish) {
+    if (whole_) {  // the set's routing index, as the whole-set path always had
+      int device = 0;
+      SL_CUDA_CHECK(cudaGetDevice(&device));
+      const AnchorIndex ai = anchor_index(p_, device, s, bg0, n_bg);
+      finish(ai.pairs, ai.offsets, true, 0, n_bg * n_kb_, dk_acc(), dv_acc());
+      return;
+    }
+    const int64_t nb = n_bg * n_kb_, group_pairs = (p_.Hq / p_.Hkv) * p_.Lq * p_.cfg.k;
+    const int64_t v0 = bg0 * group_pairs, n = n_bg * group_pairs;
+    int32_t* hist = hist_.data<int32_t>();
+    SL_CUDA_CHECK(cudaMemsetAsync(hist, 0, size_t(nb) * 4, s));
+    anchor_blocks_kernel<<<blocks_for(std::min<int64_t>(n, int64_t(1) << 22)), 256, 0, s>>>(
+        p_, bg0, n_kb_, v0, n, hist);
+    SL_CUDA_LAUNCH_CHECK();
+    std::vector<int64_t> prefix(size_t(nb) + 1, 0);
+    {
+      std::vector<int32_t> h(static_cast<size_t>(nb));
+      SL_CUDA_CHECK(cudaMemcpyAsync(h.data(), hist, size_t(nb) * 4, cudaMemcpyDeviceToHost, s));
+      SL_CUDA_CHECK(cudaStreamSynchronize(s));
+      for (int64_t y = 0; y < nb; ++y) prefix[size_t(y) + 1] = prefix[size_t(y)] + h[size_t(y)];
+    }
+    // Pairs anchored in the window of blocks [y0, y1).
+    auto window = [&](int64_t y0, int64_t y1) {
+      return std::pair<int64_t, int64_t>(std::max<int64_t>(0, y0 - cf_), std::min(nb, y1 + cb_));
+    };
+    auto count = [&](int64_t y0, int64_t y1) {
+      const auto [w0, w1] = window(y0, y1);
+      return prefix[size_t(w1)] - prefix[size_t(w0)];
+    };
+    float* dk_acc = this->dk_acc();
+    float* dv_acc = this->dv_acc();
+    for (int64_t y0 = 0; y0 < nb;) {
+      int64_t y1 = y0 + 1;
+      while (y1 < nb && y1 - y0 < max_blocks_ && count(y0, y1 + 1) <= cap_) ++y1;
+      const auto [w0, w1] = window(y0, y1);
+      const int64_t n_sel = count(y0, y1), n_y = y1 - y0;
+      const int32_t* sorted = select(bg0, v0, n, w0, w1, n_sel, s);
+      const size_t acc_bytes = size_t(n_y * kBN * p_.D) * 4;
+      SL_CUDA_CHECK(cudaMemsetAsync(dk_acc, 0, acc_bytes, s));
+      SL_CUDA_CHECK(cudaMemsetAsync(dv_acc, 0, acc_bytes, s));
+      for (int64_t off = 0; off < n_sel; off += cap_)
+        dkv(sorted + off, std::min(cap_, n_sel - off), y0, n_y, dk_acc, dv_acc);
+      finish(sorted, offsets_.data<int32_t>() + (y0 - w0) * kBN, false, y0, n_y, dk_acc, dv_acc);
+      y0 = y1;
+    }
+  }
+
+ private:
+  // The n_sel pairs of the set anchored in blocks [w0, w1), sorted by anchor (stable), with
+  // offsets_ over the window's keys; returns the sorted pair ids.
+  const int32_t* select(int64_t bg0, int64_t v0, int64_t n, int64_t w0, int64_t w1, int64_t n_sel,
+                        cudaStream_t s) {
+    const int64_t n_keys = (w1 - w0) * kBN;
+    grow(n_sel);
+    int32_t* sel = sel_.data<int32_t>();
+    int32_t* vals = sel + sel_cap_;
+    uint32_t* keys = reinterpret_cast<uint32_t*>(vals + sel_cap_);
+    uint32_t* keys_sorted = keys + sel_cap_;
+    if (n_sel > 0) {
+      const AnchoredIn pred{p_, bg0, n_kb_, w0, w1};
+      const thrust::counting_iterator<int32_t> ids{static_cast<int32_t>(v0)};
+      size_t bytes = 0;
+      SL_CUDA_CHECK(
+          cub::DeviceSelect::If(nullptr, bytes, ids, sel, count_.data<int64_t>(), n, pred, s));
+      temp(bytes);
+      SL_CUDA_CHECK(cub::DeviceSelect::If(temp_.data_ptr(), bytes, ids, sel, count_.data<int64_t>(),
+                                          n, pred, s));
+      window_keys_kernel<<<blocks_for(n_sel), 256, 0, s>>>(p_, bg0, n_kb_, w0, sel, n_sel, keys);
+      SL_CUDA_LAUNCH_CHECK();
+      int end_bit = 1;
+      while (end_bit < 32 && (uint64_t(n_keys) >> end_bit) != 0) ++end_bit;
+      bytes = 0;
+      SL_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, bytes, keys, keys_sorted, sel, vals,
+                                                    n_sel, 0, end_bit, s));
+      temp(bytes);
+      SL_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp_.data_ptr(), bytes, keys, keys_sorted, sel,
+                                                    vals, n_sel, 0, end_bit, s));
+    }
+    key_offsets_kernel<<<blocks_for(n_keys + 1), 256, 0, s>>>(keys_sorted, n_sel, n_keys,
+                                                              offsets_.data<int32_t>());
+    SL_CUDA_LAUNCH_CHECK();
+    return vals;
+  }
+  void grow(int64_t n) {
+    if (n <= sel_cap_ && sel_.defined()) return;
+    sel_cap_ = std::max<int64_t>(n, 1);
+    sel_ = Tensor::empty({4 * sel_cap_}, DType::I32, dev_);
+  }
+  void temp(size_t bytes) {
+    if (temp_.defined() && size_t(temp_.numel()) * 4 >= bytes) return;
+    temp_ = scratch(int64_t(bytes), dev_);
+  }
+
+  SuperlinearParams p_;
+  Device dev_;
+  int64_t n_kb_, cap_;
+  bool whole_;
+  int64_t cb_ = 0, cf_ = 0, max_blocks_ = 1, sel_cap_ = 0;
+  Tensor acc_, hist_, offsets_, count_, sel_, temp_;
+};
 
 template <int D>
 void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t s) {
@@ -254,13 +499,18 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
   // in [B, Hq, Lq] order) reach that group's keys, through their spans and their anchors. So
   // chunks (Note [span chunks]) never straddle two sets of groups: a set is as many whole
   // consecutive groups as one chunk of chunk_pairs() pairs holds, or one group cut into equal
-  // chunks when a group alone holds more. Pass 3 runs set by set, with the f32 dK/dV
-  // accumulators and the routing index (anchor_index) of one set's keys at a time, each set's
-  // dK and dV final before the next starts. At 1M tokens and 16 KV heads of D = 128 the
-  // accumulators alone were 16 GiB for all groups at once, twice K + V; now they are 1 GiB
-  // (one group). Short sequences keep few, full chunks (64K, GQA 1: two sets of 10 and 6 groups).
+  // chunks when a group alone holds more. Pass 3 runs set by set: the set's dQ, then its dK
+  // and dV by key range (Note [dK/dV by key range]). Short sequences keep few, full chunks (64K,
+  // GQA 1: two sets of 10 and 6 groups).
   const int64_t group_rows = (p.Hq / p.Hkv) * p.Lq, n_groups = p.B * p.Hkv;
-  const int64_t max_rows = std::max<int64_t>(1, chunk_pairs() / k);
+  const int64_t n_kb = (p.Lkv + kBN - 1) / kBN;
+  int64_t max_rows = std::max<int64_t>(1, chunk_pairs() / k);
+  // Note [dK/dV by key range]: sets too long to take whole take ranges of up to range_cap pairs
+  // per slice, and chunks of rows whose f32 dQ rows fit kRangeDqBytes.
+  const bool whole =
+      DkvRanges::whole_sets(p, std::clamp<int64_t>(max_rows / group_rows, 1, n_groups), n_kb);
+  const int64_t range_cap = max_rows * k;
+  if (!whole) max_rows = std::clamp<int64_t>(kRangeDqBytes / (k * D * 4), 1, max_rows);
   const int64_t set_groups = std::clamp<int64_t>(max_rows / group_rows, 1, n_groups);
   const int64_t n_sets = (n_groups + set_groups - 1) / set_groups;
   const int64_t set_rows = set_groups * group_rows;
@@ -276,7 +526,7 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
                                        std::min(rows_per_chunk, in_set - first));
   };
   const auto* span_out = static_cast<const uint16_t*>(p.span_out);
-  SpanTiles tiles(p, cap, dev);
+  SpanTiles tiles(p, whole ? cap : std::max(cap, range_cap), dev);
   Tensor ys = span_out ? Tensor() : Tensor::empty({cap}, DType::F32, dev),
          dq_pair = Tensor::empty({cap * D}, DType::F32, dev);
   float* ys_ptr = span_out ? nullptr : ys.data<float>();
@@ -342,14 +592,12 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
   timer.mark(3);
 
   // Set by set (Note [backward groups]), last chunk first: pass 1 left the tiles of the last
-  // chunk in `a`, so that chunk is not built again.
-  Tensor acc = Tensor::empty({2 * set_groups * p.Lkv * D}, DType::F32, dev);
-  float* dk_acc = acc.data<float>();
-  float* dv_acc = dk_acc + set_groups * p.Lkv * D;
+  // chunk in `a`, so that chunk is not built again. Then the set's dK and dV by key range.
+  DkvRanges ranges(p, whole, set_groups, n_kb, range_cap, dev);
   bool last = built;
   for (int64_t set = n_sets - 1; set >= 0; --set) {
     const int64_t bg0 = set * set_groups, n_bg = set_size(set);
-    SL_CUDA_CHECK(cudaMemsetAsync(acc.data_ptr(), 0, size_t(acc.numel()) * 4, s));
+    if (ranges.whole()) ranges.clear(s);
     for (int64_t c = per_set - 1; c >= 0; --c) {
       const auto [row0, nrows] = chunk_rows(set, c);
       if (!last) n_tiles = tiles.build(p, row0 * k, nrows * k, a, s);
@@ -363,16 +611,29 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
           a, dq_pair.data<float>(), dq_w, static_cast<uint16_t*>(bp.dqa), row0, nrows);
       SL_CUDA_LAUNCH_CHECK();
       timer.mark(4);
-      if (n_tiles > 0) bwd_dkv(a, st, dout, n_tiles, tiles.max_nb(), bg0, n_bg, dk_acc, dv_acc, s);
+      if (ranges.whole() && n_tiles > 0)
+        bwd_dkv(a, st, dout, n_tiles, tiles.max_nb(), bg0, 0, n_bg * tiles.n_kb(), ranges.dk_acc(),
+                ranges.dv_acc(), s);
       timer.mark(5);
     }
-    // Routing: the set's pairs by anchor (a stable sort), summed per key in that order.
-    const AnchorIndex ai = anchor_index(p, device, s, bg0, n_bg);
-    finish_kernel<D><<<blocks_for(n_bg * p.Lkv, 8), 256, 0, s>>>(
-        p, bg0, n_bg, dk_acc, dv_acc, ai.pairs, ai.offsets, rt.dscore, dk_w, dv_w,
-        static_cast<uint16_t*>(bp.dk), static_cast<uint16_t*>(bp.dv));
-    SL_CUDA_LAUNCH_CHECK();
-    timer.mark(6);
+    ranges.run(
+        bg0, n_bg, s,
+        [&](const int32_t* list, int64_t n_list, int64_t y0, int64_t n_y, float* dk_acc,
+            float* dv_acc) {
+          const int64_t nt = tiles.build(p, 0, n_list, a, s, /*host_count=*/true, list);
+          if (nt == 0) return;
+          const SlotTable st = slot_table(a, nt, rt.coef);
+          bwd_dkv(a, st, dout, nt, tiles.max_nb(), bg0, y0, n_y, dk_acc, dv_acc, s);
+        },
+        [&](const int32_t* pairs, const int32_t* offsets, bool by_group, int64_t y0, int64_t n_y,
+            const float* dk_acc, const float* dv_acc) {
+          timer.mark(5);
+          finish_range_kernel<D><<<blocks_for(n_y * kBN, 8), 256, 0, s>>>(
+              p, bg0, tiles.n_kb(), y0, n_y, dk_acc, dv_acc, pairs, offsets, by_group, rt.dscore,
+              dk_w, dv_w, static_cast<uint16_t*>(bp.dk), static_cast<uint16_t*>(bp.dv));
+          SL_CUDA_LAUNCH_CHECK();
+          timer.mark(6);
+        });
   }
 }
 

@@ -41,9 +41,10 @@ __global__ void slot_table_kernel(SpanArgs a, const float2* coef, int64_t n_tile
   const int64_t t = x / kTile;
   const int32_t lp = tile_pair(a, a.tile_start[t], a.tile_key[t], int(x % kTile));
   const int2 bd = lp >= 0 ? a.bounds[lp] : make_int2(1, 0);
-  const float2 cc = coef && lp >= 0 ? coef[a.p0 + lp] : make_float2(0.f, 0.f);
-  const float lse2 = lp >= 0 ? static_cast<const float*>(a.p.lse_s)[a.p0 + lp] * kLog2e : INFINITY;
-  st.row[x] = lp >= 0 ? int32_t((a.p0 + lp) / a.p.cfg.k) : -1;
+  const int64_t gp = lp >= 0 ? pair_id(a, lp) : 0;
+  const float2 cc = coef && lp >= 0 ? coef[gp] : make_float2(0.f, 0.f);
+  const float lse2 = lp >= 0 ? static_cast<const float*>(a.p.lse_s)[gp] * kLog2e : INFINITY;
+  st.row[x] = lp >= 0 ? int32_t(gp / a.p.cfg.k) : -1;
   st.lp[x] = lp;
   st.lse2[x] = lse2;
   st.c1[x] = cc.x;
@@ -363,11 +364,11 @@ __device__ __forceinline__ int64_t block_lower_bound(const uint64_t* x, int64_t 
 // D = 128; the wgmma kernel (Note [wgmma dK/dV]), which Hopper runs, needs 246 registers and
 // spills nothing.
 
-// dK/dV of one 64-key block of one (batch, KV head) bg = bg0 + blockIdx.x / n_kb from the
-// chunk's tiles that cover it; adds dK / sqrt(D) and dV to the f32 accumulators of the groups
-// bg0 .. bg0 + n_bg - 1 ([n_bg, Lkv, D], Note [backward groups] in
-// kernels/superlinear_span_bwd_cuda.cu). kWg: the products on wgmma
-// (Note [wgmma dK/dV]), the tiles in panels.
+// dK/dV of one 64-key block y = y0 + blockIdx.x (bg = bg0 + y / n_kb, block y % n_kb) from the
+// chunk's tiles that cover it; adds dK / sqrt(D) and dV to the f32 accumulator rows
+// blockIdx.x * 64 .. + 63 of the launch's key range (Note [dK/dV by key range] in
+// kernels/superlinear_span_bwd_cuda.cu). kWg: the products on wgmma (Note [wgmma dK/dV]), the
+// tiles in panels.
 //
 // Note [wgmma dK/dV]
 // The block's keys are the warpgroup's 64 rows: S^T = K Q^T and dP^T = V dO^T are m64n64k16
@@ -378,7 +379,7 @@ __device__ __forceinline__ int64_t block_lower_bound(const uint64_t* x, int64_t 
 template <int D, bool kWg>
 __global__ void __launch_bounds__(kThreads)
     span_dkv_kernel(SpanArgs a, SlotTable st, const uint16_t* dout, int64_t n_tiles, int max_nb,
-                    int64_t bg0, float* dk_acc, float* dv_acc) {
+                    int64_t bg0, int64_t y0, float* dk_acc, float* dv_acc) {
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   unsigned char* smem = kWg ? smem_raw + (1024 - smem_addr(smem_raw) % 1024) % 1024 : smem_raw;
   const uint32_t s_k = smem_addr(smem), s_v = s_k + kBN * D * 2;
@@ -393,8 +394,8 @@ __global__ void __launch_bounds__(kThreads)
 
   const SuperlinearParams& p = a.p;
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
-  const int64_t bg = bg0 + blockIdx.x / a.n_kb;
-  const int kb = int(blockIdx.x % a.n_kb), k0 = kb * kBN;
+  const int64_t y = y0 + blockIdx.x, bg = bg0 + y / a.n_kb;
+  const int kb = int(y % a.n_kb), k0 = kb * kBN;
   const uint64_t first = uint64_t(bg * a.kb_stride + max(0, kb - max_nb + 1)) << 8;
   const uint64_t last = (uint64_t(bg * a.kb_stride + kb) << 8) | 255u;
   auto find = [&](uint64_t v) {
@@ -585,8 +586,8 @@ __global__ void __launch_bounds__(kThreads)
   for (int j = 0; j < 2; ++j) {
     const int u = k0 + krow + 8 * j;
     if (u >= p.Lkv) continue;
-    float* dkr = dk_acc + ((bg - bg0) * p.Lkv + u) * D;
-    float* dvr = dv_acc + ((bg - bg0) * p.Lkv + u) * D;
+    float* dkr = dk_acc + (int64_t(blockIdx.x) * kBN + krow + 8 * j) * D;
+    float* dvr = dv_acc + (int64_t(blockIdx.x) * kBN + krow + 8 * j) * D;
 #pragma unroll
     for (int n = 0; n < D / 8; ++n) {
       const int c = n * 8 + 2 * (lane & 3);
@@ -630,7 +631,7 @@ void launch_tiles(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, 
 }
 template <int D>
 void launch_dkv(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, int64_t n_tiles,
-                int max_nb, int64_t bg0, int64_t n_bg, float* dk_acc, float* dv_acc,
+                int max_nb, int64_t bg0, int64_t y0, int64_t n_y, float* dk_acc, float* dv_acc,
                 cudaStream_t s) {
   int device = 0;
   SL_CUDA_CHECK(cudaGetDevice(&device));
@@ -638,8 +639,8 @@ void launch_dkv(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, in
   const int smem = dkv_smem_bytes<D>() + (wgmma ? 1024 : 0);
   auto kernel = wgmma ? span_dkv_kernel<D, true> : span_dkv_kernel<D, false>;
   SL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  kernel<<<unsigned(n_bg * a.n_kb), kThreads, smem, s>>>(a, st, dout, n_tiles, max_nb, bg0, dk_acc,
-                                                         dv_acc);
+  kernel<<<unsigned(n_y), kThreads, smem, s>>>(a, st, dout, n_tiles, max_nb, bg0, y0, dk_acc,
+                                               dv_acc);
   SL_CUDA_LAUNCH_CHECK();
 }
 }  // namespace
@@ -655,10 +656,11 @@ void bwd_dq_tiles(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, 
   launch_tiles<128, true>(a, st, dout, n_tiles, nullptr, dq_pair, s);
 }
 void bwd_dkv(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, int64_t n_tiles,
-             int max_nb, int64_t bg0, int64_t n_bg, float* dk_acc, float* dv_acc, cudaStream_t s) {
+             int max_nb, int64_t bg0, int64_t y0, int64_t n_y, float* dk_acc, float* dv_acc,
+             cudaStream_t s) {
   if (a.p.D == 64)
-    return launch_dkv<64>(a, st, dout, n_tiles, max_nb, bg0, n_bg, dk_acc, dv_acc, s);
-  launch_dkv<128>(a, st, dout, n_tiles, max_nb, bg0, n_bg, dk_acc, dv_acc, s);
+    return launch_dkv<64>(a, st, dout, n_tiles, max_nb, bg0, y0, n_y, dk_acc, dv_acc, s);
+  launch_dkv<128>(a, st, dout, n_tiles, max_nb, bg0, y0, n_y, dk_acc, dv_acc, s);
 }
 
 }  // namespace sl::kernels::slcuda

@@ -39,13 +39,14 @@ namespace sl::kernels::slcuda {
 // One chunk's pairs and tiles, as the span kernels read them.
 struct SpanArgs {
   SuperlinearParams p;
-  int64_t p0, n;      // this chunk's pairs: global ids p0 .. p0 + n - 1 (pair = row * k + slot)
-  int64_t n_kb;       // key blocks per (batch, KV head)
-  int64_t kb_stride;  // n_kb rounded up to a multiple of 2^kMaxRunShift: the keys' group stride
-  int run_shift;      // runs (tile buckets) span 2^run_shift first blocks (Note [wide runs])
-  uint64_t* keys;     // [n] footprint keys, sorted
-  int32_t* idx;       // [n] local pair index, sorted by key
-  int2* bounds;       // [n] span [st, en] per local pair (unsorted, by local index)
+  int64_t p0, n;         // this chunk's pairs: global ids p0 .. p0 + n - 1 (pair = row * k + slot)
+  const int32_t* pairs;  // or, when not null, the global ids pairs[0 .. n - 1] (pair_id)
+  int64_t n_kb;          // key blocks per (batch, KV head)
+  int64_t kb_stride;     // n_kb rounded up to a multiple of 2^kMaxRunShift: the keys' group stride
+  int run_shift;         // runs (tile buckets) span 2^run_shift first blocks (Note [wide runs])
+  uint64_t* keys;        // [n] footprint keys, sorted
+  int32_t* idx;          // [n] local pair index, sorted by key
+  int2* bounds;          // [n] span [st, en] per local pair (unsorted, by local index)
   const int32_t* tile_start;  // [tiles] first sorted position of each tile
   const uint64_t* tile_key;   // [tiles] footprint of each tile (first block, blocks), ascending
   const int32_t* tile_count;  // [1] the number of tiles, on the device (Note [tile count])
@@ -65,8 +66,8 @@ struct SlotTable {
 // The backward's tile passes (kernels/superlinear_span_bwd_tiles_cuda.cu), D in {64, 128}: the
 // slot table of a chunk's tiles (coef null: c1 = c2 = 0); the y pass (ys[lp] = sum_u P_u dP_u);
 // the dQ pass (dq_pair[lp] = sum_u P_u (c1 dP_u - c2) K_u / sqrt(D), f32); the dK/dV pass (adds
-// dK / sqrt(D) and dV of the chunk's tiles, all of the (batch, KV head) groups bg0 .. bg0 +
-// n_bg - 1, to those groups' f32 accumulators [n_bg, Lkv, D]).
+// dK / sqrt(D) and dV of the chunk's tiles to the f32 accumulators [n_y * 64, D] of the key
+// blocks y0 .. y0 + n_y - 1, block y being block y % n_kb of group bg0 + y / n_kb).
 void bwd_slot_table(const SpanArgs& a, int64_t n_tiles, const float2* coef, const SlotTable& st,
                     cudaStream_t s);
 void bwd_y_tiles(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, int64_t n_tiles,
@@ -74,7 +75,8 @@ void bwd_y_tiles(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, i
 void bwd_dq_tiles(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, int64_t n_tiles,
                   float* dq_pair, cudaStream_t s);
 void bwd_dkv(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, int64_t n_tiles,
-             int max_nb, int64_t bg0, int64_t n_bg, float* dk_acc, float* dv_acc, cudaStream_t s);
+             int max_nb, int64_t bg0, int64_t y0, int64_t n_y, float* dk_acc, float* dv_acc,
+             cudaStream_t s);
 
 namespace {
 
@@ -90,6 +92,11 @@ inline int64_t chunk_pairs(int64_t budget_bytes = 0, int64_t bytes_per_pair = 1)
   const int64_t most = int64_t(1) << 21, least = int64_t(1) << 19;
   if (budget_bytes <= 0) return most;
   return std::min(most, std::max(least, budget_bytes / bytes_per_pair));
+}
+
+// The global pair id of a chunk's local pair lp.
+__device__ __forceinline__ int64_t pair_id(const SpanArgs& a, int64_t lp) {
+  return a.pairs ? int64_t(a.pairs[lp]) : a.p0 + lp;
 }
 
 // Row geometry of a [B, Hq, Lq] row index.
@@ -142,7 +149,7 @@ __global__ void pair_keys_kernel(SpanArgs a, uint64_t* keys, int32_t* idx) {
   const int64_t lp = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (lp >= a.n) return;
   const SuperlinearParams& p = a.p;
-  const int64_t gp = a.p0 + lp, row = gp / p.cfg.k;
+  const int64_t gp = pair_id(a, lp), row = gp / p.cfg.k;
   const int32_t anchor = p.anchors[gp];
   idx[lp] = int32_t(lp);
   if (anchor < 0) {
@@ -323,16 +330,19 @@ class SpanTiles {
   int64_t n_kb() const { return n_kb_; }
   int max_nb() const { return max_nb_; }
 
-  // Pairs p0 .. p0 + n - 1 (whole query rows): fills a (keys, idx sorted; bounds; tile_start,
-  // tile_key, tile_count). With host_count, returns the number of tiles (one host read, which
-  // waits for the stream); without, returns tile_bound() and the kernels read a.tile_count
-  // (Note [tile count]).
+  // Pairs p0 .. p0 + n - 1 (whole query rows), or with `pairs` the n pairs pairs[0 .. n - 1]
+  // (any pairs, e.g. those near a key range; p0 unused): fills a (keys, idx sorted; bounds;
+  // tile_start, tile_key, tile_count). With host_count, returns the number of tiles (one host
+  // read, which waits for the stream); without, returns tile_bound() and the kernels read
+  // a.tile_count (Note [tile count]; whole rows only).
   int64_t build(const SuperlinearParams& p, int64_t p0, int64_t n, SpanArgs& a, cudaStream_t s,
-                bool host_count = true) {
+                bool host_count = true, const int32_t* pairs = nullptr) {
     SL_CHECK(n <= cap_) << kOp << ": chunk of " << n << " pairs exceeds the tile builder's "
                         << cap_;
+    SL_CHECK(host_count || !pairs) << kOp << ": the tile bound needs whole rows";
     a.p = p;
-    a.p0 = p0;
+    a.p0 = pairs ? 0 : p0;
+    a.pairs = pairs;
     a.n = n;
     a.n_kb = n_kb_;
     a.kb_stride = kb_stride_;

@@ -274,9 +274,12 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, SuperlinearGpuChunks, ::testing::Values(DType::
 // The tensor-core path in chunks of query rows (Note [span chunks] in
 // kernels/superlinear_span_cuda.cuh, forced small with SL_SPAN_CHUNK_PAIRS; 97 pairs is not a
 // multiple of k, so chunks hold whole rows of 32 queries): the forward's bits do not depend on
-// the chunking, and the backward, which sums dK/dV chunk by chunk and set by set of (batch, KV
-// head) groups (Note [backward groups]), still meets the reference. The four groups of 600 rows
-// make sets of one group in several chunks (97 pairs), and of three groups then one (5500).
+// the chunking, and the backward, which works set by set of (batch, KV head) groups (Note
+// [backward groups]) and sums dK/dV over key ranges (Note [dK/dV by key range]), still meets the
+// reference and is reproducible. The four groups of 600 rows make sets of one group in several
+// chunks (97 pairs), and of three groups then one (5500). Ranges are cut by the pairs they need
+// (97: a range of one block can need more, and takes several slices), and forced to one and
+// to three blocks (SL_DKV_RANGE_BLOCKS), where some ranges hold no anchor at all.
 TEST(SuperlinearGpuSpanChunks, ChunkedTensorCorePathMatchesOneChunk) {
   SL_REQUIRE_GPU();
   const DType dt = DType::BF16;
@@ -286,22 +289,25 @@ TEST(SuperlinearGpuSpanChunks, ChunkedTensorCorePathMatchesOneChunk) {
     const Inputs g = convert(in, dt, kGpu);
     const SuperlinearForward one = forward(g, cfg);
     const Reference rf = reference(c, in);
-    for (const char* pairs : {"97", "5500"}) {
-      SCOPED_TRACE(std::string("SL_SPAN_CHUNK_PAIRS=") + pairs);
-      SuperlinearForward many;
-      SuperlinearGrads gm, gm2;
-      {
-        ChunkPairs chunks(pairs);
-        many = forward(g, cfg);
-        gm = backward(g, many, cfg);
-        gm2 = backward(g, many, cfg);
+    for (const char* pairs : {"97", "5500"})
+      for (const char* blocks : {static_cast<const char*>(nullptr), "1", "3"}) {
+        SCOPED_TRACE(std::string("SL_SPAN_CHUNK_PAIRS=") + pairs +
+                     " SL_DKV_RANGE_BLOCKS=" + (blocks ? blocks : "unset"));
+        SuperlinearForward many;
+        SuperlinearGrads gm, gm2;
+        {
+          ChunkPairs chunks(pairs);
+          ScopedEnv range("SL_DKV_RANGE_BLOCKS", blocks);
+          many = forward(g, cfg);
+          gm = backward(g, many, cfg);
+          gm2 = backward(g, many, cfg);
+        }
+        EXPECT_TRUE(AllEqual(many.out, one.out));
+        EXPECT_TRUE(AllEqual(many.lse_s, one.lse_s));
+        EXPECT_TRUE(AllEqual(many.lse_w, one.lse_w));
+        EXPECT_TRUE(SameBits(gm2, gm)) << "chunked backward not reproducible";
+        ExpectGradsClose(gm, rf.grads, dt, rf.n_q, rf.n_kv, "chunked " + cfg.str());
       }
-      EXPECT_TRUE(AllEqual(many.out, one.out));
-      EXPECT_TRUE(AllEqual(many.lse_s, one.lse_s));
-      EXPECT_TRUE(AllEqual(many.lse_w, one.lse_w));
-      EXPECT_TRUE(SameBits(gm2, gm)) << "chunked backward not reproducible";
-      ExpectGradsClose(gm, rf.grads, dt, rf.n_q, rf.n_kv, "chunked " + cfg.str());
-    }
   }
 }
 
@@ -417,33 +423,37 @@ TEST(SuperlinearGpuKeptPartials, BackwardFromKeptPartialsMatchesCpu) {
 // The tensor-core backward hands out its four gradients uninitialised and must write every
 // element. The allocator's cache is emptied, then filled with NaN blocks of the gradients' sizes,
 // which the backward's allocations then reuse: an element it missed stays NaN and fails the
-// comparison. Chunked prefill (keys before the first query) and several chunks included.
+// comparison. Chunked prefill (keys before the first query) and several chunks included, with
+// dK/dV over whole sets and over key ranges of three blocks (Note [dK/dV by key range]).
 TEST(SuperlinearGpuGradients, EveryElementIsWritten) {
   SL_REQUIRE_GPU();
   const DType dt = DType::BF16;
   const Case cases[] = {
       {"chunk100_of401_d64_docs", 2, 4, 2, 100, 401, 64, cfg_int(2, 0.5, 3, 3, 2, 1), true},
       {"L300_gqa8_d128", 1, 8, 1, 300, 300, 128, SuperlinearConfig::balanced(), false}};
-  for (const Case& c : cases) {
-    const Inputs in = make_inputs(c, dt, 4242);
-    const Inputs g = convert(in, dt, kGpu);
-    const SuperlinearForward f = forward(g, c.cfg);
-    SuperlinearGrads got;
-    {
-      ChunkPairs chunks("97");
-      cuda_alloc::empty_cache(0);
+  for (const Case& c : cases)
+    for (const char* blocks : {static_cast<const char*>(nullptr), "3"}) {
+      SCOPED_TRACE(c.name + " SL_DKV_RANGE_BLOCKS=" + (blocks ? blocks : "unset"));
+      const Inputs in = make_inputs(c, dt, 4242);
+      const Inputs g = convert(in, dt, kGpu);
+      const SuperlinearForward f = forward(g, c.cfg);
+      SuperlinearGrads got;
       {
-        std::vector<Tensor> poison;
-        for (int i = 0; i < 8; ++i) {
-          poison.push_back(Tensor::full(g.qa.shape(), NAN, dt, kGpu));
-          poison.push_back(Tensor::full(g.k.shape(), NAN, dt, kGpu));
+        ChunkPairs chunks("97");
+        ScopedEnv range("SL_DKV_RANGE_BLOCKS", blocks);
+        cuda_alloc::empty_cache(0);
+        {
+          std::vector<Tensor> poison;
+          for (int i = 0; i < 8; ++i) {
+            poison.push_back(Tensor::full(g.qa.shape(), NAN, dt, kGpu));
+            poison.push_back(Tensor::full(g.k.shape(), NAN, dt, kGpu));
+          }
         }
+        got = backward(g, f, c.cfg);
       }
-      got = backward(g, f, c.cfg);
+      const Reference rf = reference(c, in);
+      ExpectGradsClose(got, rf.grads, dt, rf.n_q, rf.n_kv, c.name);
     }
-    const Reference rf = reference(c, in);
-    ExpectGradsClose(got, rf.grads, dt, rf.n_q, rf.n_kv, c.name);
-  }
 }
 
 // Kept partials that do not fit the call are errors naming them.
@@ -555,8 +565,8 @@ TEST(SuperlinearGpuSearch, EveryKMatchesCpu) {
   SL_REQUIRE_GPU();
   for (int k = 1; k <= 8; ++k)
     for (int64_t D : {64, 128}) {
-      const Case c{"search_k" + std::to_string(k), 1, 8, 2, 300, 300, D,
-                   cfg_int(2, 0.5, 0, k, 2, 0), k % 2 == 0};
+      const Case c{"search_k" + std::to_string(k), 1,         8, 2, 300, 300, D,
+                   cfg_int(2, 0.5, 0, k, 2, 0),    k % 2 == 0};
       SCOPED_TRACE(c.name + " D " + std::to_string(D));
       const Inputs in = make_inputs(c, DType::BF16, 700 + uint64_t(k));
       const SuperlinearForward ref = forward(convert(in, DType::F64, Device::cpu()), c.cfg);
