@@ -15,7 +15,8 @@
 // Passes (chunks of query rows, Note [span chunks]; the tile kernels are in
 // kernels/superlinear_span_bwd_tiles_cuda.cu):
 //   1. per chunk: tiles; y pass (S = Q K^T, dP = dO V^T, ys += rowsum(P dP)); rows: gate terms,
-//      c1, c2, dscore, alpha, alpha_y, dQs. When the forward kept its partials (Note [kept
+//      c1, c2, dscore, alpha, alpha_y, dQs. Without a window, set by set just before the set's
+//      pass 3 (Note [row terms per set]). When the forward kept its partials (Note [kept
 //      partials] in kernels/superlinear.h) there is no y pass: rows reads ys_j = <dO, O_j> from
 //      the kept span outputs and the window output from the kept one.
 //   2. window backward (W > 0), after the window output for y (kept, or computed again).
@@ -61,10 +62,12 @@ __device__ __forceinline__ uint16_t to_bf16(float v) {
   return *reinterpret_cast<const uint16_t*>(&b);
 }
 
+// The gate terms of pairs v0 .. (Note [row terms per set]): coef[v - v0], dscore[v - v0].
 struct RowTerms {
-  float2* coef;            // [rows * k] (c1, c2) per pair
-  float* dscore;           // [rows * k]
-  float *alpha, *alpha_y;  // [rows]; null without a window
+  float2* coef;            // (c1, c2) per pair
+  float* dscore;           // per pair
+  float *alpha, *alpha_y;  // [rows], every row; null without a window
+  int64_t v0;              // the first pair held
 };
 
 // Gate terms of each query row of the chunk (one warp per row; lane per E = D / 32 elements):
@@ -128,8 +131,8 @@ __global__ void rows_kernel(SpanArgs a, const uint16_t* dout, const uint16_t* ow
     if (j >= k) continue;
     const float ds = an[j] >= 0 ? g[j] * (y[j] - ybar) : 0.f;
     if (lane == 0) {
-      rt.dscore[row * k + j] = ds;
-      rt.coef[row * k + j] = make_float2(g[j] * wj[j], g[j] * wj[j] * y[j]);
+      rt.dscore[row * k + j - rt.v0] = ds;
+      rt.coef[row * k + j - rt.v0] = make_float2(g[j] * wj[j], g[j] * wj[j] * y[j]);
     }
     if (an[j] < 0) continue;
 #pragma unroll
@@ -236,8 +239,8 @@ template <int D>
 __global__ void finish_range_kernel(SuperlinearParams p, int64_t bg0, int64_t n_kb, int64_t y0,
                                     int64_t n_y, const float* dk_acc, const float* dv_acc,
                                     const int32_t* pairs, const int32_t* offsets, bool by_group,
-                                    const float* dscore, const uint16_t* dk_w, const uint16_t* dv_w,
-                                    uint16_t* dk, uint16_t* dv) {
+                                    const float* dscore, int64_t dscore_v0, const uint16_t* dk_w,
+                                    const uint16_t* dv_w, uint16_t* dk, uint16_t* dv) {
   constexpr int E = D / 32;
   const int64_t x = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   if (x >= n_y * kBN) return;
@@ -255,7 +258,7 @@ __global__ void finish_range_kernel(SuperlinearParams p, int64_t bg0, int64_t n_
   const int64_t o = by_group ? (bg - bg0) * p.Lkv + u : x;
   for (int32_t i = offsets[o]; i < offsets[o + 1]; ++i) {
     const int64_t v = pairs[i];
-    const float ds = dscore[v];
+    const float ds = dscore[v - dscore_v0];
     const uint16_t* q = qs + (v / k) * D + lane * E;
 #pragma unroll
     for (int e = 0; e < E; ++e) dkx[e] = fmaf(ds, bf16_at(q, e), dkx[e]);
@@ -487,13 +490,6 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
   }
   timer.mark(1);
 
-  Tensor terms = Tensor::empty({3 * n + (W > 0 ? 2 * rows : 0)}, DType::F32, dev);
-  RowTerms rt;
-  rt.coef = reinterpret_cast<float2*>(terms.data<float>());
-  rt.dscore = terms.data<float>() + 2 * n;
-  rt.alpha = W > 0 ? rt.dscore + n : nullptr;
-  rt.alpha_y = W > 0 ? rt.alpha + rows : nullptr;
-
   // Note [backward groups]
   // Only the rows of a (batch, KV head) group bg = b Hkv + g (its Hq / Hkv heads, consecutive
   // in [B, Hq, Lq] order) reach that group's keys, through their spans and their anchors. So
@@ -534,40 +530,59 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
 
   // Note [slot tables]: 28 bytes per tile row, sized per chunk from its tile count.
   Tensor slot_mem;
-  auto slot_table = [&](const SpanArgs& a, int64_t n_tiles, const float2* coef) {
+  auto slot_table = [&](const SpanArgs& a, int64_t n_tiles, const float2* coef, int64_t v0) {
     const int64_t slots = n_tiles * kTile;
     if (slot_mem.numel() < slots * 7) slot_mem = Tensor::empty({slots * 7}, DType::I32, dev);
     int32_t* base = slot_mem.data<int32_t>();
     float* f = reinterpret_cast<float*>(base);
     SlotTable st{base,          base + slots,     f + 2 * slots,   f + 3 * slots,
                  f + 4 * slots, base + 5 * slots, base + 6 * slots};
-    bwd_slot_table(a, n_tiles, coef, st, s);
+    bwd_slot_table(a, n_tiles, coef, v0, st, s);
     return st;
   };
 
-  // Pass 1: the gate terms, after the y pass over the chunk's tiles unless the span outputs
-  // were kept (then the tiles are built in pass 3 only).
+  // Note [row terms per set]
+  // The gate terms are 12 bytes per pair (576 MiB at 1M tokens and 16 heads). Without a window,
+  // nothing needs them across sets, so pass 1 runs set by set just before the set's pass 3 and
+  // the terms are held for one set's pairs (288 MiB at 1M GQA 8, where a set is one group of 8
+  // heads). With a window, the window's backward needs alpha and alpha_y of every row before
+  // any set's pass 3, so pass 1 runs over every row first and the terms are held for all pairs.
+  const bool terms_per_set = W == 0;
+  const int64_t term_pairs = terms_per_set ? set_rows * k : n;
+  Tensor terms = Tensor::empty({3 * term_pairs + (W > 0 ? 2 * rows : 0)}, DType::F32, dev);
+  RowTerms rt;
+  rt.coef = reinterpret_cast<float2*>(terms.data<float>());
+  rt.dscore = terms.data<float>() + 2 * term_pairs;
+  rt.alpha = W > 0 ? rt.dscore + term_pairs : nullptr;
+  rt.alpha_y = W > 0 ? rt.alpha + rows : nullptr;
+  rt.v0 = 0;
+
+  // Pass 1 over sets [set0, set1): the gate terms, after the y pass over the chunk's tiles
+  // unless the span outputs were kept (then the tiles are built in pass 3 only).
   SpanArgs a{};
   a.p = p;
   int64_t n_tiles = 0;
   bool built = false;  // `a` holds the tiles of the last chunk
-  for (int64_t ci = 0; ci < n_sets * per_set; ++ci) {
-    const auto [row0, nrows] = chunk_rows(ci / per_set, ci % per_set);
-    if (!span_out) {
-      n_tiles = tiles.build(p, row0 * k, nrows * k, a, s);
-      built = true;
-      if (n_tiles > 0) {
-        const SlotTable st = slot_table(a, n_tiles, nullptr);
-        bwd_y_tiles(a, st, dout, n_tiles, ys_ptr, s);
+  auto pass1 = [&](int64_t set0, int64_t set1) {
+    for (int64_t ci = set0 * per_set; ci < set1 * per_set; ++ci) {
+      const auto [row0, nrows] = chunk_rows(ci / per_set, ci % per_set);
+      if (!span_out) {
+        n_tiles = tiles.build(p, row0 * k, nrows * k, a, s);
+        built = true;
+        if (n_tiles > 0) {
+          const SlotTable st = slot_table(a, n_tiles, nullptr, 0);
+          bwd_y_tiles(a, st, dout, n_tiles, ys_ptr, s);
+        }
+      } else {
+        a.p0 = row0 * k, a.n = nrows * k;  // all rows_kernel reads of `a` besides p
       }
-    } else {
-      a.p0 = row0 * k, a.n = nrows * k;  // all rows_kernel reads of `a` besides p
+      rows_kernel<D><<<blocks_for(nrows, 8), 256, 0, s>>>(a, dout, ow_ptr, ys_ptr, span_out, rt,
+                                                          dqs, row0, nrows);
+      SL_CUDA_LAUNCH_CHECK();
     }
-    rows_kernel<D><<<blocks_for(nrows, 8), 256, 0, s>>>(a, dout, ow_ptr, ys_ptr, span_out, rt, dqs,
-                                                        row0, nrows);
-    SL_CUDA_LAUNCH_CHECK();
-  }
-  timer.mark(2);
+    timer.mark(2);
+  };
+  if (!terms_per_set) pass1(0, n_sets);
 
   // Window: flash attention's backward with dO scaled by alpha and delta = alpha_y.
   Tensor win;
@@ -597,6 +612,11 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
   bool last = built;
   for (int64_t set = n_sets - 1; set >= 0; --set) {
     const int64_t bg0 = set * set_groups, n_bg = set_size(set);
+    if (terms_per_set) {
+      rt.v0 = set * set_rows * k;
+      pass1(set, set + 1);
+      last = built;
+    }
     if (ranges.whole()) ranges.clear(s);
     for (int64_t c = per_set - 1; c >= 0; --c) {
       const auto [row0, nrows] = chunk_rows(set, c);
@@ -604,7 +624,7 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
       last = false;
       SlotTable st{};
       if (n_tiles > 0) {
-        st = slot_table(a, n_tiles, rt.coef);
+        st = slot_table(a, n_tiles, rt.coef, rt.v0);
         bwd_dq_tiles(a, st, dout, n_tiles, dq_pair.data<float>(), s);
       }
       dq_rows_kernel<D><<<blocks_for(nrows, 8), 256, 0, s>>>(
@@ -622,7 +642,7 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
             float* dv_acc) {
           const int64_t nt = tiles.build(p, 0, n_list, a, s, /*host_count=*/true, list);
           if (nt == 0) return;
-          const SlotTable st = slot_table(a, nt, rt.coef);
+          const SlotTable st = slot_table(a, nt, rt.coef, rt.v0);
           bwd_dkv(a, st, dout, nt, tiles.max_nb(), bg0, y0, n_y, dk_acc, dv_acc, s);
         },
         [&](const int32_t* pairs, const int32_t* offsets, bool by_group, int64_t y0, int64_t n_y,
@@ -630,7 +650,7 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
           timer.mark(5);
           finish_range_kernel<D><<<blocks_for(n_y * kBN, 8), 256, 0, s>>>(
               p, bg0, tiles.n_kb(), y0, n_y, dk_acc, dv_acc, pairs, offsets, by_group, rt.dscore,
-              dk_w, dv_w, static_cast<uint16_t*>(bp.dk), static_cast<uint16_t*>(bp.dv));
+              rt.v0, dk_w, dv_w, static_cast<uint16_t*>(bp.dk), static_cast<uint16_t*>(bp.dv));
           SL_CUDA_LAUNCH_CHECK();
           timer.mark(6);
         });
