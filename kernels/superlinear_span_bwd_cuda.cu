@@ -14,11 +14,11 @@
 //
 // Passes (chunks of query rows, Note [span chunks]; the tile kernels are in
 // kernels/superlinear_span_bwd_tiles_cuda.cu):
-//   1. per chunk: tiles; y pass (S = Q K^T, dP = dO V^T, ys += rowsum(P dP)); rows: gate terms,
-//      c1, c2, dscore, alpha, alpha_y, dQs. Without a window, set by set just before the set's
-//      pass 3 (Note [row terms per set]). When the forward kept its partials (Note [kept
-//      partials] in kernels/superlinear.h) there is no y pass: rows reads ys_j = <dO, O_j> from
-//      the kept span outputs and the window output from the kept one.
+//   1. per chunk: tiles; y pass (S = Q K^T, dP = dO V^T, ys += rowsum(P dP)); rows: y_j per pair
+//      (c1, c2 and dscore follow from it, pair_terms), alpha, alpha_y, dQs. Without a window, set
+//      by set just before the set's pass 3 (Note [row terms per set]). When the forward kept its
+//      partials (Note [kept partials] in kernels/superlinear.h) there is no y pass: rows reads ys_j
+//      = <dO, O_j> from the kept span outputs and the window output from the kept one.
 //   2. window backward (W > 0), after the window output for y (kept, or computed again).
 //   3. per set of (batch, KV head) groups (Note [backward groups]): per chunk of its rows, the
 //      dQ pass (one block per tile, dQ of each pair in registers, written per pair and summed
@@ -62,18 +62,18 @@ __device__ __forceinline__ uint16_t to_bf16(float v) {
   return *reinterpret_cast<const uint16_t*>(&b);
 }
 
-// The gate terms of pairs v0 .. (Note [row terms per set]): coef[v - v0], dscore[v - v0].
+// The row terms (Note [row terms per set]): y of pairs v0 .. as y[v - v0], from which
+// pair_terms gives c1, c2 and dscore; and the window's alpha and alpha_y.
 struct RowTerms {
-  float2* coef;            // (c1, c2) per pair
-  float* dscore;           // per pair
+  float* y;                // per pair
   float *alpha, *alpha_y;  // [rows], every row; null without a window
   int64_t v0;              // the first pair held
 };
 
-// Gate terms of each query row of the chunk (one warp per row; lane per E = D / 32 elements):
+// Row terms of each query row of the chunk (one warp per row; lane per E = D / 32 elements):
 // y_j from ys (this chunk's y pass) or, when the forward kept them, from the span outputs
-// span_out [rows, k, D] (Note [kept partials]), and the window output; then dscore, c1, c2,
-// alpha, alpha_y and dQs.
+// span_out [rows, k, D] (Note [kept partials]), and the window output; then alpha, alpha_y and
+// dQs = sum_j dscore_j K[a_j] (pair_terms).
 template <int D>
 __global__ void rows_kernel(SpanArgs a, const uint16_t* dout, const uint16_t* ow, const float* ys,
                             const uint16_t* span_out, RowTerms rt, uint16_t* dqs, int64_t row0,
@@ -93,19 +93,19 @@ __global__ void rows_kernel(SpanArgs a, const uint16_t* dout, const uint16_t* ow
     for (int e = 0; e < E; ++e) yw += bf16_at(dorow, lane * E + e) * bf16_at(owrow, lane * E + e);
     yw = warp_sum(yw);
   }
-  float g[kMaxK], y[kMaxK], wj[kMaxK];
+  float g[kMaxK], y[kMaxK];
   int32_t an[kMaxK];
   row_gate(p, row, an, g);
-  float ybar = 0.f, alpha = 0.f, alpha_y = 0.f;
+  float alpha = 0.f, alpha_y = 0.f;
 #pragma unroll
   for (int j = 0; j < kMaxK; ++j) {
-    y[j] = wj[j] = 0.f;
+    y[j] = 0.f;
     if (j >= k) continue;
     const float lj = an[j] >= 0 ? static_cast<const float*>(p.lse_s)[row * k + j] : -INFINITY;
     const float lam = logaddexp(lse_w, lj);
     if (lam == -INFINITY) continue;
     const float ww = lse_w == -INFINITY ? 0.f : expf(lse_w - lam);
-    wj[j] = an[j] >= 0 ? expf(lj - lam) : 0.f;
+    const float wj = an[j] >= 0 ? expf(lj - lam) : 0.f;
     float ysj = 0.f;
     if (an[j] >= 0 && span_out) {
       const uint16_t* osrow = span_out + (row * k + j) * D;
@@ -116,8 +116,7 @@ __global__ void rows_kernel(SpanArgs a, const uint16_t* dout, const uint16_t* ow
     } else if (an[j] >= 0) {
       ysj = ys[row * k + j - a.p0];
     }
-    y[j] = ww * yw + wj[j] * ysj;
-    ybar += g[j] * y[j];
+    y[j] = ww * yw + wj * ysj;
     alpha += g[j] * ww;
     alpha_y += g[j] * ww * y[j];
   }
@@ -129,12 +128,9 @@ __global__ void rows_kernel(SpanArgs a, const uint16_t* dout, const uint16_t* ow
 #pragma unroll
   for (int j = 0; j < kMaxK; ++j) {
     if (j >= k) continue;
-    const float ds = an[j] >= 0 ? g[j] * (y[j] - ybar) : 0.f;
-    if (lane == 0) {
-      rt.dscore[row * k + j - rt.v0] = ds;
-      rt.coef[row * k + j - rt.v0] = make_float2(g[j] * wj[j], g[j] * wj[j] * y[j]);
-    }
+    if (lane == 0) rt.y[row * k + j - rt.v0] = y[j];
     if (an[j] < 0) continue;
+    const float ds = pair_terms(p, row, j, y).dscore;
 #pragma unroll
     for (int e = 0; e < E; ++e)
       dq[e] = fmaf(ds, bf16_at(kb, int64_t(an[j]) * D + lane * E + e), dq[e]);
@@ -234,12 +230,12 @@ __global__ void key_offsets_kernel(const uint32_t* keys, int64_t n, int64_t n_ke
 // One warp per key of blocks y0 .. y0 + n_y - 1 (local key x = (y - y0) 64 + u % 64): dK = acc
 // + sum over the pairs anchored at the key (sorted positions offsets[o] .. offsets[o + 1] - 1,
 // in pair order, o = x, or (bg - bg0) Lkv + u for anchor_index's offsets: by_group) of dscore
-// Qs + window; dV = acc + window.
+// Qs (pair_terms from the row terms ys[v - ys_v0]) + window; dV = acc + window.
 template <int D>
 __global__ void finish_range_kernel(SuperlinearParams p, int64_t bg0, int64_t n_kb, int64_t y0,
                                     int64_t n_y, const float* dk_acc, const float* dv_acc,
                                     const int32_t* pairs, const int32_t* offsets, bool by_group,
-                                    const float* dscore, int64_t dscore_v0, const uint16_t* dk_w,
+                                    const float* ys, int64_t ys_v0, const uint16_t* dk_w,
                                     const uint16_t* dv_w, uint16_t* dk, uint16_t* dv) {
   constexpr int E = D / 32;
   const int64_t x = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
@@ -258,7 +254,7 @@ __global__ void finish_range_kernel(SuperlinearParams p, int64_t bg0, int64_t n_
   const int64_t o = by_group ? (bg - bg0) * p.Lkv + u : x;
   for (int32_t i = offsets[o]; i < offsets[o + 1]; ++i) {
     const int64_t v = pairs[i];
-    const float ds = dscore[v - dscore_v0];
+    const float ds = pair_terms(p, v / k, int(v % k), ys + (v / k) * k - ys_v0).dscore;
     const uint16_t* q = qs + (v / k) * D + lane * E;
 #pragma unroll
     for (int e = 0; e < E; ++e) dkx[e] = fmaf(ds, bf16_at(q, e), dkx[e]);
@@ -530,30 +526,31 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
 
   // Note [slot tables]: 28 bytes per tile row, sized per chunk from its tile count.
   Tensor slot_mem;
-  auto slot_table = [&](const SpanArgs& a, int64_t n_tiles, const float2* coef, int64_t v0) {
+  auto slot_table = [&](const SpanArgs& a, int64_t n_tiles, const float* y, int64_t v0) {
     const int64_t slots = n_tiles * kTile;
     if (slot_mem.numel() < slots * 7) slot_mem = Tensor::empty({slots * 7}, DType::I32, dev);
     int32_t* base = slot_mem.data<int32_t>();
     float* f = reinterpret_cast<float*>(base);
     SlotTable st{base,          base + slots,     f + 2 * slots,   f + 3 * slots,
                  f + 4 * slots, base + 5 * slots, base + 6 * slots};
-    bwd_slot_table(a, n_tiles, coef, v0, st, s);
+    bwd_slot_table(a, n_tiles, y, v0, st, s);
     return st;
   };
 
   // Note [row terms per set]
-  // The gate terms are 12 bytes per pair (576 MiB at 1M tokens and 16 heads). Without a window,
-  // nothing needs them across sets, so pass 1 runs set by set just before the set's pass 3 and
-  // the terms are held for one set's pairs (288 MiB at 1M GQA 8, where a set is one group of 8
-  // heads). With a window, the window's backward needs alpha and alpha_y of every row before
-  // any set's pass 3, so pass 1 runs over every row first and the terms are held for all pairs.
+  // Pass 1 keeps one float per pair, y_j; the slot tables and the finish compute c1, c2 and
+  // dscore from it and the forward's metadata (pair_terms), where they used to be stored: 12
+  // bytes per pair, 576 MiB at 1M tokens and 16 heads. Without a window, nothing needs y across
+  // sets, so pass 1 runs set by set just before the set's pass 3 and y is held for one set's
+  // pairs (96 MiB at 1M GQA 8, where a set is one group of 8 heads). With a window, the window's
+  // backward needs alpha and alpha_y of every row before any set's pass 3, so pass 1 runs over
+  // every row first and y is held for all pairs.
   const bool terms_per_set = W == 0;
   const int64_t term_pairs = terms_per_set ? set_rows * k : n;
-  Tensor terms = Tensor::empty({3 * term_pairs + (W > 0 ? 2 * rows : 0)}, DType::F32, dev);
+  Tensor terms = Tensor::empty({term_pairs + (W > 0 ? 2 * rows : 0)}, DType::F32, dev);
   RowTerms rt;
-  rt.coef = reinterpret_cast<float2*>(terms.data<float>());
-  rt.dscore = terms.data<float>() + 2 * term_pairs;
-  rt.alpha = W > 0 ? rt.dscore + term_pairs : nullptr;
+  rt.y = terms.data<float>();
+  rt.alpha = W > 0 ? rt.y + term_pairs : nullptr;
   rt.alpha_y = W > 0 ? rt.alpha + rows : nullptr;
   rt.v0 = 0;
 
@@ -624,7 +621,7 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
       last = false;
       SlotTable st{};
       if (n_tiles > 0) {
-        st = slot_table(a, n_tiles, rt.coef, rt.v0);
+        st = slot_table(a, n_tiles, rt.y, rt.v0);
         bwd_dq_tiles(a, st, dout, n_tiles, dq_pair.data<float>(), s);
       }
       dq_rows_kernel<D><<<blocks_for(nrows, 8), 256, 0, s>>>(
@@ -642,15 +639,15 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
             float* dv_acc) {
           const int64_t nt = tiles.build(p, 0, n_list, a, s, /*host_count=*/true, list);
           if (nt == 0) return;
-          const SlotTable st = slot_table(a, nt, rt.coef, rt.v0);
+          const SlotTable st = slot_table(a, nt, rt.y, rt.v0);
           bwd_dkv(a, st, dout, nt, tiles.max_nb(), bg0, y0, n_y, dk_acc, dv_acc, s);
         },
         [&](const int32_t* pairs, const int32_t* offsets, bool by_group, int64_t y0, int64_t n_y,
             const float* dk_acc, const float* dv_acc) {
           timer.mark(5);
           finish_range_kernel<D><<<blocks_for(n_y * kBN, 8), 256, 0, s>>>(
-              p, bg0, tiles.n_kb(), y0, n_y, dk_acc, dv_acc, pairs, offsets, by_group, rt.dscore,
-              rt.v0, dk_w, dv_w, static_cast<uint16_t*>(bp.dk), static_cast<uint16_t*>(bp.dv));
+              p, bg0, tiles.n_kb(), y0, n_y, dk_acc, dv_acc, pairs, offsets, by_group, rt.y, rt.v0,
+              dk_w, dv_w, static_cast<uint16_t*>(bp.dk), static_cast<uint16_t*>(bp.dv));
           SL_CUDA_LAUNCH_CHECK();
           timer.mark(6);
         });

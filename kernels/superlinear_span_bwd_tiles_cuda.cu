@@ -35,7 +35,7 @@ __device__ __forceinline__ int32_t tile_pair(const SpanArgs& a, int64_t s0, uint
 // sorted position -> pair -> bounds/lse/coef through dependent loads at every tile, which
 // stalled the dK/dV pass between tiles (H200, 1M, GQA 8: that pass went from 684 to 578 ms).
 
-__global__ void slot_table_kernel(SpanArgs a, const float2* coef, int64_t coef_v0, int64_t n_tiles,
+__global__ void slot_table_kernel(SpanArgs a, const float* y, int64_t y_v0, int64_t n_tiles,
                                   SlotTable st) {
   const int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (x >= n_tiles * kTile) return;
@@ -43,13 +43,17 @@ __global__ void slot_table_kernel(SpanArgs a, const float2* coef, int64_t coef_v
   const int32_t lp = tile_pair(a, a.tile_start[t], a.tile_key[t], int(x % kTile));
   const int2 bd = lp >= 0 ? a.bounds[lp] : make_int2(1, 0);
   const int64_t gp = lp >= 0 ? pair_id(a, lp) : 0;
-  const float2 cc = coef && lp >= 0 ? coef[gp - coef_v0] : make_float2(0.f, 0.f);
+  PairTerms tm{0.f, 0.f, 0.f};
+  if (y && lp >= 0) {
+    const int k = a.p.cfg.k;
+    tm = pair_terms(a.p, gp / k, int(gp % k), y + (gp / k) * k - y_v0);
+  }
   const float lse2 = lp >= 0 ? static_cast<const float*>(a.p.lse_s)[gp] * kLog2e : INFINITY;
   st.row[x] = lp >= 0 ? int32_t(gp / a.p.cfg.k) : -1;
   st.lp[x] = lp;
   st.lse2[x] = lse2;
-  st.c1[x] = cc.x;
-  st.c2[x] = cc.y;
+  st.c1[x] = tm.c1;
+  st.c2[x] = tm.c2;
   st.lo[x] = bd.x;
   st.hi[x] = bd.y;
 }
@@ -603,9 +607,9 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
-void bwd_slot_table(const SpanArgs& a, int64_t n_tiles, const float2* coef, int64_t coef_v0,
+void bwd_slot_table(const SpanArgs& a, int64_t n_tiles, const float* y, int64_t y_v0,
                     const SlotTable& st, cudaStream_t s) {
-  slot_table_kernel<<<blocks_for(n_tiles * kTile), 256, 0, s>>>(a, coef, coef_v0, n_tiles, st);
+  slot_table_kernel<<<blocks_for(n_tiles * kTile), 256, 0, s>>>(a, y, y_v0, n_tiles, st);
   SL_CUDA_LAUNCH_CHECK();
 }
 
