@@ -14,11 +14,11 @@
 //
 // Passes (chunks of query rows, Note [span chunks]; the tile kernels are in
 // kernels/superlinear_span_bwd_tiles_cuda.cu):
-//   1. per chunk: tiles; y pass (S = Q K^T, dP = dO V^T, ys += rowsum(P dP)); rows: y_j per pair
-//      (c1, c2 and dscore follow from it, pair_terms), alpha, alpha_y, dQs. Without a window, set
-//      by set just before the set's pass 3 (Note [row terms per set]). When the forward kept its
-//      partials (Note [kept partials] in kernels/superlinear.h) there is no y pass: rows reads ys_j
-//      = <dO, O_j> from the kept span outputs and the window output from the kept one.
+//   1. per chunk: tiles; y pass (S = Q K^T, dP = dO V^T, ys += rowsum(P dP)); rows: y_j and
+//      dscore_j per pair (c1 and c2 follow, pair_terms), alpha, alpha_y, dQs. Without a window,
+//      set by set just before the set's pass 3 (Note [row terms per set]). When the forward kept
+//      its partials (Note [kept partials] in kernels/superlinear.h) there is no y pass: rows
+//      reads ys_j = <dO, O_j> from the kept span outputs and the window output from the kept one.
 //   2. window backward (W > 0), after the window output for y (kept, or computed again).
 //   3. per set of (batch, KV head) groups (Note [backward groups]): per chunk of its rows, the
 //      dQ pass (one block per tile, dQ of each pair in registers, written per pair and summed
@@ -62,10 +62,10 @@ __device__ __forceinline__ uint16_t to_bf16(float v) {
   return *reinterpret_cast<const uint16_t*>(&b);
 }
 
-// The row terms (Note [row terms per set]): y of pairs v0 .. as y[v - v0], from which
-// pair_terms gives c1, c2 and dscore; and the window's alpha and alpha_y.
+// The row terms (Note [row terms per set]) of pairs v0 ..: y[v - v0] (pair_terms gives c1 and
+// c2 from it) and dscore[v - v0]; and the window's alpha and alpha_y.
 struct RowTerms {
-  float* y;                // per pair
+  float *y, *dscore;       // per pair
   float *alpha, *alpha_y;  // [rows], every row; null without a window
   int64_t v0;              // the first pair held
 };
@@ -96,7 +96,7 @@ __global__ void rows_kernel(SpanArgs a, const uint16_t* dout, const uint16_t* ow
   float g[kMaxK], y[kMaxK];
   int32_t an[kMaxK];
   row_gate(p, row, an, g);
-  float alpha = 0.f, alpha_y = 0.f;
+  float ybar = 0.f, alpha = 0.f, alpha_y = 0.f;
 #pragma unroll
   for (int j = 0; j < kMaxK; ++j) {
     y[j] = 0.f;
@@ -117,6 +117,7 @@ __global__ void rows_kernel(SpanArgs a, const uint16_t* dout, const uint16_t* ow
       ysj = ys[row * k + j - a.p0];
     }
     y[j] = ww * yw + wj * ysj;
+    ybar += g[j] * y[j];
     alpha += g[j] * ww;
     alpha_y += g[j] * ww * y[j];
   }
@@ -128,9 +129,9 @@ __global__ void rows_kernel(SpanArgs a, const uint16_t* dout, const uint16_t* ow
 #pragma unroll
   for (int j = 0; j < kMaxK; ++j) {
     if (j >= k) continue;
-    if (lane == 0) rt.y[row * k + j - rt.v0] = y[j];
+    const float ds = an[j] >= 0 ? g[j] * (y[j] - ybar) : 0.f;  // as pair_terms' dscore
+    if (lane == 0) rt.y[row * k + j - rt.v0] = y[j], rt.dscore[row * k + j - rt.v0] = ds;
     if (an[j] < 0) continue;
-    const float ds = pair_terms(p, row, j, y).dscore;
 #pragma unroll
     for (int e = 0; e < E; ++e)
       dq[e] = fmaf(ds, bf16_at(kb, int64_t(an[j]) * D + lane * E + e), dq[e]);
@@ -230,12 +231,12 @@ __global__ void key_offsets_kernel(const uint32_t* keys, int64_t n, int64_t n_ke
 // One warp per key of blocks y0 .. y0 + n_y - 1 (local key x = (y - y0) 64 + u % 64): dK = acc
 // + sum over the pairs anchored at the key (sorted positions offsets[o] .. offsets[o + 1] - 1,
 // in pair order, o = x, or (bg - bg0) Lkv + u for anchor_index's offsets: by_group) of dscore
-// Qs (pair_terms from the row terms ys[v - ys_v0]) + window; dV = acc + window.
+// Qs (dscore[v - dscore_v0]) + window; dV = acc + window.
 template <int D>
 __global__ void finish_range_kernel(SuperlinearParams p, int64_t bg0, int64_t n_kb, int64_t y0,
                                     int64_t n_y, const float* dk_acc, const float* dv_acc,
                                     const int32_t* pairs, const int32_t* offsets, bool by_group,
-                                    const float* ys, int64_t ys_v0, const uint16_t* dk_w,
+                                    const float* dscore, int64_t dscore_v0, const uint16_t* dk_w,
                                     const uint16_t* dv_w, uint16_t* dk, uint16_t* dv) {
   constexpr int E = D / 32;
   const int64_t x = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
@@ -254,7 +255,7 @@ __global__ void finish_range_kernel(SuperlinearParams p, int64_t bg0, int64_t n_
   const int64_t o = by_group ? (bg - bg0) * p.Lkv + u : x;
   for (int32_t i = offsets[o]; i < offsets[o + 1]; ++i) {
     const int64_t v = pairs[i];
-    const float ds = pair_terms(p, v / k, int(v % k), ys + (v / k) * k - ys_v0).dscore;
+    const float ds = dscore[v - dscore_v0];
     const uint16_t* q = qs + (v / k) * D + lane * E;
 #pragma unroll
     for (int e = 0; e < E; ++e) dkx[e] = fmaf(ds, bf16_at(q, e), dkx[e]);
@@ -538,19 +539,23 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
   };
 
   // Note [row terms per set]
-  // Pass 1 keeps one float per pair, y_j; the slot tables and the finish compute c1, c2 and
-  // dscore from it and the forward's metadata (pair_terms), where they used to be stored: 12
-  // bytes per pair, 576 MiB at 1M tokens and 16 heads. Without a window, nothing needs y across
-  // sets, so pass 1 runs set by set just before the set's pass 3 and y is held for one set's
-  // pairs (96 MiB at 1M GQA 8, where a set is one group of 8 heads). With a window, the window's
+  // Pass 1 keeps two floats per pair, y_j and dscore_j; the slot tables compute c1 and c2 from
+  // y and the forward's metadata (pair_terms), where they used to be stored too: 12 bytes per
+  // pair, 576 MiB at 1M tokens and 16 heads. Without a window, nothing needs them across sets,
+  // so pass 1 runs set by set just before the set's pass 3 and they are held for one set's pairs
+  // (192 MiB at 1M GQA 8, where a set is one group of 8 heads). With a window, the window's
   // backward needs alpha and alpha_y of every row before any set's pass 3, so pass 1 runs over
-  // every row first and y is held for all pairs.
+  // every row first and the terms are held for all pairs. Measured and dropped: dscore from
+  // pair_terms in the finish too (4 bytes per pair less): the finish went from 0.45 to 0.71 ms
+  // at 64K GQA 8, and from 0.80 to 1.35 ms at 64K GQA 1 (H200), where the backward's margin over
+  // 100 TFLOP/s is small.
   const bool terms_per_set = W == 0;
   const int64_t term_pairs = terms_per_set ? set_rows * k : n;
-  Tensor terms = Tensor::empty({term_pairs + (W > 0 ? 2 * rows : 0)}, DType::F32, dev);
+  Tensor terms = Tensor::empty({2 * term_pairs + (W > 0 ? 2 * rows : 0)}, DType::F32, dev);
   RowTerms rt;
   rt.y = terms.data<float>();
-  rt.alpha = W > 0 ? rt.y + term_pairs : nullptr;
+  rt.dscore = rt.y + term_pairs;
+  rt.alpha = W > 0 ? rt.dscore + term_pairs : nullptr;
   rt.alpha_y = W > 0 ? rt.alpha + rows : nullptr;
   rt.v0 = 0;
 
@@ -646,8 +651,8 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
             const float* dk_acc, const float* dv_acc) {
           timer.mark(5);
           finish_range_kernel<D><<<blocks_for(n_y * kBN, 8), 256, 0, s>>>(
-              p, bg0, tiles.n_kb(), y0, n_y, dk_acc, dv_acc, pairs, offsets, by_group, rt.y, rt.v0,
-              dk_w, dv_w, static_cast<uint16_t*>(bp.dk), static_cast<uint16_t*>(bp.dv));
+              p, bg0, tiles.n_kb(), y0, n_y, dk_acc, dv_acc, pairs, offsets, by_group, rt.dscore,
+              rt.v0, dk_w, dv_w, static_cast<uint16_t*>(bp.dk), static_cast<uint16_t*>(bp.dv));
           SL_CUDA_LAUNCH_CHECK();
           timer.mark(6);
         });
