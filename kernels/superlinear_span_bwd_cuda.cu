@@ -308,7 +308,7 @@ __global__ void window_dout_kernel(SuperlinearParams p, const uint16_t* dout, co
 // a range's dK/dV launch is a few waves of unequal blocks. H200, balanced, D = 128, 16 heads,
 // backward ms with ranges everywhere against the whole set at once: 64K GQA 1 15.2 / 12.9, 64K
 // GQA 8 12.1 / 11.0, 1M GQA 8 595 / 536. So a set whose f32 accumulators and routing index
-// together fit in max(kWholeSetBytes, K + V / 2) takes them whole, as one range whose dK/dV pass
+// together fit in max(kWholeSetBytes, (K + V) / 2) takes them whole, as one range whose dK/dV pass
 // runs per chunk of rows on the dQ pass's tiles; only longer sets (1M tokens at GQA 8: 1.4 GiB)
 // take ranges. SL_DKV_RANGE_BLOCKS forces ranges of at most that many blocks (a testing knob:
 // the GPU tests force ranges of one and of three blocks).
@@ -492,9 +492,9 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
   // in [B, Hq, Lq] order) reach that group's keys, through their spans and their anchors. So
   // chunks (Note [span chunks]) never straddle two sets of groups: a set is as many whole
   // consecutive groups as one chunk of chunk_pairs() pairs holds, or one group cut into equal
-  // chunks when a group alone holds more. Pass 3 runs set by set: the set's dQ, then its dK
-  // and dV by key range (Note [dK/dV by key range]). Short sequences keep few, full chunks (64K,
-  // GQA 1: two sets of 10 and 6 groups).
+  // chunks when a group alone holds more. Pass 3 runs set by set: the set's dQ, and its dK and
+  // dV for the whole set at once or by key range (Note [dK/dV by key range]). Short sequences
+  // keep few, full chunks (64K, GQA 1: two sets of 10 and 6 groups).
   const int64_t group_rows = (p.Hq / p.Hkv) * p.Lq, n_groups = p.B * p.Hkv;
   const int64_t n_kb = (p.Lkv + kBN - 1) / kBN;
   int64_t max_rows = std::max<int64_t>(1, chunk_pairs() / k);

@@ -137,7 +137,7 @@ __device__ __forceinline__ void row_gate(const SuperlinearParams& p, int64_t row
 }
 
 // The gate terms of slot j of a row (spec §9; kernels/superlinear_span_bwd_cuda.cu has the
-// math) from the forward's metadata and yrow[m] = y_m = <dO, ww_m O_w + wm_m O_m> of the row's
+// math) from the forward's metadata and yrow[m] = y_m = <dO, ww_m O_w + wj_m O_m> of the row's
 // slots (0 where a slot adds nothing): c1 = g_j wj_j, c2 = c1 y_j and dscore = g_j (y_j - ybar),
 // ybar = sum_m g_m y_m in slot order (0 for an empty slot). The slot tables compute c1 and c2
 // here, so the backward stores y and dscore per pair, not all four (Note [row terms per set]).
