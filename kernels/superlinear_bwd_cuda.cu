@@ -432,6 +432,12 @@ void backward_typed(const SuperlinearBackwardParams& bp, int device, cudaStream_
 
 }  // namespace
 
+void key_offsets(const uint32_t* keys, int64_t n, int64_t n_keys, int32_t* offsets,
+                 cudaStream_t s) {
+  pair_offsets_kernel<<<grid_1d(n_keys + 1), 256, 0, s>>>(keys, n, n_keys, offsets);
+  SL_CUDA_LAUNCH_CHECK();
+}
+
 AnchorIndex anchor_index(const SuperlinearParams& p, int device, cudaStream_t s, int64_t bg0,
                          int64_t n_bg) {
   const Device dev = Device::cuda(device);
@@ -456,8 +462,7 @@ AnchorIndex anchor_index(const SuperlinearParams& p, int device, cudaStream_t s,
   Tensor temp = Tensor::empty({int64_t(temp_bytes / 8 + 1)}, DType::I64, dev);
   SL_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.data_ptr(), temp_bytes, keys_in, keys_out,
                                                 vals_in, vals_out, n, 0, end_bit, s));
-  pair_offsets_kernel<<<grid_1d(n_keys + 1), 256, 0, s>>>(keys_out, n, n_keys, offsets);
-  SL_CUDA_LAUNCH_CHECK();
+  key_offsets(keys_out, n, n_keys, offsets, s);
   ai.pairs = vals_out;
   ai.offsets = offsets;
   return ai;

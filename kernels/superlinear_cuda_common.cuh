@@ -271,6 +271,10 @@ struct AnchorIndex {
 };
 AnchorIndex anchor_index(const SuperlinearParams& p, int device, cudaStream_t s, int64_t bg0 = 0,
                          int64_t n_bg = -1);
+// offsets[x] = the first position of the ascending keys[0 .. n) whose key is >= x, for x in
+// [0, n_keys]: the CSR of anchor_index, and of the backward's key ranges
+// (kernels/superlinear_span_bwd_cuda.cu).
+void key_offsets(const uint32_t* keys, int64_t n, int64_t n_keys, int32_t* offsets, cudaStream_t s);
 // The tensor-core backward on the same tiles (kernels/superlinear_span_bwd_cuda.cu), for the
 // same inputs; both of bp.deterministic's modes take it (it uses no atomics).
 void backward_spans(const SuperlinearBackwardParams& bp, int device);

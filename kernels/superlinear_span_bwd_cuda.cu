@@ -212,22 +212,6 @@ __global__ void window_keys_kernel(SuperlinearParams p, int64_t bg0, int64_t n_k
   keys[x] = uint32_t((anchor_block(p, bg0, n_kb, v) - wy0) * kBN + p.anchors[v] % kBN);
 }
 
-// offsets[x] = first sorted position whose key is >= x, for x in [0, n_keys].
-__global__ void key_offsets_kernel(const uint32_t* keys, int64_t n, int64_t n_keys,
-                                   int32_t* offsets) {
-  const int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (x > n_keys) return;
-  int64_t lo = 0, hi = n;
-  while (lo < hi) {
-    const int64_t mid = (lo + hi) / 2;
-    if (int64_t(keys[mid]) < x)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  offsets[x] = int32_t(lo);
-}
-
 // One warp per key of blocks y0 .. y0 + n_y - 1 (local key x = (y - y0) 64 + u % 64): dK = acc
 // + sum over the pairs anchored at the key (sorted positions offsets[o] .. offsets[o + 1] - 1,
 // in pair order, o = x, or (bg - bg0) Lkv + u for anchor_index's offsets: by_group) of dscore
@@ -439,9 +423,7 @@ class DkvRanges {
       SL_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp_.data_ptr(), bytes, keys, keys_sorted, sel,
                                                     vals, n_sel, 0, end_bit, s));
     }
-    key_offsets_kernel<<<blocks_for(n_keys + 1), 256, 0, s>>>(keys_sorted, n_sel, n_keys,
-                                                              offsets_.data<int32_t>());
-    SL_CUDA_LAUNCH_CHECK();
+    key_offsets(keys_sorted, n_sel, n_keys, offsets_.data<int32_t>(), s);
     return vals;
   }
   void grow(int64_t n) {
