@@ -15,7 +15,7 @@
 // Passes (chunks of query rows, Note [span chunks]; the tile kernels are in
 // kernels/superlinear_span_bwd_tiles_cuda.cu):
 //   1. per chunk: tiles; y pass (S = Q K^T, dP = dO V^T, ys += rowsum(P dP)); rows: y_j and
-//      dscore_j per pair (c1 and c2 follow, pair_terms), alpha, alpha_y, dQs. Without a window,
+//      dscore_j per pair (c1 and c2 follow, gate_coefs), alpha, alpha_y, dQs. Without a window,
 //      set by set just before the set's pass 3 (Note [row terms per set]). When the forward kept
 //      its partials (Note [kept partials] in kernels/superlinear.h) there is no y pass: rows
 //      reads ys_j = <dO, O_j> from the kept span outputs and the window output from the kept one.
@@ -62,7 +62,7 @@ __device__ __forceinline__ uint16_t to_bf16(float v) {
   return *reinterpret_cast<const uint16_t*>(&b);
 }
 
-// The row terms (Note [row terms per set]) of pairs v0 ..: y[v - v0] (pair_terms gives c1 and
+// The row terms (Note [row terms per set]) of pairs v0 ..: y[v - v0] (gate_coefs gives c1 and
 // c2 from it) and dscore[v - v0]; and the window's alpha and alpha_y.
 struct RowTerms {
   float *y, *dscore;       // per pair
@@ -73,7 +73,7 @@ struct RowTerms {
 // Row terms of each query row of the chunk (one warp per row; lane per E = D / 32 elements):
 // y_j from ys (this chunk's y pass) or, when the forward kept them, from the span outputs
 // span_out [rows, k, D] (Note [kept partials]), and the window output; then alpha, alpha_y and
-// dQs = sum_j dscore_j K[a_j] (pair_terms).
+// dscore and dQs = sum_j dscore_j K[a_j].
 template <int D>
 __global__ void rows_kernel(SpanArgs a, const uint16_t* dout, const uint16_t* ow, const float* ys,
                             const uint16_t* span_out, RowTerms rt, uint16_t* dqs, int64_t row0,
@@ -129,7 +129,7 @@ __global__ void rows_kernel(SpanArgs a, const uint16_t* dout, const uint16_t* ow
 #pragma unroll
   for (int j = 0; j < kMaxK; ++j) {
     if (j >= k) continue;
-    const float ds = an[j] >= 0 ? g[j] * (y[j] - ybar) : 0.f;  // as pair_terms' dscore
+    const float ds = an[j] >= 0 ? g[j] * (y[j] - ybar) : 0.f;
     if (lane == 0) rt.y[row * k + j - rt.v0] = y[j], rt.dscore[row * k + j - rt.v0] = ds;
     if (an[j] < 0) continue;
 #pragma unroll
@@ -171,26 +171,24 @@ __global__ void dq_rows_kernel(SpanArgs a, const float* dq_pair, const uint16_t*
 
 // ---- dK/dV by key range (Note [dK/dV by key range]) ----
 
-// Pairs per anchor block: hist[y] += 1 for each pair of the set (global ids v0 .. v0 + n - 1)
-// anchored in block y = (bg - bg0) n_kb + a / 64. Integer atomics: the counts are exact.
-__global__ void anchor_blocks_kernel(SuperlinearParams p, int64_t bg0, int64_t n_kb, int64_t v0,
-                                     int64_t n, int32_t* hist) {
-  const int64_t r = p.Hq / p.Hkv;
-  for (int64_t x = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; x < n;
-       x += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t v = v0 + x, row = v / p.cfg.k, h = (row / p.Lq) % p.Hq, b = row / (p.Lq * p.Hq);
-    const int32_t a = p.anchors[v];
-    if (a >= 0) atomicAdd(hist + (b * p.Hkv + h / r - bg0) * n_kb + a / kBN, 1);
-  }
-}
-
-// The set-local block of a pair's anchor, -1 for an empty slot.
+// The set-local block y = (bg - bg0) n_kb + a / 64 of pair v's anchor a, -1 for an empty slot.
 __device__ __forceinline__ int64_t anchor_block(const SuperlinearParams& p, int64_t bg0,
                                                 int64_t n_kb, int64_t v) {
   const int32_t a = p.anchors[v];
   if (a < 0) return -1;
   const int64_t row = v / p.cfg.k, h = (row / p.Lq) % p.Hq, b = row / (p.Lq * p.Hq);
   return (b * p.Hkv + h / (p.Hq / p.Hkv) - bg0) * n_kb + a / kBN;
+}
+
+// Pairs per anchor block: hist[y] += 1 for each pair of the set (global ids v0 .. v0 + n - 1)
+// anchored in block y (anchor_block). Integer atomics: the counts are exact.
+__global__ void anchor_blocks_kernel(SuperlinearParams p, int64_t bg0, int64_t n_kb, int64_t v0,
+                                     int64_t n, int32_t* hist) {
+  for (int64_t x = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; x < n;
+       x += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t y = anchor_block(p, bg0, n_kb, v0 + x);
+    if (y >= 0) atomicAdd(hist + y, 1);
+  }
 }
 
 // Selects the pairs anchored in blocks [wy0, wy1) (DeviceSelect::If, stable).
@@ -346,9 +344,7 @@ class DkvRanges {
 
   void run(int64_t bg0, int64_t n_bg, cudaStream_t s, const Dkv& dkv, const Finish& finish) {
     if (whole_) {  // the set's routing index, as the whole-set path always had
-      int device = 0;
-      SL_CUDA_CHECK(cudaGetDevice(&device));
-      const AnchorIndex ai = anchor_index(p_, device, s, bg0, n_bg);
+      const AnchorIndex ai = anchor_index(p_, dev_.index, s, bg0, n_bg);
       finish(ai.pairs, ai.offsets, true, 0, n_bg * n_kb_, dk_acc(), dv_acc());
       return;
     }
@@ -522,15 +518,15 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
 
   // Note [row terms per set]
   // Pass 1 keeps two floats per pair, y_j and dscore_j; the slot tables compute c1 and c2 from
-  // y and the forward's metadata (pair_terms), where they used to be stored too: 12 bytes per
+  // y and the forward's metadata (gate_coefs), where they used to be stored too: 12 bytes per
   // pair, 576 MiB at 1M tokens and 16 heads. Without a window, nothing needs them across sets,
   // so pass 1 runs set by set just before the set's pass 3 and they are held for one set's pairs
   // (192 MiB at 1M GQA 8, where a set is one group of 8 heads). With a window, the window's
   // backward needs alpha and alpha_y of every row before any set's pass 3, so pass 1 runs over
   // every row first and the terms are held for all pairs. Measured and dropped: dscore from
-  // pair_terms in the finish too (4 bytes per pair less): the finish went from 0.45 to 0.71 ms
-  // at 64K GQA 8, and from 0.80 to 1.35 ms at 64K GQA 1 (H200), where the backward's margin over
-  // 100 TFLOP/s is small.
+  // y and the row's gate in the finish too (4 bytes per pair less): the finish went from 0.45 to
+  // 0.71 ms at 64K GQA 8, and from 0.80 to 1.35 ms at 64K GQA 1 (H200), where the backward's margin
+  // over 100 TFLOP/s is small.
   const bool terms_per_set = W == 0;
   const int64_t term_pairs = terms_per_set ? set_rows * k : n;
   Tensor terms = Tensor::empty({2 * term_pairs + (W > 0 ? 2 * rows : 0)}, DType::F32, dev);

@@ -64,7 +64,7 @@ struct SlotTable {
 };
 
 // The backward's tile passes (kernels/superlinear_span_bwd_tiles_cuda.cu), D in {64, 128}: the
-// slot table of a chunk's tiles (c1, c2 from y[v - y_v0] of pair v, pair_terms; y null: c1 =
+// slot table of a chunk's tiles (c1, c2 from y[v - y_v0] of pair v, gate_coefs; y null: c1 =
 // c2 = 0); the y pass
 // (ys[lp] = sum_u P_u dP_u); the dQ pass (dq_pair[lp] = sum_u P_u (c1 dP_u - c2) K_u / sqrt(D),
 // f32); the dK/dV pass (adds dK / sqrt(D) and dV of the chunk's tiles to the f32 accumulators [n_y
@@ -134,35 +134,6 @@ __device__ __forceinline__ void row_gate(const SuperlinearParams& p, int64_t row
     sc[j] = j < k ? static_cast<const float*>(p.scores)[row * k + j] : -INFINITY;
   }
   gate_weights(k, sc, an, g);
-}
-
-// The gate terms of slot j of a row (spec §9; kernels/superlinear_span_bwd_cuda.cu has the
-// math) from the forward's metadata and yrow[m] = y_m = <dO, ww_m O_w + wj_m O_m> of the row's
-// slots (0 where a slot adds nothing): c1 = g_j wj_j, c2 = c1 y_j and dscore = g_j (y_j - ybar),
-// ybar = sum_m g_m y_m in slot order (0 for an empty slot). The slot tables compute c1 and c2
-// here, so the backward stores y and dscore per pair, not all four (Note [row terms per set]).
-struct PairTerms {
-  float c1, c2, dscore;
-};
-__device__ __forceinline__ PairTerms pair_terms(const SuperlinearParams& p, int64_t row, int j,
-                                                const float* yrow) {
-  const int k = p.cfg.k;
-  float g[kMaxK];
-  int32_t an[kMaxK];
-  row_gate(p, row, an, g);
-  float ybar = 0.f;
-#pragma unroll
-  for (int m = 0; m < kMaxK; ++m)
-    if (m < k) ybar += g[m] * yrow[m];
-  PairTerms t{0.f, 0.f, 0.f};
-  if (an[j] < 0) return t;
-  const float lse_w = static_cast<const float*>(p.lse_w)[row];
-  const float lj = static_cast<const float*>(p.lse_s)[row * k + j];
-  const float wj = expf(lj - logaddexp(lse_w, lj));
-  t.c1 = g[j] * wj;
-  t.c2 = t.c1 * yrow[j];
-  t.dscore = g[j] * (yrow[j] - ybar);
-  return t;
 }
 
 // A pair's or a tile's footprint from its key: key = ((b * Hkv + g) * kb_stride + kb0) << 8 |
