@@ -1,7 +1,8 @@
 // Differentiable superlinear attention. The backward captures the four inputs and the forward's
-// O(L k) metadata (anchors, gate scores, window and span log-sum-exps), and with keep_partials
-// the window and span outputs; everything else, and nothing of size L x candidates, is
-// recomputed (kernels/superlinear_cpu.cpp, kernels/superlinear_span_bwd_cuda.cu).
+// O(L k) metadata that its path reads (anchors, span log-sum-exps, and gate scores and the
+// window's log-sum-exp where it needs them: Note [saved for backward] in kernels/superlinear.h),
+// and with keep_partials the window and span outputs; everything else, and nothing of size L x
+// candidates, is recomputed (kernels/superlinear_cpu.cpp, kernels/superlinear_span_bwd_cuda.cu).
 #include "autograd/ops_superlinear.h"
 
 namespace sl::ag {
@@ -15,7 +16,7 @@ Var superlinear_attention(const Var& qa, const Var& qs, const Var& k, const Var&
       kernels::superlinear_forward(qa.value(), qs.value(), k.value(), v.value(), cfg, doc_starts,
                                    q_start, nullptr, keep_partials);
   Tensor out = f.out;
-  f.out = Tensor();
+  kernels::drop_unsaved(f, qa.value(), k.value(), cfg);
   return make_result(
       "superlinear_attention", out, {qa, qs, k, v},
       [qav = qa.value(), qsv = qs.value(), kv = k.value(), vv = v.value(), f, cfg, doc_starts,

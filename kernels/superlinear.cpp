@@ -205,12 +205,41 @@ SuperlinearParams make_params(const Shapes& s, const Tensor& qa, const Tensor& q
   return p;
 }
 
+// Whether inputs like qa (D, device, dtype) with Lkv keys run on the CUDA tensor-core path
+// (superlinear_cuda_keeps_partials).
+bool tensor_core_path(const Tensor& qa, const Shapes& s) {
+#if SL_WITH_CUDA
+  if (!qa.device().is_cuda()) return false;
+  SuperlinearParams p{};
+  p.dtype = qa.dtype();
+  p.D = s.D;
+  p.Lkv = s.Lkv;
+  return superlinear_cuda_keeps_partials(p);
+#else
+  (void)qa, (void)s;
+  return false;
+#endif
+}
+
 }  // namespace
+
+void drop_unsaved(SuperlinearForward& f, const Tensor& qa, const Tensor& k,
+                  const SuperlinearConfig& cfg) {
+  f.out = Tensor();
+  SL_CHECK(qa.dim() == 4 && k.dim() == 4)
+      << kOp << ": drop_unsaved takes qa [B, Hq, Lq, D] and k [B, Hkv, Lkv, D]";
+  Shapes s{};
+  s.D = qa.size(3);
+  s.Lkv = k.size(2);
+  if (!tensor_core_path(qa, s)) return;
+  f.scores = Tensor();
+  if (window_len(cfg) == 0) f.lse_w = Tensor();
+}
 
 SuperlinearForward superlinear_forward(const Tensor& qa_in, const Tensor& qs_in, const Tensor& k_in,
                                        const Tensor& v_in, const SuperlinearConfig& cfg,
-                                       const Tensor& ds_in, int64_t q_start,
-                                       SuperlinearWork* work, bool keep_partials) {
+                                       const Tensor& ds_in, int64_t q_start, SuperlinearWork* work,
+                                       bool keep_partials) {
   Shapes s = check_args(qa_in, qs_in, k_in, v_in, cfg, ds_in, q_start);
   Tensor qa = qa_in.contiguous(), qs = qs_in.contiguous(), k = k_in.contiguous(),
          v = v_in.contiguous();
@@ -265,36 +294,48 @@ SuperlinearForward superlinear_forward(const Tensor& qa_in, const Tensor& qs_in,
 SuperlinearGrads superlinear_backward(const Tensor& dout_in, const Tensor& qa_in,
                                       const Tensor& qs_in, const Tensor& k_in, const Tensor& v_in,
                                       const SuperlinearForward& fwd, const SuperlinearConfig& cfg,
-                                      const Tensor& ds_in, int64_t q_start,
-                                      bool deterministic) {
+                                      const Tensor& ds_in, int64_t q_start, bool deterministic) {
   Shapes s = check_args(qa_in, qs_in, k_in, v_in, cfg, ds_in, q_start);
   const Tensor& dout = dout_in;
   SL_CHECK_SHAPE(kOp, dout, s.B, s.Hq, s.Lq, s.D);
   SL_CHECK_DEVICE(kOp, dout, qa_in.device());
   DType sdt = stat_dtype(qa_in.dtype());
   const Tensor &anchors = fwd.anchors, &scores = fwd.scores, &lse_w = fwd.lse_w, &lse_s = fwd.lse_s;
+  const bool tc = tensor_core_path(qa_in, s);
+  // Note [saved for backward]: the tensor-core path reads no scores, and lse_w only with a
+  // window.
+  SL_CHECK(scores.defined() || tc)
+      << kOp << ": fwd.scores is undefined, but only the CUDA tensor-core path (bf16, D 64 or "
+      << "128) computes the gate scores again; this backward (" << dtype_name(qa_in.dtype())
+      << ", D = " << s.D << ", " << qa_in.device().str() << ") needs the forward's";
+  SL_CHECK(lse_w.defined() || (tc && window_len(cfg) == 0))
+      << kOp << ": fwd.lse_w is undefined, but "
+      << (tc ? "the window is not empty (W = " + std::to_string(window_len(cfg)) + ")"
+             : std::string("this path reads it"));
   SL_CHECK_SHAPE(kOp, anchors, s.B, s.Hq, s.Lq, cfg.k);
-  SL_CHECK_SHAPE(kOp, scores, s.B, s.Hq, s.Lq, cfg.k);
-  SL_CHECK_SHAPE(kOp, lse_w, s.B, s.Hq, s.Lq);
   SL_CHECK_SHAPE(kOp, lse_s, s.B, s.Hq, s.Lq, cfg.k);
   SL_CHECK_DTYPE(kOp, anchors, DType::I32);
-  SL_CHECK_DTYPE(kOp, scores, sdt);
-  SL_CHECK_DTYPE(kOp, lse_w, sdt);
   SL_CHECK_DTYPE(kOp, lse_s, sdt);
+  if (scores.defined()) {
+    SL_CHECK_SHAPE(kOp, scores, s.B, s.Hq, s.Lq, cfg.k);
+    SL_CHECK_DTYPE(kOp, scores, sdt);
+  }
+  if (lse_w.defined()) {
+    SL_CHECK_SHAPE(kOp, lse_w, s.B, s.Hq, s.Lq);
+    SL_CHECK_DTYPE(kOp, lse_w, sdt);
+  }
   Tensor qa = qa_in.contiguous(), qs = qs_in.contiguous(), k = k_in.contiguous(),
          v = v_in.contiguous(), dO = dout.to(qa.dtype()).contiguous();
   Tensor ds = ds_in.defined() ? ds_in.contiguous() : Tensor();
-  Tensor an = anchors.contiguous(), sc = scores.contiguous(), lw = lse_w.contiguous(),
-         ls = lse_s.contiguous();
+  Tensor an = anchors.contiguous(), ls = lse_s.contiguous();
+  Tensor sc = scores.defined() ? scores.contiguous() : Tensor(),
+         lw = lse_w.defined() ? lse_w.contiguous() : Tensor();
   Device dev = qa.device();
   SuperlinearBackwardParams p{};
   p.fwd = make_params(s, qa, qs, k, v, ds, cfg);
   // The tensor-core path writes every element of the four gradients (its row and key kernels
   // cover all rows and keys); the other paths accumulate into zeros.
-  bool written = false;
-#if SL_WITH_CUDA
-  written = dev.is_cuda() && qa.numel() > 0 && superlinear_cuda_keeps_partials(p.fwd);
-#endif
+  const bool written = tc && qa.numel() > 0;
   auto grad = [&](const Tensor& like) {
     return written ? Tensor::empty(like.shape(), like.dtype(), dev)
                    : Tensor::zeros(like.shape(), like.dtype(), dev);
@@ -305,8 +346,8 @@ SuperlinearGrads superlinear_backward(const Tensor& dout_in, const Tensor& qa_in
   g.dk = grad(k);
   g.dv = grad(k);
   p.fwd.anchors = an.data<int32_t>();
-  p.fwd.scores = sc.data_ptr();
-  p.fwd.lse_w = lw.data_ptr();
+  p.fwd.scores = sc.defined() ? sc.data_ptr() : nullptr;
+  p.fwd.lse_w = lw.defined() ? lw.data_ptr() : nullptr;
   p.fwd.lse_s = ls.data_ptr();
   // The kept partials (Note [kept partials]): used only as the forward produced them.
   if (fwd.span_out.defined()) {

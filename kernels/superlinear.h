@@ -235,8 +235,23 @@ SuperlinearForward superlinear_forward(const Tensor& qa, const Tensor& qs, const
                                        const Tensor& v, const SuperlinearConfig& cfg,
                                        const Tensor& doc_starts = Tensor(), int64_t q_start = -1,
                                        SuperlinearWork* work = nullptr, bool keep_partials = false);
+// Note [saved for backward]
+// What a caller keeps from the forward for the backward. The CUDA tensor-core path (bf16, D 64
+// or 128) computes the gate scores again from Qs and K at the saved anchors (k dot products per
+// row, in the backward's row kernel, which reads those K rows anyway) and reads lse_w only with
+// a window (W > 0; it is -inf throughout otherwise). So there the forward's scores, and lse_w
+// when W = 0, need not live until the backward: 16 of the 40 bytes per query row of metadata
+// at k = 3, 256 MiB at 1M tokens and 16 heads. The recomputed scores sum D in another order
+// than the search's, so the gate weights the gradient uses can differ from the forward's in the
+// last bits of f32. Every other path reads all of the metadata.
+// Drops from f what superlinear_backward does not read for inputs like qa and k: always the
+// output; on the tensor-core path the scores, and lse_w when W = 0.
+void drop_unsaved(SuperlinearForward& f, const Tensor& qa, const Tensor& k,
+                  const SuperlinearConfig& cfg);
+
 // Gradients (spec §9) from the forward's saved metadata (and its kept partials, when defined);
-// no gradient through top-k or bounds.
+// no gradient through top-k or bounds. fwd.scores and (W = 0) fwd.lse_w may be undefined on the
+// tensor-core path (Note [saved for backward]).
 // deterministic (the default): no floating-point atomics, identical bits run to run; false: the
 // CUDA fast mode (fp32 atomics for dK/dV off the tensor-core path; on it, the same deterministic
 // kernels). The CPU reference is deterministic either way.

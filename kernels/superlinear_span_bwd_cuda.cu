@@ -62,18 +62,43 @@ __device__ __forceinline__ uint16_t to_bf16(float v) {
   return *reinterpret_cast<const uint16_t*>(&b);
 }
 
-// The row terms (Note [row terms per set]) of pairs v0 ..: y[v - v0] (gate_coefs gives c1 and
-// c2 from it) and dscore[v - v0]; and the window's alpha and alpha_y.
+// The row terms (Note [row terms per set]) of pairs v0 .. and their rows v0 / k ..: the gate
+// weight g[v - v0] and y[v - v0] of each pair (gate_coefs gives c1 and c2 from them), the row's
+// ybar[row - v0 / k] = sum_j g_j y_j, so that dscore = g (y - ybar) (dscore_of); and the window's
+// alpha and alpha_y.
 struct RowTerms {
-  float *y, *dscore;       // per pair
+  float *g, *y;            // per pair
+  float* ybar;             // per row
   float *alpha, *alpha_y;  // [rows], every row; null without a window
-  int64_t v0;              // the first pair held
+  int64_t v0;              // the first pair held (a whole row's: v0 % k == 0)
 };
 
+// dscore of pair v; rows_kernel's expression, so the same bits as the dQs it adds.
+__device__ __forceinline__ float dscore_of(const RowTerms& rt, int k, int64_t v) {
+  return rt.g[v - rt.v0] * (rt.y[v - rt.v0] - rt.ybar[v / k - rt.v0 / k]);
+}
+
 // Row terms of each query row of the chunk (one warp per row; lane per E = D / 32 elements):
-// y_j from ys (this chunk's y pass) or, when the forward kept them, from the span outputs
-// span_out [rows, k, D] (Note [kept partials]), and the window output; then alpha, alpha_y and
-// dscore and dQs = sum_j dscore_j K[a_j].
+// the gate from the saved scores or, without them, from scores computed again (Note [saved for
+// backward] in kernels/superlinear.h); y_j from ys (this chunk's y pass) or, when the forward
+// kept them, from the span outputs span_out [rows, k, D] (Note [kept partials]), and the window
+// output; then alpha, alpha_y and dscore and dQs = sum_j dscore_j K[a_j].
+// Elements lane * E .. lane * E + E - 1 of a bf16 row, as floats, in one load (E = 2 or 4).
+template <int E>
+__device__ __forceinline__ void lane_elems(const uint16_t* row, int lane, float (&x)[E]) {
+  static_assert(E == 2 || E == 4, "D = 64 or 128");
+  uint32_t w[E / 2];
+  if constexpr (E == 4) {
+    const uint2 v = *reinterpret_cast<const uint2*>(row + lane * E);
+    w[0] = v.x, w[1] = v.y;
+  } else {
+    w[0] = *reinterpret_cast<const uint32_t*>(row + lane * E);
+  }
+#pragma unroll
+  for (int i = 0; i < E / 2; ++i)
+    x[2 * i] = __uint_as_float(w[i] << 16), x[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+}
+
 template <int D>
 __global__ void rows_kernel(SpanArgs a, const uint16_t* dout, const uint16_t* ow, const float* ys,
                             const uint16_t* span_out, RowTerms rt, uint16_t* dqs, int64_t row0,
@@ -84,18 +109,48 @@ __global__ void rows_kernel(SpanArgs a, const uint16_t* dout, const uint16_t* ow
   const SuperlinearParams& p = a.p;
   const int lane = int(threadIdx.x) & 31, k = p.cfg.k;
   const Row r = locate_row(p, row);
-  const float lse_w = static_cast<const float*>(p.lse_w)[row];
-  const uint16_t* dorow = dout + row * D;
+  const float lse_w = p.lse_w ? static_cast<const float*>(p.lse_w)[row] : -INFINITY;
+  const uint16_t* kb =
+      static_cast<const uint16_t*>(p.k) + (r.b * p.Hkv + r.h / (p.Hq / p.Hkv)) * p.Lkv * D;
+  float dor[E], x[E];
+  lane_elems<E>(dout + row * D, lane, dor);
   float yw = 0.f;
   if (ow) {
-    const uint16_t* owrow = ow + ((r.b * p.Lq + r.i) * p.Hq + r.h) * D;
+    lane_elems<E>(ow + ((r.b * p.Lq + r.i) * p.Hq + r.h) * D, lane, x);
 #pragma unroll
-    for (int e = 0; e < E; ++e) yw += bf16_at(dorow, lane * E + e) * bf16_at(owrow, lane * E + e);
+    for (int e = 0; e < E; ++e) yw += dor[e] * x[e];
     yw = warp_sum(yw);
   }
-  float g[kMaxK], y[kMaxK];
+  // The anchors' K rows, read once for the scores (when computed again) and for dQs.
   int32_t an[kMaxK];
-  row_gate(p, row, an, g);
+  float kr[kMaxK][E];
+#pragma unroll
+  for (int j = 0; j < kMaxK; ++j) {
+    an[j] = j < k ? p.anchors[row * k + j] : kNoAnchor;
+    if (an[j] >= 0) {
+      lane_elems<E>(kb + int64_t(an[j]) * D, lane, kr[j]);
+    } else {
+#pragma unroll
+      for (int e = 0; e < E; ++e) kr[j][e] = 0.f;
+    }
+  }
+  float g[kMaxK], y[kMaxK];
+  if (p.scores) {
+    row_gate(p, row, an, g);
+  } else {  // the search's score <Qs, K[a_j]>, summed in another order (f32 either way)
+    lane_elems<E>(static_cast<const uint16_t*>(p.qs) + row * D, lane, x);
+    float sc[kMaxK];
+#pragma unroll
+    for (int j = 0; j < kMaxK; ++j) {
+      sc[j] = -INFINITY;
+      if (an[j] < 0) continue;  // the same for the whole warp (one row)
+      float d = 0.f;
+#pragma unroll
+      for (int e = 0; e < E; ++e) d = fmaf(x[e], kr[j][e], d);
+      sc[j] = warp_sum(d);
+    }
+    gate_weights(k, sc, an, g);
+  }
   float ybar = 0.f, alpha = 0.f, alpha_y = 0.f;
 #pragma unroll
   for (int j = 0; j < kMaxK; ++j) {
@@ -108,10 +163,9 @@ __global__ void rows_kernel(SpanArgs a, const uint16_t* dout, const uint16_t* ow
     const float wj = an[j] >= 0 ? expf(lj - lam) : 0.f;
     float ysj = 0.f;
     if (an[j] >= 0 && span_out) {
-      const uint16_t* osrow = span_out + (row * k + j) * D;
+      lane_elems<E>(span_out + (row * k + j) * D, lane, x);
 #pragma unroll
-      for (int e = 0; e < E; ++e)
-        ysj += bf16_at(dorow, lane * E + e) * bf16_at(osrow, lane * E + e);
+      for (int e = 0; e < E; ++e) ysj += dor[e] * x[e];
       ysj = warp_sum(ysj);
     } else if (an[j] >= 0) {
       ysj = ys[row * k + j - a.p0];
@@ -124,17 +178,15 @@ __global__ void rows_kernel(SpanArgs a, const uint16_t* dout, const uint16_t* ow
   float dq[E];
 #pragma unroll
   for (int e = 0; e < E; ++e) dq[e] = 0.f;
-  const uint16_t* kb =
-      static_cast<const uint16_t*>(p.k) + (r.b * p.Hkv + r.h / (p.Hq / p.Hkv)) * p.Lkv * D;
+  if (lane == 0) rt.ybar[row - rt.v0 / k] = ybar;
 #pragma unroll
   for (int j = 0; j < kMaxK; ++j) {
     if (j >= k) continue;
-    const float ds = an[j] >= 0 ? g[j] * (y[j] - ybar) : 0.f;
-    if (lane == 0) rt.y[row * k + j - rt.v0] = y[j], rt.dscore[row * k + j - rt.v0] = ds;
+    if (lane == 0) rt.g[row * k + j - rt.v0] = g[j], rt.y[row * k + j - rt.v0] = y[j];
     if (an[j] < 0) continue;
+    const float ds = g[j] * (y[j] - ybar);
 #pragma unroll
-    for (int e = 0; e < E; ++e)
-      dq[e] = fmaf(ds, bf16_at(kb, int64_t(an[j]) * D + lane * E + e), dq[e]);
+    for (int e = 0; e < E; ++e) dq[e] = fmaf(ds, kr[j][e], dq[e]);
   }
   if (lane == 0 && rt.alpha) rt.alpha[row] = alpha, rt.alpha_y[row] = alpha_y;
 #pragma unroll
@@ -213,13 +265,13 @@ __global__ void window_keys_kernel(SuperlinearParams p, int64_t bg0, int64_t n_k
 // One warp per key of blocks y0 .. y0 + n_y - 1 (local key x = (y - y0) 64 + u % 64): dK = acc
 // + sum over the pairs anchored at the key (sorted positions offsets[o] .. offsets[o + 1] - 1,
 // in pair order, o = x, or (bg - bg0) Lkv + u for anchor_index's offsets: by_group) of dscore
-// Qs (dscore[v - dscore_v0]) + window; dV = acc + window.
+// Qs (dscore_of) + window; dV = acc + window.
 template <int D>
 __global__ void finish_range_kernel(SuperlinearParams p, int64_t bg0, int64_t n_kb, int64_t y0,
                                     int64_t n_y, const float* dk_acc, const float* dv_acc,
                                     const int32_t* pairs, const int32_t* offsets, bool by_group,
-                                    const float* dscore, int64_t dscore_v0, const uint16_t* dk_w,
-                                    const uint16_t* dv_w, uint16_t* dk, uint16_t* dv) {
+                                    RowTerms rt, const uint16_t* dk_w, const uint16_t* dv_w,
+                                    uint16_t* dk, uint16_t* dv) {
   constexpr int E = D / 32;
   const int64_t x = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   if (x >= n_y * kBN) return;
@@ -237,7 +289,7 @@ __global__ void finish_range_kernel(SuperlinearParams p, int64_t bg0, int64_t n_
   const int64_t o = by_group ? (bg - bg0) * p.Lkv + u : x;
   for (int32_t i = offsets[o]; i < offsets[o + 1]; ++i) {
     const int64_t v = pairs[i];
-    const float ds = dscore[v - dscore_v0];
+    const float ds = dscore_of(rt, k, v);
     const uint16_t* q = qs + (v / k) * D + lane * E;
 #pragma unroll
     for (int e = 0; e < E; ++e) dkx[e] = fmaf(ds, bf16_at(q, e), dkx[e]);
@@ -278,13 +330,24 @@ __global__ void window_dout_kernel(SuperlinearParams p, const uint16_t* dout, co
 //   behind and ahead of an anchor, in blocks), so a range needs the pairs anchored in
 //   [y0 - cf, y1 + cb): a stable DeviceSelect over the set's pairs, then a stable radix sort by
 //   anchor, whose offsets also index the routing term dscore Qs of each key;
-// - the sorted pairs go to the tile builder in slices of at most a chunk (a range with more
-//   pairs than that, e.g. every query anchoring on one block, takes several slices, each adding
-//   to the accumulators), then the dK/dV pass over the range's blocks, then the finish.
+// - the sorted pairs go to the tile builder in slices of at most range_slice_pairs() (a range
+//   with more pairs than that, e.g. every query anchoring on one block, takes several slices,
+//   each adding to the accumulators), then the dK/dV pass over the range's blocks, then the
+//   finish.
 // Every step is stable or exact, so the result is bitwise reproducible. The accumulators take
-// kRangeAccBytes; the selection about 16 bytes per selected pair. With ranges, the chunks of rows
-// shrink so that the dQ pass's f32 rows take kRangeDqBytes (chunks of 512K pairs at D = 128
-// instead of 2M); the ranges' slices keep the full chunk size.
+// range_acc_bytes(); the selection about 16 bytes per selected pair. With ranges, the chunks of
+// rows shrink so that the dQ pass's f32 rows take range_dq_bytes() (chunks of 256K pairs at
+// D = 128 instead of 2M).
+//
+// The three sizes trade time for memory. H200, balanced, D = 128, 1M tokens, GQA 8, backward ms
+// and workspace MiB (experiments/range_sizes_probe.sh sets them through SL_RANGE_DQ_MIB,
+// SL_RANGE_SLICE_PAIRS and SL_RANGE_ACC_MIB; results/2026-11-28-h200-range-sizes.md),
+// dQ MiB / slice pairs / accumulator MiB:
+//   256 / 2M / 128: 612 ms, 1303 MiB    256 / 2M / 32: 625, 1164    256 / 1M / 32: 650, 1054
+//   192 / 1M / 32: 654, 994             128 / 2M / 32: 673, 1033    128 / 1M / 32: 692, 929
+// Smaller accumulators cost little (more ranges, each a selection and a sort); smaller slices
+// and chunks of rows cost more, since fewer pairs fill fewer tiles. 128 / 1M / 32 (the
+// defaults) keep the backward's workspace 9% under K + V = 1024 MiB there.
 //
 // Ranges cost time: each builds its tiles again (the dQ pass's chunks of rows cannot serve), and
 // a range's dK/dV launch is a few waves of unequal blocks. H200, balanced, D = 128, 16 heads,
@@ -294,9 +357,23 @@ __global__ void window_dout_kernel(SuperlinearParams p, const uint16_t* dout, co
 // runs per chunk of rows on the dQ pass's tiles; only longer sets (1M tokens at GQA 8: 1.4 GiB)
 // take ranges. SL_DKV_RANGE_BLOCKS forces ranges of at most that many blocks (a testing knob:
 // the GPU tests force ranges of one and of three blocks).
-constexpr int64_t kRangeAccBytes = int64_t(128) << 20;
-constexpr int64_t kRangeDqBytes = int64_t(256) << 20;
 constexpr int64_t kWholeSetBytes = int64_t(1) << 30;
+
+// A size of the ranges: its default, or the sandbox's setting of environment variable `name`.
+inline int64_t range_size(const char* name, int64_t dflt) {
+  const char* env = std::getenv(name);
+  const int64_t v = env ? std::atoll(env) : 0;
+  return v > 0 ? v : dflt;
+}
+inline int64_t range_acc_bytes() {
+  return range_size("SL_RANGE_ACC_MIB", 32) << 20;
+}
+inline int64_t range_dq_bytes() {
+  return range_size("SL_RANGE_DQ_MIB", 128) << 20;
+}
+inline int64_t range_slice_pairs() {
+  return range_size("SL_RANGE_SLICE_PAIRS", int64_t(1) << 20);
+}
 
 inline int64_t forced_range_blocks() {
   const char* env = std::getenv("SL_DKV_RANGE_BLOCKS");
@@ -323,9 +400,10 @@ class DkvRanges {
     cb_ = (len_b(p.cfg, p.Lkv) + kBN - 1) / kBN;
     cf_ = (len_f(p.cfg, p.Lkv) + kBN - 1) / kBN;
     const int64_t set_blocks = set_groups * n_kb, forced = forced_range_blocks();
-    max_blocks_ = whole_   ? set_blocks
-                  : forced ? std::min(forced, set_blocks)
-                           : std::clamp<int64_t>(kRangeAccBytes / (kBN * p.D * 8), 1, set_blocks);
+    max_blocks_ = whole_ ? set_blocks
+                  : forced
+                      ? std::min(forced, set_blocks)
+                      : std::clamp<int64_t>(range_acc_bytes() / (kBN * p.D * 8), 1, set_blocks);
     acc_ = Tensor::empty({2 * max_blocks_ * kBN * p.D}, DType::F32, dev);
     if (whole_) return;
     hist_ = Tensor::empty({set_groups * n_kb}, DType::I32, dev);
@@ -477,11 +555,11 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
   const int64_t n_kb = (p.Lkv + kBN - 1) / kBN;
   int64_t max_rows = std::max<int64_t>(1, chunk_pairs() / k);
   // Note [dK/dV by key range]: sets too long to take whole take ranges of up to range_cap pairs
-  // per slice, and chunks of rows whose f32 dQ rows fit kRangeDqBytes.
+  // per slice, and chunks of rows whose f32 dQ rows fit range_dq_bytes().
   const bool whole =
       DkvRanges::whole_sets(p, std::clamp<int64_t>(max_rows / group_rows, 1, n_groups), n_kb);
-  const int64_t range_cap = max_rows * k;
-  if (!whole) max_rows = std::clamp<int64_t>(kRangeDqBytes / (k * D * 4), 1, max_rows);
+  const int64_t range_cap = std::min(max_rows * k, range_slice_pairs());
+  if (!whole) max_rows = std::clamp<int64_t>(range_dq_bytes() / (k * D * 4), 1, max_rows);
   const int64_t set_groups = std::clamp<int64_t>(max_rows / group_rows, 1, n_groups);
   const int64_t n_sets = (n_groups + set_groups - 1) / set_groups;
   const int64_t set_rows = set_groups * group_rows;
@@ -505,35 +583,39 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
 
   // Note [slot tables]: 28 bytes per tile row, sized per chunk from its tile count.
   Tensor slot_mem;
-  auto slot_table = [&](const SpanArgs& a, int64_t n_tiles, const float* y, int64_t v0) {
+  auto slot_table = [&](const SpanArgs& a, int64_t n_tiles, const RowTerms* rt) {
     const int64_t slots = n_tiles * kTile;
     if (slot_mem.numel() < slots * 7) slot_mem = Tensor::empty({slots * 7}, DType::I32, dev);
     int32_t* base = slot_mem.data<int32_t>();
     float* f = reinterpret_cast<float*>(base);
     SlotTable st{base,          base + slots,     f + 2 * slots,   f + 3 * slots,
                  f + 4 * slots, base + 5 * slots, base + 6 * slots};
-    bwd_slot_table(a, n_tiles, y, v0, st, s);
+    bwd_slot_table(a, n_tiles, rt ? rt->g : nullptr, rt ? rt->y : nullptr, rt ? rt->v0 : 0, st, s);
     return st;
   };
 
   // Note [row terms per set]
-  // Pass 1 keeps two floats per pair, y_j and dscore_j; the slot tables compute c1 and c2 from
-  // y and the forward's metadata (gate_coefs), where they used to be stored too: 12 bytes per
-  // pair, 576 MiB at 1M tokens and 16 heads. Without a window, nothing needs them across sets,
-  // so pass 1 runs set by set just before the set's pass 3 and they are held for one set's pairs
-  // (192 MiB at 1M GQA 8, where a set is one group of 8 heads). With a window, the window's
-  // backward needs alpha and alpha_y of every row before any set's pass 3, so pass 1 runs over
-  // every row first and the terms are held for all pairs. Measured and dropped: dscore from
-  // y and the row's gate in the finish too (4 bytes per pair less): the finish went from 0.45 to
-  // 0.71 ms at 64K GQA 8, and from 0.80 to 1.35 ms at 64K GQA 1 (H200), where the backward's margin
-  // over 100 TFLOP/s is small.
+  // Pass 1 keeps, per pair, the gate weight g_j and y_j, and per row ybar = sum_j g_j y_j: the
+  // slot tables compute c1 and c2 from them and the forward's lse (gate_coefs), the finish
+  // dscore = g (y - ybar) (dscore_of). So pass 3 reads no gate scores, and the forward need not
+  // keep them (Note [saved for backward] in kernels/superlinear.h); c1, c2 and dscore stored
+  // (before 4f0b94e) took 12 bytes per pair, 576 MiB at 1M tokens and 16 heads, these 9.3. Without
+  // a window, nothing needs the terms across sets, so pass 1 runs set by set just before the set's
+  // pass 3 and they are held for one set's pairs (224 MiB at 1M GQA 8, where a set is one group of
+  // 8 heads). With a window, the window's backward needs alpha and alpha_y of every row before any
+  // set's pass 3, so pass 1 runs over every row first and the terms are held for all pairs.
+  // Measured and dropped (723e63b): the gate computed again from the scores in the finish instead
+  // of stored: the finish went from 0.45 to 0.71 ms at 64K GQA 8, and from 0.80 to 1.35 ms at 64K
+  // GQA 1 (H200), where the backward's margin over 100 TFLOP/s is small.
   const bool terms_per_set = W == 0;
   const int64_t term_pairs = terms_per_set ? set_rows * k : n;
-  Tensor terms = Tensor::empty({2 * term_pairs + (W > 0 ? 2 * rows : 0)}, DType::F32, dev);
+  Tensor terms =
+      Tensor::empty({2 * term_pairs + term_pairs / k + (W > 0 ? 2 * rows : 0)}, DType::F32, dev);
   RowTerms rt;
-  rt.y = terms.data<float>();
-  rt.dscore = rt.y + term_pairs;
-  rt.alpha = W > 0 ? rt.dscore + term_pairs : nullptr;
+  rt.g = terms.data<float>();
+  rt.y = rt.g + term_pairs;
+  rt.ybar = rt.y + term_pairs;
+  rt.alpha = W > 0 ? rt.ybar + term_pairs / k : nullptr;
   rt.alpha_y = W > 0 ? rt.alpha + rows : nullptr;
   rt.v0 = 0;
 
@@ -550,7 +632,7 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
         n_tiles = tiles.build(p, row0 * k, nrows * k, a, s);
         built = true;
         if (n_tiles > 0) {
-          const SlotTable st = slot_table(a, n_tiles, nullptr, 0);
+          const SlotTable st = slot_table(a, n_tiles, nullptr);
           bwd_y_tiles(a, st, dout, n_tiles, ys_ptr, s);
         }
       } else {
@@ -604,7 +686,7 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
       last = false;
       SlotTable st{};
       if (n_tiles > 0) {
-        st = slot_table(a, n_tiles, rt.y, rt.v0);
+        st = slot_table(a, n_tiles, &rt);
         bwd_dq_tiles(a, st, dout, n_tiles, dq_pair.data<float>(), s);
       }
       dq_rows_kernel<D><<<blocks_for(nrows, 8), 256, 0, s>>>(
@@ -622,15 +704,15 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
             float* dv_acc) {
           const int64_t nt = tiles.build(p, 0, n_list, a, s, /*host_count=*/true, list);
           if (nt == 0) return;
-          const SlotTable st = slot_table(a, nt, rt.y, rt.v0);
+          const SlotTable st = slot_table(a, nt, &rt);
           bwd_dkv(a, st, dout, nt, tiles.max_nb(), bg0, y0, n_y, dk_acc, dv_acc, s);
         },
         [&](const int32_t* pairs, const int32_t* offsets, bool by_group, int64_t y0, int64_t n_y,
             const float* dk_acc, const float* dv_acc) {
           timer.mark(5);
           finish_range_kernel<D><<<blocks_for(n_y * kBN, 8), 256, 0, s>>>(
-              p, bg0, tiles.n_kb(), y0, n_y, dk_acc, dv_acc, pairs, offsets, by_group, rt.dscore,
-              rt.v0, dk_w, dv_w, static_cast<uint16_t*>(bp.dk), static_cast<uint16_t*>(bp.dv));
+              p, bg0, tiles.n_kb(), y0, n_y, dk_acc, dv_acc, pairs, offsets, by_group, rt, dk_w,
+              dv_w, static_cast<uint16_t*>(bp.dk), static_cast<uint16_t*>(bp.dv));
           SL_CUDA_LAUNCH_CHECK();
           timer.mark(6);
         });

@@ -35,23 +35,20 @@ __device__ __forceinline__ int32_t tile_pair(const SpanArgs& a, int64_t s0, uint
 // sorted position -> pair -> bounds/lse/coef through dependent loads at every tile, which
 // stalled the dK/dV pass between tiles (H200, 1M, GQA 8: that pass went from 684 to 578 ms).
 
-// c1 = g_j wj_j and c2 = c1 y_j of slot j of a row (the math: kernels/superlinear_span_bwd_cuda.cu)
-// from the forward's metadata and the pair's y_j; 0 for an empty slot. The row kernel stores y
-// and dscore per pair, not c1 and c2 (Note [row terms per set]).
-__device__ __forceinline__ float2 gate_coefs(const SuperlinearParams& p, int64_t row, int j,
+// c1 = g_j wj_j and c2 = c1 y_j of pair v (slot j of a row; the math:
+// kernels/superlinear_span_bwd_cuda.cu) from its gate weight g_j and y_j (the row terms, Note
+// [row terms per set]) and the forward's lse; 0 for an empty slot. No lse_w: no window (-inf).
+__device__ __forceinline__ float2 gate_coefs(const SuperlinearParams& p, int64_t v, float gj,
                                              float yj) {
-  float g[kMaxK];
-  int32_t an[kMaxK];
-  row_gate(p, row, an, g);
-  if (an[j] < 0) return make_float2(0.f, 0.f);
-  const float lse_w = static_cast<const float*>(p.lse_w)[row];
-  const float lj = static_cast<const float*>(p.lse_s)[row * p.cfg.k + j];
-  const float c1 = g[j] * expf(lj - logaddexp(lse_w, lj));
+  if (p.anchors[v] < 0) return make_float2(0.f, 0.f);
+  const float lse_w = p.lse_w ? static_cast<const float*>(p.lse_w)[v / p.cfg.k] : -INFINITY;
+  const float lj = static_cast<const float*>(p.lse_s)[v];
+  const float c1 = gj * expf(lj - logaddexp(lse_w, lj));
   return make_float2(c1, c1 * yj);
 }
 
-__global__ void slot_table_kernel(SpanArgs a, const float* y, int64_t y_v0, int64_t n_tiles,
-                                  SlotTable st) {
+__global__ void slot_table_kernel(SpanArgs a, const float* g, const float* y, int64_t y_v0,
+                                  int64_t n_tiles, SlotTable st) {
   const int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (x >= n_tiles * kTile) return;
   const int64_t t = x / kTile;
@@ -60,7 +57,7 @@ __global__ void slot_table_kernel(SpanArgs a, const float* y, int64_t y_v0, int6
   const int64_t gp = lp >= 0 ? pair_id(a, lp) : 0;
   const int k = a.p.cfg.k;
   const float2 cc =
-      y && lp >= 0 ? gate_coefs(a.p, gp / k, int(gp % k), y[gp - y_v0]) : make_float2(0.f, 0.f);
+      y && lp >= 0 ? gate_coefs(a.p, gp, g[gp - y_v0], y[gp - y_v0]) : make_float2(0.f, 0.f);
   const float lse2 = lp >= 0 ? static_cast<const float*>(a.p.lse_s)[gp] * kLog2e : INFINITY;
   st.row[x] = lp >= 0 ? int32_t(gp / k) : -1;
   st.lp[x] = lp;
@@ -620,9 +617,9 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
-void bwd_slot_table(const SpanArgs& a, int64_t n_tiles, const float* y, int64_t y_v0,
-                    const SlotTable& st, cudaStream_t s) {
-  slot_table_kernel<<<blocks_for(n_tiles * kTile), 256, 0, s>>>(a, y, y_v0, n_tiles, st);
+void bwd_slot_table(const SpanArgs& a, int64_t n_tiles, const float* g, const float* y,
+                    int64_t y_v0, const SlotTable& st, cudaStream_t s) {
+  slot_table_kernel<<<blocks_for(n_tiles * kTile), 256, 0, s>>>(a, g, y, y_v0, n_tiles, st);
   SL_CUDA_LAUNCH_CHECK();
 }
 

@@ -60,8 +60,12 @@ void measure_superlinear(AttentionBenchRow& r, const SuperlinearConfig& cfg, int
   kernels::SuperlinearForward f = kernels::superlinear_forward(qa, qs, k, v, cfg);
   cuda::synchronize(0);
   const int64_t fwd_peak = cuda_alloc::stats(0).peak_allocated;
-  r.metadata_bytes = rounded(f.anchors) + rounded(f.scores) + rounded(f.lse_w) + rounded(f.lse_s);
   const int64_t fwd_ws = fwd_peak - before_fwd - rounded(f.out);
+  // What a training step keeps until the backward (Note [saved for backward]), as
+  // ag::superlinear_attention does.
+  kernels::drop_unsaved(f, qa, k, cfg);
+  auto bytes = [](const Tensor& t) { return t.defined() ? rounded(t) : int64_t(0); };
+  r.metadata_bytes = bytes(f.anchors) + bytes(f.scores) + bytes(f.lse_w) + bytes(f.lse_s);
 
   const int64_t before_bwd = cuda_alloc::stats(0).allocated;
   cuda_alloc::reset_peak(0);
@@ -95,8 +99,8 @@ void measure_superlinear(AttentionBenchRow& r, const SuperlinearConfig& cfg, int
     f = kernels::SuperlinearForward();
     f = kernels::superlinear_forward(qa, qs, k, v, cfg, Tensor(), -1, nullptr, true);
     if (!f.span_out.defined()) return;  // off the tensor-core path nothing is kept: "-"
-    r.partials_bytes =
-        rounded(f.span_out) + (f.window_out.defined() ? rounded(f.window_out) : 0);
+    kernels::drop_unsaved(f, qa, k, cfg);
+    r.partials_bytes = rounded(f.span_out) + (f.window_out.defined() ? rounded(f.window_out) : 0);
     r.sl_bwd_kept_ms = bench::time_auto(
         [&] { (void)kernels::superlinear_backward(dout, qa, qs, k, v, f, cfg); }, reps);
   } catch (const Error& e) {

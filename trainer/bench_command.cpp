@@ -374,8 +374,10 @@ std::string attention_markdown(const std::vector<AttentionBenchRow>& rows,
         "c * L^2 fit on the two largest measured lengths. Speed-up: dense (fwd + bwd) / SL "
         "(fwd + bwd). Peak: allocator high-water mark over the SL forward and backward, inputs "
         "included. Workspace: the most bytes alive at once beyond Q, Qs, K, V, O (and, in the "
-        "backward, dO and the four gradients): saved metadata + scratch, in the allocator's "
-        "rounded sizes, for the forward and the backward apart. Plot "
+        "backward, dO and the four gradients): metadata + scratch, in the allocator's "
+        "rounded sizes, for the forward and the backward apart; the forward's all the metadata it "
+        "writes, the backward's what a training step keeps for it ('metadata': anchors and lse_s, "
+        "and scores and lse_w where that backward reads them). Plot "
         "(attention.png): ms of fwd + bwd against L in K tokens, log-log; blue superlinear, red "
         "dense (dashed: extrapolated), green cuDNN; the later GQA ratios in lighter shades.\n";
   return md.str();

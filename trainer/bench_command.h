@@ -44,8 +44,8 @@ struct BenchAttentionOptions {
   int64_t dense_max_len = int64_t(128) << 10;  // longer: dense extrapolated, not run
   bool fast_backward = false;                  // also time the fast (atomic) superlinear backward
   bool keep_partials = false;  // also time the backward from kept partials (Note [kept partials])
-  std::string cudnn_csv;                       // optional PyTorch cuDNN SDPA times
-  double max_seconds = 0;  // > 0: skip superlinear cases predicted (L^1.5) past this total
+  std::string cudnn_csv;       // optional PyTorch cuDNN SDPA times
+  double max_seconds = 0;      // > 0: skip superlinear cases predicted (L^1.5) past this total
 };
 
 // "4096", "4K"/"4k" (x 1024) or "1M"/"1m" (x 1024^2); InvalidArgument naming `flag` otherwise.
@@ -96,10 +96,13 @@ struct AttentionBenchRow {
   int64_t partials_bytes = -1;
   int64_t peak_bytes = -1;  // allocator high-water mark over forward + backward, inputs in
   // Most bytes alive at once beyond Q, Qs, K, V, O (and, in the backward, dO and the gradients):
-  // the forward's (its saved metadata and scratch) and the backward's (metadata + scratch).
+  // the forward's (the metadata it writes and scratch) and the backward's (the metadata kept
+  // for it and scratch).
   int64_t fwd_workspace_bytes = -1, bwd_workspace_bytes = -1;
-  int64_t metadata_bytes = -1;  // anchors, scores, lse_w, lse_s (part of both workspaces)
-  int64_t kv_bytes = 0;         // K + V
+  // What a training step keeps for the backward (kernels::drop_unsaved): anchors, lse_s, and
+  // scores and lse_w where the backward reads them.
+  int64_t metadata_bytes = -1;
+  int64_t kv_bytes = 0;  // K + V
   double dense_fwd_ms = NAN, dense_bwd_ms = NAN;
   std::string dense_source = "off";  // measured | extrapolated | off | failed: ...
   CudnnTime cudnn;

@@ -253,5 +253,35 @@ TEST(SuperlinearCpu, BadArgumentsThrowNamingTheOp) {
   expect_error([&] { superlinear_forward(q, q, k, k, cfg, ds.to(DType::F32)); }, "doc dtype");
 }
 
+// Note [saved for backward]: the CPU backward reads all of the metadata, so drop_unsaved keeps
+// it there (only the output goes), and a backward without the scores or lse_w is an error naming
+// them.
+TEST(SuperlinearCpu, SavedStateKeepsWhatTheCpuBackwardReads) {
+  const SuperlinearConfig cfg = SuperlinearConfig::balanced();
+  const Tensor q = test::randn({1, 4, 20, 8}, 1, DType::F64);
+  const Tensor k = test::randn({1, 2, 20, 8}, 2, DType::F64);
+  SuperlinearForward f = superlinear_forward(q, q, k, k, cfg);
+  SuperlinearForward saved = f;
+  drop_unsaved(saved, q, k, cfg);
+  EXPECT_FALSE(saved.out.defined());
+  EXPECT_TRUE(saved.scores.defined() && saved.lse_w.defined() && saved.lse_s.defined() &&
+              saved.anchors.defined());
+  const SuperlinearGrads a = superlinear_backward(q, q, q, k, k, saved, cfg);
+  const SuperlinearGrads b = superlinear_backward(q, q, q, k, k, f, cfg);
+  EXPECT_TRUE(AllEqual(a.dqs, b.dqs) && AllEqual(a.dk, b.dk));
+  for (const char* field : {"scores", "lse_w"}) {
+    SuperlinearForward missing = saved;
+    (std::string(field) == "scores" ? missing.scores : missing.lse_w) = Tensor();
+    try {
+      (void)superlinear_backward(q, q, q, k, k, missing, cfg);
+      ADD_FAILURE() << "no error without fwd." << field;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("fwd.") + field + " is undefined"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace sl::kernels
