@@ -199,20 +199,28 @@ __device__ __forceinline__ void topk_insert(int k, float s, int32_t a, float (&b
     }
 }
 
-// Gate weights (spec §8): softmax over valid slots' scores, uniform 1/k when none is valid.
-__device__ __forceinline__ void gate_weights(int k, const float* sc, const int32_t* an, float* g) {
+// Gate weights (spec §8): softmax over valid slots' scores, uniform 1/k when none is valid. The
+// loops run over kMaxK with j < k inside, so that unrolled they index the arrays statically and
+// the arrays stay in registers (a loop to a runtime k put them in local memory).
+__device__ __forceinline__ void gate_weights(int k, const float (&sc)[kMaxK],
+                                             const int32_t (&an)[kMaxK], float (&g)[kMaxK]) {
   int nv = 0;
   float mx = -INFINITY, sum = 0.f;
-  for (int j = 0; j < k; ++j)
-    if (an[j] >= 0) {
+#pragma unroll
+  for (int j = 0; j < kMaxK; ++j)
+    if (j < k && an[j] >= 0) {
       ++nv;
       mx = fmaxf(mx, sc[j]);
     }
-  for (int j = 0; j < k; ++j) {
-    g[j] = nv == 0 ? 1.f / float(k) : (an[j] >= 0 ? expf(sc[j] - mx) : 0.f);
-    sum += g[j];
-  }
-  for (int j = 0; j < k; ++j) g[j] /= sum;
+#pragma unroll
+  for (int j = 0; j < kMaxK; ++j)
+    if (j < k) {
+      g[j] = nv == 0 ? 1.f / float(k) : (an[j] >= 0 ? expf(sc[j] - mx) : 0.f);
+      sum += g[j];
+    }
+#pragma unroll
+  for (int j = 0; j < kMaxK; ++j)
+    if (j < k) g[j] /= sum;
 }
 
 inline bool aligned16(const void* p) {
