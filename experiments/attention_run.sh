@@ -21,9 +21,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 stage="${1:-tests}"
 source experiments/device_common.sh
-record_env
-build_or_exit
-rm -f "$OUT/build.log"
+start_call
 
 cudnn() {
   if [ -n "${SL_CUDNN_CSV:-}" ]; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sourced by the device-call scripts (experiments/device_run.sh, experiments/attention_run.sh):
-# $OUT, the build directory and job count, and two steps every call starts with.
+# $OUT, the build directory and job count, and the steps every call starts with (start_call).
 OUT="${OUT:-/tmp/sl-out}"
 mkdir -p "$OUT"
 export SL_BUILD_DIR=build-device SL_JOBS="$(nproc)"
@@ -35,6 +35,14 @@ build_or_exit() {
     echo "BUILD FAILED"; grep -E "error|Error" "$OUT/build.log" | head -40; exit 1
   fi
   echo "build: $(( $(date +%s) - start )) s"
+}
+
+# The usual start of a call: the environment, then the build, whose log is dropped when it
+# succeeds (a call brings back eight files at most).
+start_call() {
+  record_env
+  build_or_exit
+  rm -f "$OUT/build.log"
 }
 
 # The test suite (GPU tests included) in build-device; extra arguments go to ctest. Leaves

@@ -7,9 +7,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source experiments/device_common.sh
-record_env
-build_or_exit
-rm -f "$OUT/build.log"
+start_call
 echo "| dq MiB | slice pairs | acc MiB | fwd ms | bwd ms | bwd TFLOP/s | bwd workspace MiB |" > "$OUT/sizes.md"
 echo "|---|---|---|---|---|---|---|" >> "$OUT/sizes.md"
 for set in ${SL_PROBE_SETTINGS:-256,2097152,128}; do

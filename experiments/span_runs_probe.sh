@@ -8,9 +8,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source experiments/device_common.sh
-record_env
-build_or_exit
-rm -f "$OUT/build.log"
+start_call
 start=$(date +%s)
 ./build-device/tests/kernels_superlinear_gpu_test > "$OUT/gpu-tests.log" 2>&1
 echo "superlinear GPU tests: exit $? ($(( $(date +%s) - start )) s)"

@@ -591,12 +591,12 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
   };
 
   // Note [row terms per set]
-  // Pass 1 keeps, per pair, the gate weight g_j and y_j, and per row ybar = sum_j g_j y_j: the
-  // slot tables compute c1 and c2 from them and the forward's lse (gate_coefs), the finish
-  // dscore = g (y - ybar) (dscore_of). So pass 3 reads no gate scores, and the forward need not
-  // keep them (Note [saved for backward] in kernels/superlinear.h); c1, c2 and dscore stored
-  // (before 4f0b94e) took 12 bytes per pair, 576 MiB at 1M tokens and 16 heads, these 9.3. Without
-  // a window, nothing needs the terms across sets, so pass 1 runs set by set just before the set's
+  // Pass 1 keeps, per pair, the gate weight g_j and y_j, and per row ybar = sum_j g_j y_j: the slot
+  // tables compute c1 and c2 from them and the forward's lse (gate_coefs), the finish dscore = g (y
+  // - ybar) (dscore_of). So pass 3 reads no gate scores, and the forward need not keep them (Note
+  // [saved for backward] in kernels/superlinear.h); c1, c2 and dscore stored (before 4f0b94e) took
+  // 12 bytes per pair, 576 MiB at 1M tokens and 16 heads; these take 9.3 at k = 3. Without a
+  // window, nothing needs the terms across sets, so pass 1 runs set by set just before the set's
   // pass 3 and they are held for one set's pairs (224 MiB at 1M GQA 8, where a set is one group of
   // 8 heads). With a window, the window's backward needs alpha and alpha_y of every row before any
   // set's pass 3, so pass 1 runs over every row first and the terms are held for all pairs.

@@ -460,8 +460,9 @@ TEST(SuperlinearGpuGradients, EveryElementIsWritten) {
 // the scores, and lse_w without a window, and the backward from what is left computes the gate
 // scores again. On the grid inputs every score is exact in any summation order, so it must give
 // the same bits as the backward from the whole forward; with and without a window, in one chunk
-// and in many, with dK/dV over whole sets and over key ranges of three blocks. A backward
-// without lse_w but with a window is an error naming it.
+// and in many, with dK/dV over whole sets and over key ranges of three blocks, recomputing the
+// partials and from kept ones (Note [kept partials]). A backward without lse_w but with a window
+// is an error naming it.
 TEST(SuperlinearGpuSaved, BackwardFromSavedStateEqualsWholeForward) {
   SL_REQUIRE_GPU();
   const DType dt = DType::BF16;
@@ -471,24 +472,28 @@ TEST(SuperlinearGpuSaved, BackwardFromSavedStateEqualsWholeForward) {
     const Inputs g = convert(in, dt, kGpu);
     const Reference rf = reference(c, in);
     for (const char* pairs : {static_cast<const char*>(nullptr), "97"})
-      for (const char* blocks : {static_cast<const char*>(nullptr), "3"}) {
-        SCOPED_TRACE(cfg.str() + " SL_SPAN_CHUNK_PAIRS=" + (pairs ? pairs : "unset") +
-                     " SL_DKV_RANGE_BLOCKS=" + (blocks ? blocks : "unset"));
-        ChunkPairs chunks(pairs);
-        ScopedEnv range("SL_DKV_RANGE_BLOCKS", blocks);
-        const SuperlinearForward whole = forward(g, cfg);
-        SuperlinearForward saved = whole;
-        drop_unsaved(saved, g.qa, g.k, cfg);
-        EXPECT_FALSE(saved.out.defined());
-        EXPECT_FALSE(saved.scores.defined());
-        EXPECT_EQ(saved.lse_w.defined(), window_len(cfg) > 0);
-        ASSERT_TRUE(saved.anchors.defined() && saved.lse_s.defined());
-        const SuperlinearGrads gs = backward(g, saved, cfg);
-        EXPECT_TRUE(SameBits(gs, backward(g, whole, cfg)))
-            << "the scores computed again differ from the forward's";
-        EXPECT_TRUE(SameBits(backward(g, saved, cfg), gs)) << "not reproducible";
-        ExpectGradsClose(gs, rf.grads, dt, rf.n_q, rf.n_kv, "saved state");
-      }
+      for (const char* blocks : {static_cast<const char*>(nullptr), "3"})
+        for (bool keep : {false, true}) {
+          SCOPED_TRACE(cfg.str() + " SL_SPAN_CHUNK_PAIRS=" + (pairs ? pairs : "unset") +
+                       " SL_DKV_RANGE_BLOCKS=" + (blocks ? blocks : "unset") +
+                       (keep ? " kept partials" : ""));
+          ChunkPairs chunks(pairs);
+          ScopedEnv range("SL_DKV_RANGE_BLOCKS", blocks);
+          const SuperlinearForward whole =
+              superlinear_forward(g.qa, g.qs, g.k, g.v, cfg, g.ds, -1, nullptr, keep);
+          ASSERT_EQ(whole.span_out.defined(), keep);
+          SuperlinearForward saved = whole;
+          drop_unsaved(saved, g.qa, g.k, cfg);
+          EXPECT_FALSE(saved.out.defined());
+          EXPECT_FALSE(saved.scores.defined());
+          EXPECT_EQ(saved.lse_w.defined(), window_len(cfg) > 0);
+          ASSERT_TRUE(saved.anchors.defined() && saved.lse_s.defined());
+          const SuperlinearGrads gs = backward(g, saved, cfg);
+          EXPECT_TRUE(SameBits(gs, backward(g, whole, cfg)))
+              << "the scores computed again differ from the forward's";
+          EXPECT_TRUE(SameBits(backward(g, saved, cfg), gs)) << "not reproducible";
+          ExpectGradsClose(gs, rf.grads, dt, rf.n_q, rf.n_kv, "saved state");
+        }
   }
   const SuperlinearConfig windowed = cfg_int(2, 0.5, 3, 3, 2, 1);
   const Case c{"saved_err", 1, 4, 2, 50, 50, 64, windowed, false};
