@@ -101,7 +101,10 @@ __device__ __forceinline__ void lane_elems(const uint16_t* row, int lane, float 
 // output; then alpha, alpha_y and dscore and dQs = sum_j dscore_j K[a_j].
 // Five blocks per SM (__launch_bounds__; ptxas: 48 registers and a few spilled bytes, against 64
 // and four blocks without the bound): H200, backward from kept partials (where this kernel is
-// all of pass 1), 64K GQA 8 9.70 -> 9.45 ms, 64K GQA 1 11.41 -> 11.24 ms.
+// all of pass 1), 64K GQA 8 9.70 -> 9.45 ms, 64K GQA 1 11.41 -> 11.24 ms. The anchors' K rows
+// are read for the scores and again for dQs (the second time from cache): holding them in
+// registers between took 80 registers and three blocks per SM, and pass 1 about 0.8 ms longer
+// at 64K (f5de829).
 template <int D>
 __global__ void __launch_bounds__(256, 5)
     rows_kernel(SpanArgs a, const uint16_t* dout, const uint16_t* ow, const float* ys,
