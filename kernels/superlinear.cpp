@@ -225,9 +225,9 @@ bool tensor_core_path(const Tensor& qa, const Shapes& s) {
 
 void drop_unsaved(SuperlinearForward& f, const Tensor& qa, const Tensor& k,
                   const SuperlinearConfig& cfg) {
-  f.out = Tensor();
   SL_CHECK(qa.dim() == 4 && k.dim() == 4)
       << kOp << ": drop_unsaved takes qa [B, Hq, Lq, D] and k [B, Hkv, Lkv, D]";
+  f.out = Tensor();
   Shapes s{};
   s.D = qa.size(3);
   s.Lkv = k.size(2);

@@ -63,13 +63,14 @@ struct SlotTable {
   int32_t *lo, *hi;  // span bounds; padding: 1, 0 (empty)
 };
 
-// The backward's tile passes (kernels/superlinear_span_bwd_tiles_cuda.cu), D in {64, 128}: the
-// slot table of a chunk's tiles (c1, c2 from g[v - y_v0] and y[v - y_v0] of pair v, gate_coefs;
-// y null: c1 = c2 = 0); the y pass
-// (ys[lp] = sum_u P_u dP_u); the dQ pass (dq_pair[lp] = sum_u P_u (c1 dP_u - c2) K_u / sqrt(D),
-// f32); the dK/dV pass (adds dK / sqrt(D) and dV of the chunk's tiles to the f32 accumulators [n_y
-// * 64, D] of the key blocks y0 .. y0 + n_y - 1, block y being block y % n_kb of group bg0 + y /
-// n_kb).
+// The backward's tile passes (kernels/superlinear_span_bwd_tiles_cuda.cu), D in {64, 128}:
+// - the slot table of a chunk's tiles: c1, c2 from g[v - y_v0] and y[v - y_v0] of pair v
+//   (gate_coefs); y null: c1 = c2 = 0;
+// - the y pass: ys[lp] = sum_u P_u dP_u;
+// - the dQ pass: dq_pair[lp] = sum_u P_u (c1 dP_u - c2) K_u / sqrt(D), f32;
+// - the dK/dV pass: adds dK / sqrt(D) and dV of the chunk's tiles to the f32 accumulators
+//   [n_y * 64, D] of the key blocks y0 .. y0 + n_y - 1, block y being block y % n_kb of group
+//   bg0 + y / n_kb.
 void bwd_slot_table(const SpanArgs& a, int64_t n_tiles, const float* g, const float* y,
                     int64_t y_v0, const SlotTable& st, cudaStream_t s);
 void bwd_y_tiles(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, int64_t n_tiles,

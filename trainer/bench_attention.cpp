@@ -42,8 +42,9 @@ Tensor randn(const Dims& shape, uint64_t seed, double std = 1) {
   return Tensor::randn(shape, g, DType::BF16, Device::cuda(0), 0, std);
 }
 
+// The allocator's size of t; 0 when t is undefined (a field the forward did not keep).
 int64_t rounded(const Tensor& t) {
-  return int64_t(cuda_alloc::round_size(t.nbytes()));
+  return t.defined() ? int64_t(cuda_alloc::round_size(t.nbytes())) : 0;
 }
 
 void measure_superlinear(AttentionBenchRow& r, const SuperlinearConfig& cfg, int reps,
@@ -64,8 +65,7 @@ void measure_superlinear(AttentionBenchRow& r, const SuperlinearConfig& cfg, int
   // What a training step keeps until the backward (Note [saved for backward]), as
   // ag::superlinear_attention does.
   kernels::drop_unsaved(f, qa, k, cfg);
-  auto bytes = [](const Tensor& t) { return t.defined() ? rounded(t) : int64_t(0); };
-  r.metadata_bytes = bytes(f.anchors) + bytes(f.scores) + bytes(f.lse_w) + bytes(f.lse_s);
+  r.metadata_bytes = rounded(f.anchors) + rounded(f.scores) + rounded(f.lse_w) + rounded(f.lse_s);
 
   const int64_t before_bwd = cuda_alloc::stats(0).allocated;
   cuda_alloc::reset_peak(0);
@@ -100,7 +100,7 @@ void measure_superlinear(AttentionBenchRow& r, const SuperlinearConfig& cfg, int
     f = kernels::superlinear_forward(qa, qs, k, v, cfg, Tensor(), -1, nullptr, true);
     if (!f.span_out.defined()) return;  // off the tensor-core path nothing is kept: "-"
     kernels::drop_unsaved(f, qa, k, cfg);
-    r.partials_bytes = rounded(f.span_out) + (f.window_out.defined() ? rounded(f.window_out) : 0);
+    r.partials_bytes = rounded(f.span_out) + rounded(f.window_out);
     r.sl_bwd_kept_ms = bench::time_auto(
         [&] { (void)kernels::superlinear_backward(dout, qa, qs, k, v, f, cfg); }, reps);
   } catch (const Error& e) {
