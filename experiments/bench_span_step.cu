@@ -23,7 +23,10 @@ namespace {
 constexpr int D = 128, kRows = 64;
 constexpr int kTileBytes = kRows * D * 2;  // a 64 x 128 bf16 panel tile
 
-template <int kTiles, bool kPV>
+// kBar: an mbarrier arrive and wait per step (the round trip that a tile kernel's stage release
+// and next wait cost at least). kExp: a stand-in for the softmax between S and P V (per row the
+// max over the quad, 16 ex2, the sum; no mask, no rescale), written here, not the kernels'.
+template <int kTiles, bool kPV, bool kBar = false, bool kExp = false>
 __global__ void __launch_bounds__(128) step_kernel(int steps, float* sink) {
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   unsigned char* smem = smem_raw + ((1024 - attn::smem_addr(smem_raw) % 1024) % 1024);
@@ -45,6 +48,11 @@ __global__ void __launch_bounds__(128) step_kernel(int steps, float* sink) {
 #pragma unroll
     for (int n = 0; n < 16; ++n) o[a][n][0] = o[a][n][1] = o[a][n][2] = o[a][n][3] = 0.f;
   }
+  __shared__ __align__(8) uint64_t mbar;
+  if (threadIdx.x == 0)
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 128;\n" ::"r"(attn::smem_addr(&mbar)));
+  __syncthreads();
+  float rowsum_total = 0.f;
   for (int it = 0; it < steps; ++it) {
     wg::fence();
 #pragma unroll
@@ -59,6 +67,38 @@ __global__ void __launch_bounds__(128) step_kernel(int steps, float* sink) {
     wg::wait<0>();
 #pragma unroll
     for (int a = 0; a < kTiles; ++a) wg::fence_regs(s[a]);
+    float rowsum = 0.f;
+    if constexpr (kExp) {
+#pragma unroll
+      for (int a = 0; a < kTiles; ++a)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+          float mx = -INFINITY;
+#pragma unroll
+          for (int n = 0; n < 8; ++n) mx = fmaxf(mx, fmaxf(s[a][n][2 * j], s[a][n][2 * j + 1]));
+          mx = attn::quad_max(mx) * 0.1f;
+#pragma unroll
+          for (int n = 0; n < 8; ++n)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              s[a][n][2 * j + e] = attn::fast_exp2(fmaf(s[a][n][2 * j + e], 0.1f, -mx));
+              rowsum += s[a][n][2 * j + e];
+            }
+        }
+    }
+    if constexpr (kBar) {
+      const uint32_t b = attn::smem_addr(&mbar);
+      asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(b) : "memory");
+      uint32_t done = 0;
+      while (!done)
+        asm volatile(
+            "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+            "selp.u32 %0, 1, 0, p;\n}\n"
+            : "=r"(done)
+            : "r"(b), "r"(uint32_t(it & 1))
+            : "memory");
+      __syncwarp();
+    }
     if constexpr (kPV) {
       wg::fence();
 #pragma unroll
@@ -79,32 +119,35 @@ __global__ void __launch_bounds__(128) step_kernel(int steps, float* sink) {
 #pragma unroll
       for (int a = 0; a < kTiles; ++a) wg::fence_regs(o[a]);
     }
+    rowsum_total += rowsum;
   }
   float acc = 0.f;
 #pragma unroll
   for (int a = 0; a < kTiles; ++a) acc += s[a][0][0] + o[a][0][0];
+  acc += rowsum_total;
   if (acc == 1.f) sink[threadIdx.x] = acc;  // never true (zeros), keeps the products
 }
 
-template <int kTiles, bool kPV>
+template <int kTiles, bool kPV, bool kBar = false, bool kExp = false>
 void run(int sms, int clock_khz, float* sink) {
   const int smem = 1024 + (2 + kTiles) * kTileBytes;
-  SL_CUDA_CHECK(cudaFuncSetAttribute(step_kernel<kTiles, kPV>,
-                                     cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  auto kernel = step_kernel<kTiles, kPV, kBar, kExp>;
+  SL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const int steps = 4096;
   for (int per_sm = 1; per_sm <= 4; ++per_sm) {
     if (per_sm * (smem + 1024) > 227 * 1024) break;
     const int blocks = sms * per_sm;
     const float ms = time_ms([&] {
-      step_kernel<kTiles, kPV><<<blocks, 128, smem, cuda::stream(0)>>>(steps, sink);
+      kernel<<<blocks, 128, smem, cuda::stream(0)>>>(steps, sink);
       SL_CUDA_LAUNCH_CHECK();
     });
     const double flops_step = 2.0 * kRows * kRows * D + (kPV ? 2.0 * kRows * D * kRows : 0.0);
     const double flops = flops_step * double(blocks) * steps * kTiles;
     // SM cycles per (warpgroup, tile) step: the time of one warpgroup's step at its SM's pace.
     const double cycles = ms * 1e-3 * clock_khz * 1e3 / (double(steps) * kTiles);
-    std::printf("| %s | %d | %d | %.3f | %.1f | %.0f |\n", kPV ? "S + P V" : "S", per_sm, kTiles,
-                ms, tflops(flops, ms), cycles);
+    std::printf("| %s%s%s | %d | %d | %.3f | %.1f | %.0f |\n", kPV ? "S + P V" : "S",
+                kExp ? " + exp stand-in" : "", kBar ? " + mbarrier" : "", per_sm, kTiles, ms,
+                tflops(flops, ms), cycles);
   }
 }
 
@@ -125,6 +168,9 @@ int main() {
   run<2, false>(sms, clock_khz, sink);
   run<1, true>(sms, clock_khz, sink);
   run<2, true>(sms, clock_khz, sink);
+  run<1, true, true>(sms, clock_khz, sink);
+  run<1, true, false, true>(sms, clock_khz, sink);
+  run<1, true, true, true>(sms, clock_khz, sink);
   SL_CUDA_CHECK(cudaFree(sink));
   return 0;
 }
