@@ -2,12 +2,13 @@
 // (experiments/notes-span-tiles.md, "What to try next", 1). A step is what the forward's wgmma
 // tile kernel does per 64 keys: S = Q K^T for 64 pairs (eight SS wgmma m64n64k16 over D = 128),
 // wait; with P V, pack S to bf16 and O += P V (four RS wgmma m64n128k16), wait. Operands sit in
-// shared memory and never change: no loads, no softmax, no barriers. The sweep varies
+// shared memory and never change: no loads. The sweep varies
 //   - warpgroups per SM (one 128-thread block each, 1 to 4),
 //   - independent tiles per warpgroup (1 or 2: both tiles' products are issued before one wait),
-// and reports the products' TFLOP/s and SM cycles per step of one warpgroup. The measured tile
-// kernels spend about 2,000 SM cycles per step with two warpgroups (512 of them tensor time):
-// this says what the step itself allows.
+//   - what else a step does: an mbarrier round trip, and/or a stand-in for the softmax,
+// and reports the products' TFLOP/s and SM cycles per step of one warpgroup. The tile kernels
+// take about 3,000 cycles per warpgroup step at 64K GQA 8
+// (experiments/results/2026-11-28-h200-span-tiles-ws.md): this says what the step allows.
 #include <cstdio>
 
 #include "experiments/bench_util.h"
