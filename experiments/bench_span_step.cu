@@ -126,7 +126,7 @@ __global__ void __launch_bounds__(128) step_kernel(int steps, float* sink) {
 #pragma unroll
   for (int a = 0; a < kTiles; ++a) acc += s[a][0][0] + o[a][0][0];
   acc += rowsum_total;
-  if (acc == 1.f) sink[threadIdx.x] = acc;  // never true (zeros), keeps the products
+  if (acc == 1.f) sink[threadIdx.x] = acc;  // (not with these inputs) keeps the products live
 }
 
 template <int kTiles, bool kPV, bool kBar = false, bool kExp = false>
