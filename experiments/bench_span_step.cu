@@ -50,9 +50,11 @@ __global__ void __launch_bounds__(128) step_kernel(int steps, float* sink) {
     for (int n = 0; n < 16; ++n) o[a][n][0] = o[a][n][1] = o[a][n][2] = o[a][n][3] = 0.f;
   }
   __shared__ __align__(8) uint64_t mbar;
-  if (threadIdx.x == 0)
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], 128;\n" ::"r"(attn::smem_addr(&mbar)));
-  __syncthreads();
+  if constexpr (kBar) {
+    if (threadIdx.x == 0)
+      asm volatile("mbarrier.init.shared::cta.b64 [%0], 128;\n" ::"r"(attn::smem_addr(&mbar)));
+    __syncthreads();
+  }
   float rowsum_total = 0.f;
   for (int it = 0; it < steps; ++it) {
     wg::fence();
