@@ -194,18 +194,29 @@ __global__ void tile_scatter_kernel(const int32_t* mark, const int32_t* slot, in
 }
 // A tile's footprint: from its first pair's block (the smallest: keys ascend) to the last block
 // any of its pairs reaches. Tile keys ascend: a tile that starts at the block its predecessor
-// starts at holds only pairs of that block, with block counts at least the predecessor's.
+// starts at holds only pairs of that block, with block counts at least the predecessor's. One
+// warp per tile, two of its up to 64 pairs per lane (a thread per tile, looping over them, took
+// 24 of the 230 us of a 2M-pair chunk's build at 64K GQA 8, H200).
 __global__ void tile_key_kernel(const uint64_t* keys, int64_t n, const int32_t* tile_start,
                                 const int32_t* count, int shift, uint64_t* tile_key) {
-  const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (t >= *count) return;
+  const int64_t t = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = int(threadIdx.x) & 31;
+  if (t >= *count) return;  // warp-uniform
   const int64_t s0 = tile_start[t];
-  // Blocks as (key >> 8) = bg * kb_stride + kb0: one past a pair's last block is that + nb.
-  const uint64_t first = keys[s0] >> 8;
-  uint64_t end = first + (keys[s0] & 255u) + 1;
-  for (int64_t q = s0 + 1; q < n && q < s0 + kTile && same_run(keys[q], keys[s0], shift); ++q)
-    end = max(end, (keys[q] >> 8) + (keys[q] & 255u) + 1);
-  tile_key[t] = (first << 8) | (end - first - 1);
+  const uint64_t k0 = keys[s0];
+  // Blocks as (key >> 8) = bg * kb_stride + kb0: one past a pair's last block is that + nb. The
+  // run's pairs are contiguous, so a filter by run is the loop that stops at the run's end.
+  const uint64_t first = k0 >> 8;
+  uint64_t end = first + (k0 & 255u) + 1;
+  for (int r = lane; r < kTile; r += 32) {
+    const int64_t q = s0 + r;
+    if (q >= n) break;
+    const uint64_t kq = keys[q];
+    if (same_run(kq, k0, shift)) end = max(end, (kq >> 8) + (kq & 255u) + 1);
+  }
+#pragma unroll
+  for (int x = 16; x > 0; x /= 2) end = max(end, __shfl_xor_sync(0xffffffffu, end, x));
+  if (lane == 0) tile_key[t] = (first << 8) | (end - first - 1);
 }
 
 // The rows of a tile (sorted positions s0 .. s0 + rows - 1 belong to the tile's run); every
@@ -384,8 +395,8 @@ class SpanTiles {
     const int64_t n_tiles = host_count ? read_count(count, s) : tile_bound(p, p0, n, a.run_shift);
     uint64_t* tk = reinterpret_cast<uint64_t*>(tile_key_.data_ptr());
     if (n_tiles > 0) {
-      tile_key_kernel<<<blocks_for(n_tiles), 256, 0, s>>>(ks, n, a.tile_start, count, a.run_shift,
-                                                          tk);
+      tile_key_kernel<<<blocks_for(n_tiles * 32), 256, 0, s>>>(ks, n, a.tile_start, count,
+                                                               a.run_shift, tk);
       SL_CUDA_LAUNCH_CHECK();
     }
     a.tile_key = tk;

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Nsight Compute over the forward's stages at one length (one device call): build, then
+# - the search kernel with the sections that say what bounds it and a report for its SASS
+#   stall samples ($OUT/search-sass.csv, the hottest lines);
+# - the sort and merge stages' kernels (every launch of one forward), speed of light only.
+# ncu runs with --clock-control none, so durations are at the card's own clocks.
+# SL_NCU_L (default 64K) and SL_NCU_GQA (default 8) pick the case.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source experiments/device_common.sh
+start_call
+L="${SL_NCU_L:-64K}" gqa="${SL_NCU_GQA:-8}"
+bench=(./build-device/superlinear bench attention --L "$L" --gqa "$gqa" --no-dense --out /tmp/ncu-bench)
+ncu --clock-control none --section SpeedOfLight --section MemoryWorkloadAnalysis \
+  --section Occupancy --section SchedulerStats --section WarpStateStats --section LaunchStats \
+  --section InstructionStats --section SourceCounters \
+  -k regex:search_mma_kernel --launch-count 1 -o /tmp/search "${bench[@]}" > "$OUT/ncu-run.log" 2>&1
+ncu --import /tmp/search.ncu-rep --page details > "$OUT/search-details.txt" 2>&1
+ncu --import /tmp/search.ncu-rep --page source --print-source sass --csv > /tmp/sass.csv 2>&1
+python3 - "$OUT" <<'PY'
+import csv, sys
+rows = list(csv.reader(open('/tmp/sass.csv')))
+hdr = next(i for i, r in enumerate(rows) if 'Source' in r)
+h = rows[hdr]; body = rows[hdr + 1:]
+col = next((i for i, c in enumerate(h) if c.startswith('Warp Stall Sampling (All')), None)
+with open(sys.argv[1] + '/search-sass.csv', 'w') as f:
+    w = csv.writer(f); w.writerow(h)
+    for r in body: w.writerow(r)
+if col is not None:
+    tot = sum(float(r[col] or 0) for r in body if len(r) > col)
+    top = sorted(body, key=lambda r: -float(r[col] or 0) if len(r) > col else 0)[:40]
+    print('total stall samples', tot)
+    for r in top: print(round(100 * float(r[col] or 0) / tot, 1), r[:3])
+PY
+ncu --clock-control none --section SpeedOfLight \
+  -k regex:'pair_keys|Radix|tile_flags|tile_marks|tile_scatter|tile_key|Scan|merge' \
+  --launch-count 40 --csv --page details "${bench[@]}" > "$OUT/stages-sol.csv" 2>&1
+python3 - "$OUT/stages-sol.csv" <<'PY'
+import csv, sys, collections, re
+lines = open(sys.argv[1]).read().splitlines()  # ncu's own lines come before the table
+rows = list(csv.reader(lines[next(i for i, l in enumerate(lines) if l.startswith('"ID"')):]))
+h = rows[0]; ki = h.index('Kernel Name'); mi = h.index('Metric Name'); vi = h.index('Metric Value'); ii = h.index('ID')
+per = collections.OrderedDict()
+for r in rows[1:]:
+    if len(r) > vi: per.setdefault(int(r[ii]), [re.search(r'\w*(Kernel|_kernel)\w*', r[ki]).group(0), {}])[1][r[mi]] = r[vi]
+for i, (k, m) in per.items():
+    print(i, k, *(f"{n}={m.get(n)}" for n in ('Duration', 'Memory Throughput', 'DRAM Throughput', 'Compute (SM) Throughput')))
+PY
