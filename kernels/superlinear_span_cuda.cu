@@ -4,10 +4,10 @@
 //   2. window: banded flash attention once per query (kernels/attention.h with sliding_window W,
 //      doc_start = doc_starts), giving O_w and lse_w;
 //   3. spans, bucketed (Note [span buckets]): every kept (query, span) pair gets a footprint key,
-//      pairs are sorted by it (CUB radix sort: histogram + prefix sum + scatter, stable), runs of
-//      equal first block are cut into tiles of 64 pairs, and one block per tile runs the flash
-//      forward's Q K^T / P V over the tile's key blocks with each pair's own bounds, writing
-//      the pair's normalised output and lse;
+//      pairs are bucketed by it (a count, a prefix sum and a scatter: Note [forward tile
+//      build]), runs of equal first block are cut into tiles of 64 pairs, and one block per tile
+//      runs the flash forward's Q K^T / P V over the tile's key blocks with each pair's own bounds,
+//      writing the pair's normalised output and lse;
 //   4. merge: per query, the spec §8 LSE merge of window and each span, then the gate.
 //
 // Note [span buckets]
@@ -39,11 +39,12 @@
 //   64K GQA 8: 6.78 / 11.10, 6.66 / 11.05, 6.72 / 11.07, 6.64 / 10.97.
 //
 // Memory: pairs are processed in chunks of query rows (Note [span chunks] in
-// kernels/superlinear_span_cuda.cuh), so the per-pair buffers (output rows in bf16, sort keys
-// and indices) are bounded independently of L (Note [span memory] in the README's superlinear
-// section). Every step is deterministic: the sort is stable, each pair is computed by one block,
-// the merge sums in slot order. No host read: the tile launch is sized by a bound on the chunk's
-// tiles (Note [tile count]).
+// kernels/superlinear_span_cuda.cuh), so the per-pair buffers (output rows in bf16, keys and
+// records) are bounded independently of L (Note [span memory] in the README's superlinear
+// section). The outputs are deterministic: a pair's output does not depend on where the
+// bucketing puts it (Note [forward tile build]), each pair is computed by one block, the merge
+// sums in slot order. No host read: the tile launch is sized by a bound on the chunk's tiles
+// (Note [tile count]).
 #include <cstdio>
 #include <cstdlib>
 
@@ -68,32 +69,32 @@ constexpr int span_smem_bytes() {
 // a second barrier, and the other blocks on the SM cover its wait. H200: the forward at 1M GQA 8
 // went from 405 to 379 ms, at 64K GQA 8 from 8.56 to 7.91 ms.
 
-// Note [tile count]: blocks past the chunk's tiles return at once. A bound below the count would
-// drop tiles, so that stops the kernel with an error instead.
-__device__ __forceinline__ bool past_tiles(const SpanArgs& a) {
-  const int32_t count = *a.tile_count;
-  if (count > int(gridDim.x)) __trap();
-  return int(blockIdx.x) >= count;
-}
-
-// This block's tile (blockIdx.x): its pairs' local ids (-1 for padding rows) and spans, and with
-// (kRows) each pair's Q row into srow, in shared memory; returns the tile's footprint. Every
-// thread calls it; it ends with a barrier.
+// This block's tile (blockIdx.x) from the forward's build (Note [forward tile build]): its
+// pairs' local ids (-1 for padding rows) and spans, and with kRows each pair's Q row into srow,
+// in shared memory, and its footprint into fp; false past the chunk's tiles (Note [tile count]:
+// those blocks return at once, and a bound below the count, which would drop tiles, stops the
+// kernel with an error). The tile's entries are read with the count, before it is checked (the
+// tile arrays hold the launch's bound, so the reads stay inside them): one round trip, then the
+// records. Every thread calls it; it ends with a barrier when it returns true.
 template <bool kRows>
-__device__ __forceinline__ Footprint stage_tile_pairs(const SpanArgs& a, int32_t* slp, int2* sbound,
-                                                      int64_t* srow) {
+__device__ __forceinline__ bool stage_tile_pairs(const SpanArgs& a, int32_t* slp, int2* sbound,
+                                                 int64_t* srow, Footprint& fp) {
+  const int32_t count = *a.tile_count;
   const int64_t s0 = a.tile_start[blockIdx.x];
   const uint64_t key = a.tile_key[blockIdx.x];
-  const Footprint fp = footprint(key, a.kb_stride);
-  const int rows = tile_rows(a, s0, key);
+  const int rows = a.tile_nrows[blockIdx.x];
+  if (count > int(gridDim.x)) __trap();
+  if (int(blockIdx.x) >= count) return false;
+  fp = footprint(key, a.kb_stride);
+  const int64_t row0 = a.p0 / a.p.cfg.k;
   for (int r = int(threadIdx.x); r < kTile; r += kThreads) {
-    const int32_t lp = r < rows ? a.idx[s0 + r] : -1;
-    slp[r] = lp;
-    if constexpr (kRows) srow[r] = lp >= 0 ? (a.p0 + lp) / a.p.cfg.k : -1;
-    sbound[r] = lp >= 0 ? a.bounds[lp] : make_int2(1, 0);
+    const int4 rec = r < rows ? a.recs[s0 + r] : make_int4(-1, 1, 0, 0);
+    slp[r] = rec.x;
+    sbound[r] = make_int2(rec.y, rec.z);
+    if constexpr (kRows) srow[r] = rec.x >= 0 ? row0 + rec.w : -1;
   }
   __syncthreads();
-  return fp;
+  return true;
 }
 
 // One key block of a tile's online softmax (the flash forward's, per pair): scores s (this
@@ -193,8 +194,8 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_kernel(SpanArgs a, uint
 
   const SuperlinearParams& p = a.p;
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
-  if (past_tiles(a)) return;
-  const Footprint fp = stage_tile_pairs<false>(a, slp, sbound, nullptr);
+  Footprint fp;
+  if (!stage_tile_pairs<false>(a, slp, sbound, nullptr, fp)) return;
   const int kb0 = fp.kb0, nb = fp.nb;
   const int64_t bg = fp.bg;
 
@@ -310,8 +311,8 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
 
   const SuperlinearParams& p = a.p;
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
-  if (past_tiles(a)) return;
-  const Footprint fp = stage_tile_pairs<true>(a, slp, sbound, srow);
+  Footprint fp;
+  if (!stage_tile_pairs<true>(a, slp, sbound, srow, fp)) return;
   const int kb0 = fp.kb0, nb = fp.nb;
   const int64_t bg = fp.bg;
 
@@ -509,6 +510,255 @@ __global__ void fill_kernel(float* x, int64_t n, float v) {
   if (i < n) x[i] = v;
 }
 
+// Note [forward tile build]
+// The forward buckets a chunk's pairs by counting, not by a radix sort: a pair's bucket is its
+// footprint key's (first block, block count), which the sort ordered anyway, and within a
+// bucket the order does not matter. A pair's output and lse do not depend on the tile it lands
+// in, nor on its row there: every row of a tile product is computed on its own, and a key block
+// that is all masked for a pair (the tile's blocks before its span or after it) leaves its
+// running max, sum and output as they were (or as the first block of its span sets them). The
+// wide-runs and chunk tests compare such placements bit for bit. A bucket's pairs are all
+// alike, so the tiles (where each starts, how many pairs, its footprint) do not depend on
+// where within a bucket a pair lands either. Steps, per chunk:
+//   1. pair_records_kernel: each pair's key, its record (local id, span, row) and a count per
+//      bucket (one atomic per bucket and warp: neighbouring queries' spans share buckets);
+//   2. an exclusive sum of the counts: each bucket's first position (the empty slots' bucket
+//      last);
+//   3. pair_scatter_kernel: each pair's key and record to a position of its bucket, taken by
+//      atomics that bring the counts back to zero for the next chunk;
+//   4. per run of buckets (Note [wide runs]) its tiles, a sum over runs, the tile table (first
+//      position and pairs per tile) and the tile keys.
+// The tile kernels read a tile's records in one step (Note [tile records]). Against CUB's
+// radix sort, scans and marks (13 kernels; SpanTiles, which the backward keeps: its dK/dV sums
+// need a stable order), H200, one call each, 64K GQA 8: the build 0.36 -> 0.33 ms and the tiles
+// 2.06 -> 1.95 ms, forward 4.06 -> 3.98 ms; 1M GQA 8: forward 221.5 -> 219.9 ms. The build is
+// less than its kernels' sum would say because most of it is launches: in a forward of several
+// chunks the host queues a chunk's build while the previous chunk's tiles run.
+//
+// Note [tile records]
+// A record carries what a tile needs of its pair, in sorted order: with a sorted index into
+// unsorted bounds, a tile's start waited for the tile table, then the index, then the bounds,
+// three dependent reads before its Q rows could load.
+
+// Adds one per active lane to counts[bucket], one atomic per distinct bucket of the warp;
+// returns the count before the lane's addition (the lanes of a bucket in lane order after the
+// count the atomic returned). With sub, takes one away instead and returns the count after it.
+__device__ __forceinline__ int32_t warp_count(int32_t* counts, int64_t bucket, bool active,
+                                              bool sub) {
+  const unsigned act = __ballot_sync(0xffffffffu, active);
+  if (!active) return 0;
+  const int lane = lane_id();
+  const unsigned peers = __match_any_sync(act, bucket);
+  const int leader = __ffs(peers) - 1, n = __popc(peers);
+  const int rank = __popc(peers & ((1u << lane) - 1));
+  int32_t old = 0;
+  if (lane == leader) old = atomicAdd(counts + bucket, sub ? -n : n);
+  old = __shfl_sync(peers, old, leader);
+  return sub ? old - n + rank : old + rank;
+}
+
+// A key's bucket: (first block, block count) as bk * max_nb + nb - 1, bk = bg * kb_stride + kb0;
+// empty slots (kEmptyKey) in the last, `empty`.
+__device__ __forceinline__ int64_t key_bucket(uint64_t key, int max_nb, int64_t empty) {
+  return key == kEmptyKey ? empty : int64_t(key >> 8) * max_nb + int64_t(key & 255u);
+}
+
+__global__ void pair_records_kernel(SpanArgs a, int max_nb, int64_t empty, uint64_t* keys,
+                                    int4* recs, int32_t* counts) {
+  const int64_t lp = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const bool in = lp < a.n;
+  uint64_t key = kEmptyKey;
+  if (in) {
+    const SuperlinearParams& p = a.p;
+    const int64_t k = p.cfg.k, gp = a.p0 + lp, row = gp / k;
+    const int32_t anchor = p.anchors[gp];
+    int4 rec = make_int4(int(lp), 1, 0, int(row - a.p0 / k));
+    if (anchor >= 0) {
+      const Row r = locate_row(p, row);
+      const int64_t st = span_start(p.cfg, anchor, r.t, r.sb);
+      const int64_t en = span_end(p.cfg, anchor, r.t, r.sb);
+      rec.y = int(st), rec.z = int(en);
+      const int64_t kb0 = st / kBN, nb = en / kBN - kb0 + 1, g = r.h / (p.Hq / p.Hkv);
+      key = (uint64_t((r.b * p.Hkv + g) * a.kb_stride + kb0) << 8) | uint64_t(nb - 1);
+    }
+    keys[lp] = key;
+    recs[lp] = rec;
+  }
+  warp_count(counts, key_bucket(key, max_nb, empty), in, false);
+}
+
+__global__ void pair_scatter_kernel(int64_t n, const uint64_t* keys, const int4* recs,
+                                    const int32_t* first, int32_t* counts, int max_nb,
+                                    int64_t empty, uint64_t* keys_sorted, int4* recs_sorted) {
+  const int64_t lp = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const bool in = lp < n;
+  const uint64_t key = in ? keys[lp] : kEmptyKey;
+  const int64_t b = key_bucket(key, max_nb, empty);
+  const int32_t slot = warp_count(counts, b, in, true);
+  if (!in) return;
+  const int64_t pos = first[b] + slot;
+  keys_sorted[pos] = key;
+  recs_sorted[pos] = recs[lp];
+}
+
+// Run r holds buckets [r << shift, (r + 1) << shift) x max_nb; tiles[r] = its tiles (64 pairs
+// each, the last partial); tiles[n_runs] = 0, so that the exclusive sum ends with the total.
+__global__ void run_tiles_kernel(const int32_t* first, int64_t n_runs, int shift, int max_nb,
+                                 int32_t* tiles) {
+  const int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (r > n_runs) return;
+  if (r == n_runs) {
+    tiles[r] = 0;
+    return;
+  }
+  const int32_t c = first[((r + 1) << shift) * max_nb] - first[(r << shift) * max_nb];
+  tiles[r] = (c + kTile - 1) / kTile;
+}
+
+// One warp per run: the first position and the pairs of each of its tiles; the tile count.
+__global__ void tile_table_kernel(const int32_t* first, const int32_t* tile0, int64_t n_runs,
+                                  int shift, int max_nb, int32_t* tile_start, int32_t* tile_nrows,
+                                  int32_t* count) {
+  const int64_t r = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = lane_id();
+  if (r >= n_runs) return;
+  const int32_t f = first[(r << shift) * max_nb];
+  const int32_t c = first[((r + 1) << shift) * max_nb] - f;
+  for (int32_t j = lane; j < tile0[r + 1] - tile0[r]; j += 32) {
+    tile_start[tile0[r] + j] = f + j * kTile;
+    tile_nrows[tile0[r] + j] = min(kTile, c - j * kTile);
+  }
+  if (r == 0 && lane == 0) *count = tile0[n_runs];
+}
+
+// One warp per tile: its footprint, from its first pair's block (the smallest: a tile's buckets
+// ascend) to the last block any of its pairs reaches.
+__global__ void fwd_tile_key_kernel(const uint64_t* keys, const int32_t* tile_start,
+                                    const int32_t* tile_nrows, const int32_t* count,
+                                    uint64_t* tile_key) {
+  const int64_t t = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = lane_id();
+  if (t >= *count) return;  // warp-uniform
+  const int64_t s0 = tile_start[t];
+  // Blocks as (key >> 8) = bg * kb_stride + kb0: one past a pair's last block is that + nb.
+  const uint64_t first = keys[s0] >> 8;
+  uint64_t end = first + 1;
+  for (int r = lane; r < tile_nrows[t]; r += 32)
+    end = max(end, (keys[s0 + r] >> 8) + (keys[s0 + r] & 255u) + 1);
+#pragma unroll
+  for (int x = 16; x > 0; x /= 2) end = max(end, __shfl_xor_sync(0xffffffffu, end, x));
+  if (lane == 0) tile_key[t] = (first << 8) | (end - first - 1);
+}
+
+// The forward's tile builder (Note [forward tile build]); owns the scratch of one chunk: 48
+// bytes per pair and 16 per tile, and 8 per bucket (B Hkv kb_stride max_nb buckets, max_nb the
+// most blocks a tile can reach: 17 at 64K, 41 at 1M in the balanced preset).
+class ForwardTiles {
+ public:
+  ForwardTiles(const SuperlinearParams& p, int64_t cap, Device dev, cudaStream_t s)
+      : cap_(std::max<int64_t>(cap, 1)),
+        n_kb_((p.Lkv + kBN - 1) / kBN),
+        kb_stride_((n_kb_ + (1 << kMaxRunShift) - 1) >> kMaxRunShift << kMaxRunShift),
+        shift_(span_run_shift()) {
+    const int64_t max_span = len_b(p.cfg, p.Lkv) + len_f(p.cfg, p.Lkv) + 1;
+    max_nb_ = int(max_span / kBN + 2 + (1 << kMaxRunShift) - 1);
+    SL_CHECK(max_nb_ <= 256) << kOp << ": spans of up to " << max_span
+                             << " keys exceed the tensor-core path's 256 key blocks per span";
+    n_runs_ = (p.B * p.Hkv * kb_stride_) >> shift_;
+    empty_ = p.B * p.Hkv * kb_stride_ * max_nb_;
+    max_tiles_ = cap_ / kTile + n_runs_ + 1;
+    keys_ = scratch(cap_ * 8, dev), keys_sorted_ = scratch(cap_ * 8, dev);
+    recs_ = scratch(cap_ * 16, dev), recs_sorted_ = scratch(cap_ * 16, dev);
+    counts_ = scratch((empty_ + 2) * 4, dev), first_ = scratch((empty_ + 2) * 4, dev);
+    run_tiles_ = scratch((n_runs_ + 1) * 4, dev), tile0_ = scratch((n_runs_ + 1) * 4, dev);
+    tile_start_ = scratch(max_tiles_ * 4, dev), tile_nrows_ = scratch(max_tiles_ * 4, dev);
+    tile_key_ = scratch(max_tiles_ * 8, dev), count_ = scratch(4, dev);
+    size_t a = 0, b = 0;
+    SL_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, a, (int32_t*)nullptr, (int32_t*)nullptr,
+                                                empty_ + 2));
+    SL_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, b, (int32_t*)nullptr, (int32_t*)nullptr,
+                                                n_runs_ + 1));
+    temp_ = scratch(int64_t(std::max(a, b)), dev);
+    // The counts start at zero; each chunk's scatter brings them back to zero.
+    SL_CUDA_CHECK(cudaMemsetAsync(counts_.data_ptr(), 0, size_t(empty_ + 2) * 4, s));
+  }
+
+  // Scratch bytes: per pair, and for one builder whatever the chunk.
+  static int64_t pair_bytes() { return 48 + 16; }
+  static int64_t fixed_bytes(const SuperlinearParams& p) {
+    const int64_t n_kb = (p.Lkv + kBN - 1) / kBN;
+    const int64_t kb_stride = (n_kb + (1 << kMaxRunShift) - 1) >> kMaxRunShift << kMaxRunShift;
+    const int64_t max_nb =
+        (len_b(p.cfg, p.Lkv) + len_f(p.cfg, p.Lkv) + 1) / kBN + 2 + (1 << kMaxRunShift) - 1;
+    return 8 * (p.B * p.Hkv * kb_stride * max_nb + 2);
+  }
+
+  // Pairs p0 .. p0 + n - 1 (whole query rows): fills a and returns the bound on its tiles that
+  // the launch takes (Note [tile count]).
+  int64_t build(const SuperlinearParams& p, int64_t p0, int64_t n, SpanArgs& a, cudaStream_t s) {
+    SL_CHECK(n <= cap_) << kOp << ": chunk of " << n << " pairs exceeds the tile builder's "
+                        << cap_;
+    a.p = p;
+    a.p0 = p0;
+    a.pairs = nullptr;
+    a.n = n;
+    a.n_kb = n_kb_;
+    a.kb_stride = kb_stride_;
+    a.run_shift = shift_;
+    uint64_t* keys = reinterpret_cast<uint64_t*>(keys_.data_ptr());
+    uint64_t* ks = reinterpret_cast<uint64_t*>(keys_sorted_.data_ptr());
+    int4* recs = reinterpret_cast<int4*>(recs_.data_ptr());
+    int4* rs = reinterpret_cast<int4*>(recs_sorted_.data_ptr());
+    int32_t* counts = counts_.data<int32_t>();
+    int32_t* first = first_.data<int32_t>();
+    pair_records_kernel<<<blocks_for(n), 256, 0, s>>>(a, max_nb_, empty_, keys, recs, counts);
+    SL_CUDA_LAUNCH_CHECK();
+    size_t tb = temp_bytes();
+    SL_CUDA_CHECK(
+        cub::DeviceScan::ExclusiveSum(temp_.data_ptr(), tb, counts, first, empty_ + 2, s));
+    pair_scatter_kernel<<<blocks_for(n), 256, 0, s>>>(n, keys, recs, first, counts, max_nb_, empty_,
+                                                      ks, rs);
+    SL_CUDA_LAUNCH_CHECK();
+    int32_t* run_tiles = run_tiles_.data<int32_t>();
+    int32_t* tile0 = tile0_.data<int32_t>();
+    run_tiles_kernel<<<blocks_for(n_runs_ + 1), 256, 0, s>>>(first, n_runs_, shift_, max_nb_,
+                                                             run_tiles);
+    SL_CUDA_LAUNCH_CHECK();
+    tb = temp_bytes();
+    SL_CUDA_CHECK(
+        cub::DeviceScan::ExclusiveSum(temp_.data_ptr(), tb, run_tiles, tile0, n_runs_ + 1, s));
+    int32_t* count = count_.data<int32_t>();
+    tile_table_kernel<<<blocks_for(n_runs_ * 32), 256, 0, s>>>(first, tile0, n_runs_, shift_,
+                                                               max_nb_, tile_start_.data<int32_t>(),
+                                                               tile_nrows_.data<int32_t>(), count);
+    SL_CUDA_LAUNCH_CHECK();
+    const int64_t bound = span_tile_bound(p, kb_stride_, p0, n, shift_);
+    SL_CHECK(bound <= max_tiles_) << kOp << ": tile bound " << bound << " exceeds " << max_tiles_;
+    uint64_t* tk = reinterpret_cast<uint64_t*>(tile_key_.data_ptr());
+    fwd_tile_key_kernel<<<blocks_for(bound * 32), 256, 0, s>>>(
+        ks, tile_start_.data<int32_t>(), tile_nrows_.data<int32_t>(), count, tk);
+    SL_CUDA_LAUNCH_CHECK();
+    a.keys = ks;
+    a.idx = nullptr;
+    a.bounds = nullptr;
+    a.recs = rs;
+    a.tile_start = tile_start_.data<int32_t>();
+    a.tile_nrows = tile_nrows_.data<int32_t>();
+    a.tile_key = tk;
+    a.tile_count = count;
+    return bound;
+  }
+
+ private:
+  size_t temp_bytes() const { return size_t(temp_.numel()) * 4; }
+
+  int64_t cap_, n_kb_, kb_stride_;
+  int shift_, max_nb_ = 0;
+  int64_t n_runs_ = 0, empty_ = 0, max_tiles_ = 0;
+  Tensor keys_, keys_sorted_, recs_, recs_sorted_, counts_, first_, run_tiles_, tile0_, tile_start_,
+      tile_nrows_, tile_key_, count_, temp_;
+};
+
 template <int D>
 void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTimer& timer) {
   const Device dev = Device::cuda(device);
@@ -533,16 +783,17 @@ void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTime
   }
   timer.mark(2);
 
-  // Per pair: the bf16 output row (unless kept in p.span_out, Note [kept partials]), about 64
-  // bytes of keys, indices, bounds and tile marks, and 12 of merge weights. The budget: Note
+  // Per pair: the bf16 output row (unless kept in p.span_out, Note [kept partials]), the tile
+  // builder's keys and records, and 12 bytes of merge weights. The budget: Note
   // [span chunks], with the metadata (anchors, scores, lse_s per pair; lse_w per row).
   const int64_t kv_bytes = 2 * p.B * p.Hkv * p.Lkv * D * 2;
-  const int64_t pair_bytes = (p.span_out ? 0 : D * 2) + 64 + 12;
+  const int64_t pair_bytes = (p.span_out ? 0 : D * 2) + ForwardTiles::pair_bytes() + 12;
   const int64_t meta_bytes = rows * (12 * k + 4);
-  const int64_t budget = std::max(kv_bytes / 4, kForwardFloor - meta_bytes);
+  const int64_t budget =
+      std::max(kv_bytes / 4, kForwardFloor - meta_bytes) - ForwardTiles::fixed_bytes(p);
   const int64_t rows_per_chunk = std::max<int64_t>(1, chunk_pairs(budget, pair_bytes) / k);
   const int64_t cap = std::min(rows, rows_per_chunk) * k;
-  SpanTiles tiles(p, cap, dev);
+  ForwardTiles tiles(p, cap, dev, s);
   Tensor os;
   if (!p.span_out) os = scratch(cap * D * 2, dev);
   Tensor merge_w = scratch(cap * 12, dev);
@@ -558,7 +809,7 @@ void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTime
                                   : reinterpret_cast<uint16_t*>(os.data_ptr());
     SpanArgs a;
     // Note [tile count]: a bound on the tiles; blocks past the chunk's count return at once.
-    const int64_t blocks = tiles.build(p, row0 * k, nrows * k, a, s, /*host_count=*/false);
+    const int64_t blocks = tiles.build(p, row0 * k, nrows * k, a, s);
     timer.mark(3);
     if (wgmma)
       span_tile_wgmma_kernel<D><<<unsigned(blocks), kThreads, smem, s>>>(a, os_ptr);

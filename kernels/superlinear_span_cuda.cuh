@@ -1,9 +1,9 @@
 // Internal to the tensor-core superlinear kernels (kernels/superlinear_span_cuda.cu forward,
 // kernels/superlinear_span_bwd_cuda.cu and superlinear_span_bwd_tiles_cuda.cu backward): the
-// (query, span) pair geometry, and the tile builder that buckets one chunk of pairs by key-block
-// footprint (Note [span buckets] in the forward). Not a public header. The two argument structs
-// and the backward's tile launchers cross files; everything else has internal linkage (one copy
-// per file).
+// (query, span) pair geometry, and the backward's tile builder that buckets one chunk of pairs by
+// key-block footprint (Note [span buckets] in the forward). Not a public header. The two argument
+// structs and the backward's tile launchers cross files; everything else has internal linkage (one
+// copy per file).
 //
 // Note [span chunks]
 // Pairs are processed in chunks of whole query rows ([B, Hq, Lq] order) of at most
@@ -50,6 +50,11 @@ struct SpanArgs {
   const int32_t* tile_start;  // [tiles] first sorted position of each tile
   const uint64_t* tile_key;   // [tiles] footprint of each tile (first block, blocks), ascending
   const int32_t* tile_count;  // [1] the number of tiles, on the device (Note [tile count])
+  // The forward's build (Note [forward tile build] in kernels/superlinear_span_cuda.cu), which
+  // sets these instead of idx and bounds: per sorted position, the pair's record (local id,
+  // span start, span end, query row - p0 / k), and per tile its number of pairs.
+  const int4* recs = nullptr;
+  const int32_t* tile_nrows = nullptr;
 };
 
 // Note [slot tables] (kernels/superlinear_span_bwd_tiles_cuda.cu): one entry per tile row.
@@ -219,14 +224,6 @@ __global__ void tile_key_kernel(const uint64_t* keys, int64_t n, const int32_t* 
   if (lane == 0) tile_key[t] = (first << 8) | (end - first - 1);
 }
 
-// The rows of a tile (sorted positions s0 .. s0 + rows - 1 belong to the tile's run); every
-// thread of the block calls it.
-__device__ __forceinline__ int tile_rows(const SpanArgs& a, int64_t s0, uint64_t key) {
-  const int64_t q = s0 + threadIdx.x;
-  const bool same = threadIdx.x < kTile && q < a.n && same_run(a.keys[q], key, a.run_shift);
-  return __syncthreads_count(same);  // runs are contiguous, so these are the first `rows`
-}
-
 // The window (spec §5) as banded flash attention (kernels/attention.h) over the op's [B, H, L, D]
 // tensors: causal, sliding window W, packed documents, queries from q_start. Outputs, lse and
 // the backward fields are left for the caller.
@@ -307,8 +304,28 @@ class StageTimer {
   cuda::Event start_, end_;
 };
 
-// Buckets chunks of pairs into tiles; owns the per-pair scratch of one chunk (about 52 bytes per
-// pair plus CUB's temporary storage). Deterministic: the sort is stable.
+// Note [wide runs]: runs of 2^kMaxRunShift first blocks, or SL_SPAN_RUN_BLOCKS = 1, 2, 4 or 8.
+inline int span_run_shift() {
+  const char* env = std::getenv("SL_SPAN_RUN_BLOCKS");
+  if (!env) return kMaxRunShift;
+  for (int shift = 0; shift <= kMaxRunShift; ++shift)
+    if (std::string(env) == std::to_string(1 << shift)) return shift;
+  SL_FAIL() << kOp << ": SL_SPAN_RUN_BLOCKS=" << env << " is not 1, 2, 4 or 8";
+  return 0;
+}
+
+// A bound on the tiles of pairs p0 .. p0 + n - 1 (whole rows), Note [tile count].
+inline int64_t span_tile_bound(const SuperlinearParams& p, int64_t kb_stride, int64_t p0, int64_t n,
+                               int shift) {
+  const int64_t k = p.cfg.k, bh0 = p0 / k / p.Lq, bh1 = (p0 + n - 1) / k / p.Lq;
+  const int64_t groups = std::min(p.B * p.Hkv, bh1 - bh0 + 1);
+  return std::min(n, n / kTile + groups * (kb_stride >> shift) + 1);
+}
+
+// Buckets chunks of pairs into tiles for the backward; owns the per-pair scratch of one chunk
+// (about 52 bytes per pair plus CUB's temporary storage). The sort is stable, so a tile's pairs
+// come in one order run after run, and so do the dK/dV sums over them. (The forward, whose
+// outputs do not depend on that order, buckets by counting: Note [forward tile build].)
 class SpanTiles {
  public:
   SpanTiles(const SuperlinearParams& p, int64_t cap, Device dev)
@@ -422,20 +439,10 @@ class SpanTiles {
   // one (batch, KV head) group's block range >> run_shift, of which a chunk of whole rows
   // touches at most min(groups, its (batch, head) rows) x (kb_stride >> run_shift).
   int64_t tile_bound(const SuperlinearParams& p, int64_t p0, int64_t n, int shift) const {
-    const int64_t k = p.cfg.k, bh0 = p0 / k / p.Lq, bh1 = (p0 + n - 1) / k / p.Lq;
-    const int64_t groups = std::min(p.B * p.Hkv, bh1 - bh0 + 1);
-    return std::min(n, n / kTile + groups * (kb_stride_ >> shift) + 1);
+    return span_tile_bound(p, kb_stride_, p0, n, shift);
   }
 
-  // Note [wide runs]: runs of 2^kMaxRunShift first blocks, or SL_SPAN_RUN_BLOCKS = 1, 2, 4 or 8.
-  static int run_shift() {
-    const char* env = std::getenv("SL_SPAN_RUN_BLOCKS");
-    if (!env) return kMaxRunShift;
-    for (int shift = 0; shift <= kMaxRunShift; ++shift)
-      if (std::string(env) == std::to_string(1 << shift)) return shift;
-    SL_FAIL() << kOp << ": SL_SPAN_RUN_BLOCKS=" << env << " is not 1, 2, 4 or 8";
-    return 0;
-  }
+  static int run_shift() { return span_run_shift(); }
 
   int64_t cap_, n_kb_, kb_stride_;
   int key_bits_ = 8, max_nb_ = 0;
