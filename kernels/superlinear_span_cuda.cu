@@ -651,18 +651,18 @@ __global__ void fwd_tile_key_kernel(const uint64_t* keys, const int32_t* tile_st
 }
 
 // The forward's tile builder (Note [forward tile build]); owns the scratch of one chunk: 48
-// bytes per pair and 16 per tile, and 8 per bucket (B Hkv kb_stride max_nb buckets, max_nb the
-// most blocks a tile can reach: 17 at 64K, 41 at 1M in the balanced preset).
+// bytes per pair, 16 per tile (of up to 64 pairs), and 8 per bucket (B Hkv kb_stride max_nb
+// buckets, max_nb the most blocks a tile can reach: 17 at 64K, 41 at 1M in the balanced preset).
 class ForwardTiles {
  public:
   ForwardTiles(const SuperlinearParams& p, int64_t cap, Device dev, cudaStream_t s)
       : cap_(std::max<int64_t>(cap, 1)),
         n_kb_((p.Lkv + kBN - 1) / kBN),
-        kb_stride_((n_kb_ + (1 << kMaxRunShift) - 1) >> kMaxRunShift << kMaxRunShift),
-        shift_(span_run_shift()) {
-    const int64_t max_span = len_b(p.cfg, p.Lkv) + len_f(p.cfg, p.Lkv) + 1;
-    max_nb_ = int(max_span / kBN + 2 + (1 << kMaxRunShift) - 1);
-    SL_CHECK(max_nb_ <= 256) << kOp << ": spans of up to " << max_span
+        kb_stride_(kb_stride_of(p)),
+        shift_(span_run_shift()),
+        max_nb_(max_nb_of(p)) {
+    SL_CHECK(max_nb_ <= 256) << kOp << ": spans of up to "
+                             << len_b(p.cfg, p.Lkv) + len_f(p.cfg, p.Lkv) + 1
                              << " keys exceed the tensor-core path's 256 key blocks per span";
     n_runs_ = (p.B * p.Hkv * kb_stride_) >> shift_;
     empty_ = p.B * p.Hkv * kb_stride_ * max_nb_;
@@ -683,14 +683,11 @@ class ForwardTiles {
     SL_CUDA_CHECK(cudaMemsetAsync(counts_.data_ptr(), 0, size_t(empty_ + 2) * 4, s));
   }
 
-  // Scratch bytes: per pair, and for one builder whatever the chunk.
+  // Scratch bytes, for the chunk budget (Note [span chunks]): per pair (48, and 16 more that
+  // cover the tile arrays and the scans' storage), and for the buckets whatever the chunk.
   static int64_t pair_bytes() { return 48 + 16; }
   static int64_t fixed_bytes(const SuperlinearParams& p) {
-    const int64_t n_kb = (p.Lkv + kBN - 1) / kBN;
-    const int64_t kb_stride = (n_kb + (1 << kMaxRunShift) - 1) >> kMaxRunShift << kMaxRunShift;
-    const int64_t max_nb =
-        (len_b(p.cfg, p.Lkv) + len_f(p.cfg, p.Lkv) + 1) / kBN + 2 + (1 << kMaxRunShift) - 1;
-    return 8 * (p.B * p.Hkv * kb_stride * max_nb + 2);
+    return 8 * (p.B * p.Hkv * kb_stride_of(p) * max_nb_of(p) + 2);
   }
 
   // Pairs p0 .. p0 + n - 1 (whole query rows): fills a and returns the bound on its tiles that
@@ -751,9 +748,19 @@ class ForwardTiles {
 
  private:
   size_t temp_bytes() const { return size_t(temp_.numel()) * 4; }
+  // Key blocks per group rounded up to whole runs (Note [wide runs]), and the most blocks a
+  // tile reaches: a span's, plus one where it straddles a boundary, plus a run's first blocks.
+  static int64_t kb_stride_of(const SuperlinearParams& p) {
+    const int64_t n_kb = (p.Lkv + kBN - 1) / kBN;
+    return (n_kb + (1 << kMaxRunShift) - 1) >> kMaxRunShift << kMaxRunShift;
+  }
+  static int max_nb_of(const SuperlinearParams& p) {
+    const int64_t max_span = len_b(p.cfg, p.Lkv) + len_f(p.cfg, p.Lkv) + 1;
+    return int(max_span / kBN + 2 + (1 << kMaxRunShift) - 1);
+  }
 
   int64_t cap_, n_kb_, kb_stride_;
-  int shift_, max_nb_ = 0;
+  int shift_, max_nb_;
   int64_t n_runs_ = 0, empty_ = 0, max_tiles_ = 0;
   Tensor keys_, keys_sorted_, recs_, recs_sorted_, counts_, first_, run_tiles_, tile0_, tile_start_,
       tile_nrows_, tile_key_, count_, temp_;
