@@ -33,7 +33,7 @@ if col is not None:
     for r in top: print(round(100 * float(r[col] or 0) / tot, 1), r[:3])
 PY
 ncu --clock-control none --section SpeedOfLight \
-  -k regex:'pair_keys|Radix|tile_flags|tile_marks|tile_scatter|tile_key|Scan|merge' \
+  -k regex:'pair_|Radix|run_tiles|tile_|Scan|merge' \
   --launch-count 40 --csv --page details "${bench[@]}" > "$OUT/stages-sol.csv" 2>&1
 python3 - "$OUT/stages-sol.csv" <<'PY'
 import csv, sys, collections, re
