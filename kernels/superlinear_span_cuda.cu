@@ -512,8 +512,9 @@ __global__ void fill_kernel(float* x, int64_t n, float v) {
 
 // Note [forward tile build]
 // The forward buckets a chunk's pairs by counting, not by a radix sort: a pair's bucket is its
-// footprint key's (first block, block count), which the sort ordered anyway, and within a
-// bucket the order does not matter. A pair's output and lse do not depend on the tile it lands
+// footprint key's (first block, block count), which the sort ordered anyway (or, in a chunk of
+// few pairs, its first block alone: Note [sparse buckets]), and within a bucket the order does
+// not matter. A pair's output and lse do not depend on the tile it lands
 // in, nor on its row there: every row of a tile product is computed on its own, and a key block
 // that is all masked for a pair (the tile's blocks before its span or after it) leaves its
 // running max, sum and output as they were (or as the first block of its span sets them). The
@@ -557,13 +558,15 @@ __device__ __forceinline__ int32_t warp_count(int32_t* counts, int64_t bucket, b
   return sub ? old - n + rank : old + rank;
 }
 
-// A key's bucket: (first block, block count) as bk * max_nb + nb - 1, bk = bg * kb_stride + kb0;
-// empty slots (kEmptyKey) in the last, `empty`.
-__device__ __forceinline__ int64_t key_bucket(uint64_t key, int max_nb, int64_t empty) {
-  return key == kEmptyKey ? empty : int64_t(key >> 8) * max_nb + int64_t(key & 255u);
+// A key's bucket: bk * slots + nb - 1 (slots = max_nb: first block and block count), or bk alone
+// (slots = 1: Note [sparse buckets]), bk = bg * kb_stride + kb0; empty slots (kEmptyKey) in the
+// last, `empty`.
+__device__ __forceinline__ int64_t key_bucket(uint64_t key, int slots, int64_t empty) {
+  if (key == kEmptyKey) return empty;
+  return int64_t(key >> 8) * slots + (slots > 1 ? int64_t(key & 255u) : 0);
 }
 
-__global__ void pair_records_kernel(SpanArgs a, int max_nb, int64_t empty, uint64_t* keys,
+__global__ void pair_records_kernel(SpanArgs a, int slots, int64_t empty, uint64_t* keys,
                                     int4* recs, int32_t* counts) {
   const int64_t lp = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const bool in = lp < a.n;
@@ -584,16 +587,16 @@ __global__ void pair_records_kernel(SpanArgs a, int max_nb, int64_t empty, uint6
     keys[lp] = key;
     recs[lp] = rec;
   }
-  warp_count(counts, key_bucket(key, max_nb, empty), in, false);
+  warp_count(counts, key_bucket(key, slots, empty), in, false);
 }
 
 __global__ void pair_scatter_kernel(int64_t n, const uint64_t* keys, const int4* recs,
-                                    const int32_t* first, int32_t* counts, int max_nb,
-                                    int64_t empty, uint64_t* keys_sorted, int4* recs_sorted) {
+                                    const int32_t* first, int32_t* counts, int slots, int64_t empty,
+                                    uint64_t* keys_sorted, int4* recs_sorted) {
   const int64_t lp = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const bool in = lp < n;
   const uint64_t key = in ? keys[lp] : kEmptyKey;
-  const int64_t b = key_bucket(key, max_nb, empty);
+  const int64_t b = key_bucket(key, slots, empty);
   const int32_t slot = warp_count(counts, b, in, true);
   if (!in) return;
   const int64_t pos = first[b] + slot;
@@ -601,9 +604,9 @@ __global__ void pair_scatter_kernel(int64_t n, const uint64_t* keys, const int4*
   recs_sorted[pos] = recs[lp];
 }
 
-// Run r holds buckets [r << shift, (r + 1) << shift) x max_nb; tiles[r] = its tiles (64 pairs
+// Run r holds buckets [r << shift, (r + 1) << shift) x slots; tiles[r] = its tiles (64 pairs
 // each, the last partial); tiles[n_runs] = 0, so that the exclusive sum ends with the total.
-__global__ void run_tiles_kernel(const int32_t* first, int64_t n_runs, int shift, int max_nb,
+__global__ void run_tiles_kernel(const int32_t* first, int64_t n_runs, int shift, int slots,
                                  int32_t* tiles) {
   const int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (r > n_runs) return;
@@ -611,19 +614,19 @@ __global__ void run_tiles_kernel(const int32_t* first, int64_t n_runs, int shift
     tiles[r] = 0;
     return;
   }
-  const int32_t c = first[((r + 1) << shift) * max_nb] - first[(r << shift) * max_nb];
+  const int32_t c = first[((r + 1) << shift) * slots] - first[(r << shift) * slots];
   tiles[r] = (c + kTile - 1) / kTile;
 }
 
 // One warp per run: the first position and the pairs of each of its tiles; the tile count.
 __global__ void tile_table_kernel(const int32_t* first, const int32_t* tile0, int64_t n_runs,
-                                  int shift, int max_nb, int32_t* tile_start, int32_t* tile_nrows,
+                                  int shift, int slots, int32_t* tile_start, int32_t* tile_nrows,
                                   int32_t* count) {
   const int64_t r = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = lane_id();
   if (r >= n_runs) return;
-  const int32_t f = first[(r << shift) * max_nb];
-  const int32_t c = first[((r + 1) << shift) * max_nb] - f;
+  const int32_t f = first[(r << shift) * slots];
+  const int32_t c = first[((r + 1) << shift) * slots] - f;
   for (int32_t j = lane; j < tile0[r + 1] - tile0[r]; j += 32) {
     tile_start[tile0[r] + j] = f + j * kTile;
     tile_nrows[tile0[r] + j] = min(kTile, c - j * kTile);
@@ -651,8 +654,20 @@ __global__ void fwd_tile_key_kernel(const uint64_t* keys, const int32_t* tile_st
 }
 
 // The forward's tile builder (Note [forward tile build]); owns the scratch of one chunk: 48
-// bytes per pair, 16 per tile (of up to 64 pairs), and 8 per bucket (B Hkv kb_stride max_nb
-// buckets, max_nb the most blocks a tile can reach: 17 at 64K, 41 at 1M in the balanced preset).
+// bytes per pair, 16 per tile (of up to 64 pairs), and 8 per bucket (B Hkv kb_stride slots
+// buckets; slots = max_nb, the most blocks a tile can reach, 17 at 64K and 41 at 1M in the
+// balanced preset, or 1: Note [sparse buckets]).
+//
+// Note [sparse buckets]
+// The buckets cover every first block of every KV group, whatever the chunk, so a chunk of few
+// pairs (a decode step: B Hq k pairs against the whole cache) would pay a count and a prefix sum
+// over far more buckets than pairs: at 1M keys, B = 1, 2 KV heads, 1.3M buckets for 48 pairs.
+// When the buckets outnumber eight times the chunk's pairs, a bucket is a first block alone;
+// then a tile's pairs are not ordered by block count, which only matters (for the masked
+// blocks a tile computes) where a first block holds several tiles' worth of pairs, not in
+// chunks that sparse. The tiles are still right (a tile's footprint is the largest over its
+// pairs), and a pair's output the same bits (Note [forward tile build]; the decode tests
+// compare decode, in sparse buckets, with prefill rows, in full ones).
 class ForwardTiles {
  public:
   ForwardTiles(const SuperlinearParams& p, int64_t cap, Device dev, cudaStream_t s)
@@ -665,7 +680,9 @@ class ForwardTiles {
                              << len_b(p.cfg, p.Lkv) + len_f(p.cfg, p.Lkv) + 1
                              << " keys exceed the tensor-core path's 256 key blocks per span";
     n_runs_ = (p.B * p.Hkv * kb_stride_) >> shift_;
-    empty_ = p.B * p.Hkv * kb_stride_ * max_nb_;
+    const int64_t first_blocks = p.B * p.Hkv * kb_stride_;
+    slots_ = first_blocks * max_nb_ > 8 * cap_ ? 1 : max_nb_;  // Note [sparse buckets]
+    empty_ = first_blocks * slots_;
     max_tiles_ = cap_ / kTile + n_runs_ + 1;
     keys_ = scratch(cap_ * 8, dev), keys_sorted_ = scratch(cap_ * 8, dev);
     recs_ = scratch(cap_ * 16, dev), recs_sorted_ = scratch(cap_ * 16, dev);
@@ -684,7 +701,8 @@ class ForwardTiles {
   }
 
   // Scratch bytes, for the chunk budget (Note [span chunks]): per pair (48, and 16 more that
-  // cover the tile arrays and the scans' storage), and for the buckets whatever the chunk.
+  // cover the tile arrays and the scans' storage), and for the buckets whatever the chunk (their
+  // most: slots = max_nb).
   static int64_t pair_bytes() { return 48 + 16; }
   static int64_t fixed_bytes(const SuperlinearParams& p) {
     return 8 * (p.B * p.Hkv * kb_stride_of(p) * max_nb_of(p) + 2);
@@ -708,17 +726,17 @@ class ForwardTiles {
     int4* rs = reinterpret_cast<int4*>(recs_sorted_.data_ptr());
     int32_t* counts = counts_.data<int32_t>();
     int32_t* first = first_.data<int32_t>();
-    pair_records_kernel<<<blocks_for(n), 256, 0, s>>>(a, max_nb_, empty_, keys, recs, counts);
+    pair_records_kernel<<<blocks_for(n), 256, 0, s>>>(a, slots_, empty_, keys, recs, counts);
     SL_CUDA_LAUNCH_CHECK();
     size_t tb = temp_bytes();
     SL_CUDA_CHECK(
         cub::DeviceScan::ExclusiveSum(temp_.data_ptr(), tb, counts, first, empty_ + 2, s));
-    pair_scatter_kernel<<<blocks_for(n), 256, 0, s>>>(n, keys, recs, first, counts, max_nb_, empty_,
+    pair_scatter_kernel<<<blocks_for(n), 256, 0, s>>>(n, keys, recs, first, counts, slots_, empty_,
                                                       ks, rs);
     SL_CUDA_LAUNCH_CHECK();
     int32_t* run_tiles = run_tiles_.data<int32_t>();
     int32_t* tile0 = tile0_.data<int32_t>();
-    run_tiles_kernel<<<blocks_for(n_runs_ + 1), 256, 0, s>>>(first, n_runs_, shift_, max_nb_,
+    run_tiles_kernel<<<blocks_for(n_runs_ + 1), 256, 0, s>>>(first, n_runs_, shift_, slots_,
                                                              run_tiles);
     SL_CUDA_LAUNCH_CHECK();
     tb = temp_bytes();
@@ -726,7 +744,7 @@ class ForwardTiles {
         cub::DeviceScan::ExclusiveSum(temp_.data_ptr(), tb, run_tiles, tile0, n_runs_ + 1, s));
     int32_t* count = count_.data<int32_t>();
     tile_table_kernel<<<blocks_for(n_runs_ * 32), 256, 0, s>>>(first, tile0, n_runs_, shift_,
-                                                               max_nb_, tile_start_.data<int32_t>(),
+                                                               slots_, tile_start_.data<int32_t>(),
                                                                tile_nrows_.data<int32_t>(), count);
     SL_CUDA_LAUNCH_CHECK();
     const int64_t bound = span_tile_bound(p, kb_stride_, p0, n, shift_);
@@ -760,7 +778,7 @@ class ForwardTiles {
   }
 
   int64_t cap_, n_kb_, kb_stride_;
-  int shift_, max_nb_;
+  int shift_, max_nb_, slots_ = 1;
   int64_t n_runs_ = 0, empty_ = 0, max_tiles_ = 0;
   Tensor keys_, keys_sorted_, recs_, recs_sorted_, counts_, first_, run_tiles_, tile0_, tile_start_,
       tile_nrows_, tile_key_, count_, temp_;
