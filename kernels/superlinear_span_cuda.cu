@@ -422,7 +422,8 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
 // 1M (H200).
 // Nor did loading every slot's weights and span row before the arithmetic (all of a row's loads
 // in flight at once) help: 0.475 against 0.47-0.48 ms at 64K GQA 8 (8219aeb, reverted).
-// Two more, on branch merge-in-tiles (H200, 64K GQA 8, forward 4.21 ms with the two kernels):
+// Two more (experiments/attic/merge-in-tiles.patch; H200, 64K GQA 8, forward 4.21 ms with the
+// two kernels):
 // - every thread of a row computing the row's weights itself (one kernel, 80 registers): 4.38;
 // - the merge in the tiles: the block that finishes a row's last pair (an atomic count per row)
 //   merges it while the other pairs' rows are in L2. The outputs were right and the same bits,
