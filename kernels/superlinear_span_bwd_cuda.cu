@@ -701,7 +701,7 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
         bg0, n_bg, s,
         [&](const int32_t* list, int64_t n_list, int64_t y0, int64_t n_y, float* dk_acc,
             float* dv_acc) {
-          const int64_t nt = tiles.build(p, 0, n_list, a, s, /*host_count=*/true, list);
+          const int64_t nt = tiles.build(p, 0, n_list, a, s, list);
           if (nt == 0) return;
           const SlotTable st = slot_table(a, nt, &rt);
           bwd_dkv(a, st, dout, nt, tiles.max_nb(), bg0, y0, n_y, dk_acc, dv_acc, s);

@@ -635,25 +635,6 @@ __global__ void tile_table_kernel(const int32_t* first, const int32_t* tile0, in
   if (r == 0 && lane == 0) *count = tile0[n_runs];
 }
 
-// One warp per tile: its footprint, from its first pair's block (the smallest: a tile's buckets
-// ascend) to the last block any of its pairs reaches.
-__global__ void fwd_tile_key_kernel(const uint64_t* keys, const int32_t* tile_start,
-                                    const int32_t* tile_nrows, const int32_t* count,
-                                    uint64_t* tile_key) {
-  const int64_t t = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
-  const int lane = lane_id();
-  if (t >= *count) return;  // warp-uniform
-  const int64_t s0 = tile_start[t];
-  // Blocks as (key >> 8) = bg * kb_stride + kb0: one past a pair's last block is that + nb.
-  const uint64_t first = keys[s0] >> 8;
-  uint64_t end = first + 1;
-  for (int r = lane; r < tile_nrows[t]; r += 32)
-    end = max(end, (keys[s0 + r] >> 8) + (keys[s0 + r] & 255u) + 1);
-#pragma unroll
-  for (int x = 16; x > 0; x /= 2) end = max(end, __shfl_xor_sync(0xffffffffu, end, x));
-  if (lane == 0) tile_key[t] = (first << 8) | (end - first - 1);
-}
-
 // The forward's tile builder (Note [forward tile build]); owns the scratch of one chunk: 48
 // bytes per pair, 16 per tile (of up to 64 pairs), and 8 per bucket (B Hkv kb_stride slots
 // buckets; slots = max_nb, the most blocks a tile can reach, 17 at 64K and 41 at 1M in the
@@ -674,15 +655,12 @@ class ForwardTiles {
   ForwardTiles(const SuperlinearParams& p, int64_t cap, Device dev, cudaStream_t s)
       : cap_(std::max<int64_t>(cap, 1)),
         n_kb_((p.Lkv + kBN - 1) / kBN),
-        kb_stride_(kb_stride_of(p)),
-        shift_(span_run_shift()),
-        max_nb_(max_nb_of(p)) {
-    SL_CHECK(max_nb_ <= 256) << kOp << ": spans of up to "
-                             << len_b(p.cfg, p.Lkv) + len_f(p.cfg, p.Lkv) + 1
-                             << " keys exceed the tensor-core path's 256 key blocks per span";
-    n_runs_ = (p.B * p.Hkv * kb_stride_) >> shift_;
+        kb_stride_(span_kb_stride(p)),
+        shift_(span_run_shift()) {
     const int64_t first_blocks = p.B * p.Hkv * kb_stride_;
-    slots_ = first_blocks * max_nb_ > 8 * cap_ ? 1 : max_nb_;  // Note [sparse buckets]
+    const int max_nb = span_max_nb(p);
+    slots_ = first_blocks * max_nb > 8 * cap_ ? 1 : max_nb;  // Note [sparse buckets]
+    n_runs_ = first_blocks >> shift_;
     empty_ = first_blocks * slots_;
     max_tiles_ = cap_ / kTile + n_runs_ + 1;
     keys_ = scratch(cap_ * 8, dev), keys_sorted_ = scratch(cap_ * 8, dev);
@@ -706,7 +684,7 @@ class ForwardTiles {
   // most: slots = max_nb).
   static int64_t pair_bytes() { return 48 + 16; }
   static int64_t fixed_bytes(const SuperlinearParams& p) {
-    return 8 * (p.B * p.Hkv * kb_stride_of(p) * max_nb_of(p) + 2);
+    return 8 * (p.B * p.Hkv * span_kb_stride(p) * span_max_nb(p) + 2);
   }
 
   // Pairs p0 .. p0 + n - 1 (whole query rows): fills a and returns the bound on its tiles that
@@ -751,8 +729,10 @@ class ForwardTiles {
     const int64_t bound = span_tile_bound(p, kb_stride_, p0, n, shift_);
     SL_CHECK(bound <= max_tiles_) << kOp << ": tile bound " << bound << " exceeds " << max_tiles_;
     uint64_t* tk = reinterpret_cast<uint64_t*>(tile_key_.data_ptr());
-    fwd_tile_key_kernel<<<blocks_for(bound * 32), 256, 0, s>>>(
-        ks, tile_start_.data<int32_t>(), tile_nrows_.data<int32_t>(), count, tk);
+    // The backward's kernel: the sorted keys hold a chunk's runs contiguously, then the empty
+    // slots (all ones, in no run), as CUB's sort leaves them.
+    tile_key_kernel<<<blocks_for(bound * 32), 256, 0, s>>>(ks, n, tile_start_.data<int32_t>(),
+                                                           count, shift_, tk);
     SL_CUDA_LAUNCH_CHECK();
     a.keys = ks;
     a.idx = nullptr;
@@ -767,19 +747,9 @@ class ForwardTiles {
 
  private:
   size_t temp_bytes() const { return size_t(temp_.numel()) * 4; }
-  // Key blocks per group rounded up to whole runs (Note [wide runs]), and the most blocks a
-  // tile reaches: a span's, plus one where it straddles a boundary, plus a run's first blocks.
-  static int64_t kb_stride_of(const SuperlinearParams& p) {
-    const int64_t n_kb = (p.Lkv + kBN - 1) / kBN;
-    return (n_kb + (1 << kMaxRunShift) - 1) >> kMaxRunShift << kMaxRunShift;
-  }
-  static int max_nb_of(const SuperlinearParams& p) {
-    const int64_t max_span = len_b(p.cfg, p.Lkv) + len_f(p.cfg, p.Lkv) + 1;
-    return int(max_span / kBN + 2 + (1 << kMaxRunShift) - 1);
-  }
 
   int64_t cap_, n_kb_, kb_stride_;
-  int shift_, max_nb_, slots_ = 1;
+  int shift_, slots_ = 1;
   int64_t n_runs_ = 0, empty_ = 0, max_tiles_ = 0;
   Tensor keys_, keys_sorted_, recs_, recs_sorted_, counts_, first_, run_tiles_, tile0_, tile_start_,
       tile_nrows_, tile_key_, count_, temp_;

@@ -197,8 +197,9 @@ __global__ void tile_scatter_kernel(const int32_t* mark, const int32_t* slot, in
   if (i < n && mark[i]) tile_start[slot[i]] = int32_t(i);
   if (i == n - 1) *count = slot[i] + mark[i];
 }
-// A tile's footprint: from its first pair's block (the smallest: keys ascend) to the last block
-// any of its pairs reaches. Tile keys ascend: a tile that starts at the block its predecessor
+// A tile's footprint, for both tile builders: from its first pair's block (the smallest: keys
+// ascend, or in the forward's sparse buckets first blocks do) to the last block any of its pairs
+// reaches. Tile keys ascend: a tile that starts at the block its predecessor
 // starts at holds only pairs of that block, with block counts at least the predecessor's. One
 // warp per tile, two of its up to 64 pairs per lane (a thread per tile, looping over them, took
 // 24 of the 230 us of a 2M-pair chunk's build at 64K GQA 8, H200).
@@ -314,7 +315,30 @@ inline int span_run_shift() {
   return 0;
 }
 
-// A bound on the tiles of pairs p0 .. p0 + n - 1 (whole rows), Note [tile count].
+// Key blocks per (batch, KV head) group rounded up to whole runs (Note [wide runs]): the keys'
+// group stride.
+inline int64_t span_kb_stride(const SuperlinearParams& p) {
+  const int64_t n_kb = (p.Lkv + kBN - 1) / kBN;
+  return (n_kb + (1 << kMaxRunShift) - 1) >> kMaxRunShift << kMaxRunShift;
+}
+
+// The most key blocks a tile can reach: a pair covers at most max_span / 64 + 2 blocks, and a
+// tile of a wide run up to 2^kMaxRunShift - 1 more. At most 256 (the key's block-count field).
+inline int span_max_nb(const SuperlinearParams& p) {
+  const int64_t max_span = len_b(p.cfg, p.Lkv) + len_f(p.cfg, p.Lkv) + 1;
+  const int64_t max_nb = max_span / kBN + 2 + (1 << kMaxRunShift) - 1;
+  SL_CHECK(max_nb <= 256) << kOp << ": spans of up to " << max_span
+                          << " keys exceed the tensor-core path's 256 key blocks per span";
+  return int(max_nb);
+}
+
+// Note [tile count]
+// The forward does not read the number of tiles back: a host read waits for the stream, and at
+// one read per chunk the GPU idled while the host queued the next kernels. It launches this
+// bound's blocks instead, and those past a.tile_count return at once. The bound: a run of c
+// pairs makes ceil(c / 64) <= c / 64 + 1 tiles, so tiles <= n / 64 + runs, and a run is one
+// (batch, KV head) group's block range >> run_shift, of which a chunk of whole rows p0 .. p0 +
+// n - 1 touches at most min(groups, its (batch, head) rows) x (kb_stride >> run_shift).
 inline int64_t span_tile_bound(const SuperlinearParams& p, int64_t kb_stride, int64_t p0, int64_t n,
                                int shift) {
   const int64_t k = p.cfg.k, bh0 = p0 / k / p.Lq, bh1 = (p0 + n - 1) / k / p.Lq;
@@ -331,15 +355,12 @@ class SpanTiles {
   SpanTiles(const SuperlinearParams& p, int64_t cap, Device dev)
       : cap_(std::max<int64_t>(cap, 1)),
         n_kb_((p.Lkv + kBN - 1) / kBN),
-        kb_stride_((n_kb_ + (1 << kMaxRunShift) - 1) >> kMaxRunShift << kMaxRunShift) {
+        kb_stride_(span_kb_stride(p)),
+        max_nb_(span_max_nb(p)) {
     key_bits_ = 8;
     while ((uint64_t(1) << (key_bits_ - 8)) <= uint64_t(p.B * p.Hkv * kb_stride_)) ++key_bits_;
-    const int64_t max_span = len_b(p.cfg, p.Lkv) + len_f(p.cfg, p.Lkv) + 1;
-    // A pair covers at most max_span / 64 + 2 blocks; a tile of a wide run up to 2^shift - 1 more.
-    max_nb_ = int(max_span / kBN + 2 + (1 << kMaxRunShift) - 1);
-    SL_CHECK(max_nb_ <= 256 && key_bits_ < 64)
-        << kOp << ": spans of up to " << max_span << " keys exceed the tensor-core path's 256 "
-        << "key blocks per span";
+    SL_CHECK(key_bits_ < 64) << kOp << ": " << p.B * p.Hkv << " KV groups of " << kb_stride_
+                             << " key blocks exceed the 56 bits of a footprint key's blocks";
     keys_ = scratch(cap_ * 8, dev), keys_sorted_ = scratch(cap_ * 8, dev);
     idx_ = scratch(cap_ * 4, dev), idx_sorted_ = scratch(cap_ * 4, dev);
     bounds_ = scratch(cap_ * 8, dev);
@@ -363,21 +384,19 @@ class SpanTiles {
 
   // Pairs p0 .. p0 + n - 1 (whole query rows), or with `pairs` the n pairs pairs[0 .. n - 1]
   // (any pairs, e.g. those near a key range; p0 unused): fills a (keys, idx sorted; bounds;
-  // tile_start, tile_key, tile_count). With host_count, returns the number of tiles (one host
-  // read, which waits for the stream); without, returns tile_bound() and the kernels read
-  // a.tile_count (Note [tile count]; whole rows only).
+  // tile_start, tile_key, tile_count) and returns the number of tiles (one host read, which
+  // waits for the stream).
   int64_t build(const SuperlinearParams& p, int64_t p0, int64_t n, SpanArgs& a, cudaStream_t s,
-                bool host_count = true, const int32_t* pairs = nullptr) {
+                const int32_t* pairs = nullptr) {
     SL_CHECK(n <= cap_) << kOp << ": chunk of " << n << " pairs exceeds the tile builder's "
                         << cap_;
-    SL_CHECK(host_count || !pairs) << kOp << ": the tile bound needs whole rows";
     a.p = p;
     a.p0 = pairs ? 0 : p0;
     a.pairs = pairs;
     a.n = n;
     a.n_kb = n_kb_;
     a.kb_stride = kb_stride_;
-    a.run_shift = run_shift();
+    a.run_shift = span_run_shift();
     a.bounds = reinterpret_cast<int2*>(bounds_.data_ptr());
     uint64_t* keys = reinterpret_cast<uint64_t*>(keys_.data_ptr());
     pair_keys_kernel<<<blocks_for(n), 256, 0, s>>>(a, keys, idx_.data<int32_t>());
@@ -409,7 +428,7 @@ class SpanTiles {
     SL_CUDA_LAUNCH_CHECK();
     a.tile_start = tile_start_.data<int32_t>();
     a.tile_count = count;
-    const int64_t n_tiles = host_count ? read_count(count, s) : tile_bound(p, p0, n, a.run_shift);
+    const int64_t n_tiles = read_count(count, s);
     uint64_t* tk = reinterpret_cast<uint64_t*>(tile_key_.data_ptr());
     if (n_tiles > 0) {
       tile_key_kernel<<<blocks_for(n_tiles * 32), 256, 0, s>>>(ks, n, a.tile_start, count,
@@ -431,21 +450,8 @@ class SpanTiles {
     return c;
   }
 
-  // Note [tile count]
-  // The forward does not read the number of tiles back: a host read waits for the stream, and
-  // at one read per chunk the GPU idled while the host queued the next kernels. It launches
-  // tile_bound() blocks instead, and those past a.tile_count return at once. The bound: a run
-  // of c pairs makes ceil(c / 64) <= c / 64 + 1 tiles, so tiles <= n / 64 + runs, and a run is
-  // one (batch, KV head) group's block range >> run_shift, of which a chunk of whole rows
-  // touches at most min(groups, its (batch, head) rows) x (kb_stride >> run_shift).
-  int64_t tile_bound(const SuperlinearParams& p, int64_t p0, int64_t n, int shift) const {
-    return span_tile_bound(p, kb_stride_, p0, n, shift);
-  }
-
-  static int run_shift() { return span_run_shift(); }
-
   int64_t cap_, n_kb_, kb_stride_;
-  int key_bits_ = 8, max_nb_ = 0;
+  int max_nb_, key_bits_ = 8;
   Tensor keys_, keys_sorted_, idx_, idx_sorted_, bounds_, head_, run_start_, mark_, slot_,
       tile_start_, tile_key_, count_, temp_;
 };
