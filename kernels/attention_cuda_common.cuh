@@ -41,6 +41,11 @@ __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool p
   const int n = pred ? 16 : 0;
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n));
 }
+// The same without a source size: the whole 16 bytes, always (no zero fill). Its source address
+// can take a constant offset in the instruction (Note [whole-tile loads]).
+__device__ __forceinline__ void cp_async16_full(uint32_t dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
+}
 __device__ __forceinline__ void cp_async_commit() {
   asm volatile("cp.async.commit_group;\n" ::);
 }
@@ -115,6 +120,14 @@ __device__ __forceinline__ uint32_t panel_offset(int row, int chunk) {
 // rows, thread i takes chunk i % (D / 8) of rows i / (D / 8) + j * step for a compile-time
 // count of j: each row has the same swizzle phase (row % 8), so the shared address is one base
 // plus a constant per j.
+// Note [whole-tile loads]
+// A tile that lies wholly before `valid` (every one but the last of a sequence) is loaded without
+// the per-row test: each of a thread's copies is then its first source address plus a constant,
+// which the copy instruction carries. With the test, every copy cost a compare, two selects and
+// the 64-bit address arithmetic, about eight instructions (the wgmma span tile kernel's key
+// block loop: two tiles per key block, ~150 of its ~580 instructions per warp in SASS). Panel
+// tiles only (the wgmma kernels'): the mma.sync span tile kernel, at its 168-register bound,
+// spilled with the second path.
 template <int R, int D, int NT, bool kPanels = false>
 __device__ __forceinline__ void load_tile(uint32_t smem, const uint16_t* base, int64_t row_stride,
                                           int valid) {
@@ -131,6 +144,12 @@ __device__ __forceinline__ void load_tile(uint32_t smem, const uint16_t* base, i
     // were measured with.
     const std::conditional_t<kPanels, int, int64_t> stride = row_stride;
     const uint16_t* src = base + row0 * stride + chunk * 8;
+    if (kPanels && valid >= R) {  // Note [whole-tile loads]
+#pragma unroll
+      for (int j = 0; j < R / kStep; ++j)
+        cp_async16_full(dst + uint32_t(j * kStep * kRowBytes), src + j * kStep * stride);
+      return;
+    }
 #pragma unroll
     for (int j = 0; j < R / kStep; ++j) {
       const bool ok = row0 + j * kStep < valid;

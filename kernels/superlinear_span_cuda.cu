@@ -97,9 +97,21 @@ __device__ __forceinline__ bool stage_tile_pairs(const SpanArgs& a, int32_t* slp
   return true;
 }
 
+// Note [lazy rescale]
+// The online softmax keeps P = 2^(s - m) with m a running max, and rescales the sum and the
+// output rows (64 multiplies per thread at D = 128) whenever m moves. With m moved only when a
+// block's max exceeds it by more than kLazyMax = 8 (log2 units), P stays below 2^8: bf16 holds
+// it with the same relative precision and the f32 sum and output cannot overflow, and the lse
+// (m + log2 l) and the normalised output are the same quantities. After a span's first blocks
+// the max rarely moves that far, so a warp (whose 32 rows must all agree) skips the rescale
+// of most blocks; before, any move of any row's max made the warp rescale, which on random
+// scores is nearly every block of a span. (FlashAttention-4's rescale threshold, the same idea.)
+constexpr float kLazyMax = 8.f;
+
 // One key block of a tile's online softmax (the flash forward's, per pair): scores s (this
 // thread's two rows, k0 .. k0 + 63) outside each pair's span [lo, hi] are masked, the running
-// max m and sum l advance, o is rescaled where a max moved, and s becomes P (unnormalised).
+// max m and sum l advance, o is rescaled where a max moved (Note [lazy rescale]), and s becomes
+// P (unnormalised).
 template <int D>
 __device__ __forceinline__ void span_softmax_block(float (&s)[kBN / 8][4], float (&o)[D / 8][4],
                                                    float (&m)[2], float (&l)[2], const int (&lo)[2],
@@ -134,10 +146,12 @@ __device__ __forceinline__ void span_softmax_block(float (&s)[kBN / 8][4], float
 #pragma unroll
     for (int n = 0; n < kBN / 8; ++n) mx = fmaxf(mx, fmaxf(s[n][2 * j], s[n][2 * j + 1]));
     mx = quad_max(mx) * sl2;
-    const float m_new = fmaxf(m[j], mx);
-    const float base = m_new == -INFINITY ? 0.f : m_new;
-    alpha[j] = fast_exp2(m[j] - base);
-    m[j] = m_new;
+    // Note [lazy rescale]: the running max moves only when the block's exceeds it by more than
+    // kLazyMax (or from -inf, where o and l are still zero: no rescale either).
+    const bool move = mx > m[j] + kLazyMax;
+    alpha[j] = move && m[j] != -INFINITY ? fast_exp2(m[j] - mx) : 1.f;
+    if (move) m[j] = mx;
+    const float base = m[j] == -INFINITY ? 0.f : m[j];
     float sum = 0.f;
 #pragma unroll
     for (int n = 0; n < kBN / 8; ++n) {
