@@ -4,13 +4,15 @@
 #   stall samples ($OUT/search-sass.csv, the hottest lines);
 # - the sort and merge stages' kernels (every launch of one forward), speed of light only.
 # ncu runs with --clock-control none, so durations are at the card's own clocks.
-# SL_NCU_L (default 64K) and SL_NCU_GQA (default 8) pick the case.
+# SL_NCU_L (default 64K) and SL_NCU_GQA (default 8) pick the case; SL_NCU_SEARCH=0 skips the
+# search's profile. The tile kernel is in the speed-of-light list too.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source experiments/device_common.sh
 start_call
 L="${SL_NCU_L:-64K}" gqa="${SL_NCU_GQA:-8}"
 bench=(./build-device/superlinear bench attention --L "$L" --gqa "$gqa" --no-dense --out /tmp/ncu-bench)
+if [ "${SL_NCU_SEARCH:-1}" = 1 ]; then
 ncu --clock-control none --section SpeedOfLight --section MemoryWorkloadAnalysis \
   --section Occupancy --section SchedulerStats --section WarpStateStats --section LaunchStats \
   --section InstructionStats --section SourceCounters \
@@ -32,8 +34,9 @@ if col is not None:
     print('total stall samples', tot)
     for r in top: print(round(100 * float(r[col] or 0) / tot, 1), r[:3])
 PY
+fi
 ncu --clock-control none --section SpeedOfLight \
-  -k regex:'pair_|Radix|run_tiles|tile_|Scan|merge' \
+  -k regex:'pair_|Radix|run_tiles|tile_|Scan|merge|span_tile' \
   --launch-count 40 --csv --page details "${bench[@]}" > "$OUT/stages-sol.csv" 2>&1
 python3 - "$OUT/stages-sol.csv" <<'PY'
 import csv, sys, collections, re

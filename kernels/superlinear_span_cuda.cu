@@ -800,8 +800,9 @@ void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTime
   const int64_t pair_bytes = (p.span_out ? 0 : D * 2) + ForwardTiles::pair_bytes() + 12;
   const int64_t meta_bytes = rows * (12 * k + 4);
   const int64_t budget =
-      std::max(kv_bytes / 4, kForwardFloor - meta_bytes) - ForwardTiles::fixed_bytes(p);
-  const int64_t rows_per_chunk = std::max<int64_t>(1, chunk_pairs(budget, pair_bytes) / k);
+      std::max(kv_bytes / 4, kForwardFloor - 2 * meta_bytes) - ForwardTiles::fixed_bytes(p);
+  const int64_t rows_per_chunk =
+      std::max<int64_t>(1, chunk_pairs(budget, pair_bytes, kForwardMostPairs) / k);
   const int64_t cap = std::min(rows, rows_per_chunk) * k;
   ForwardTiles tiles(p, cap, dev, s);
   Tensor os;

@@ -7,17 +7,19 @@
 //
 // Note [span chunks]
 // Pairs are processed in chunks of whole query rows ([B, Hq, Lq] order) of at most
-// chunk_pairs() pairs, so per-pair buffers are bounded independently of L: 2M pairs, or, given
-// a scratch budget in bytes and the bytes a pair needs, as many pairs as fit (at least 512K).
-// The forward's budget is the larger of two:
+// chunk_pairs() pairs, so per-pair buffers are bounded independently of L: 2M pairs (the
+// backward), or, given a scratch budget in bytes and the bytes a pair needs, as many pairs as
+// fit, from 512K up to a most (the forward's: 4M). The forward's budget is the larger of two:
 // - a quarter of the size of K and V, so its workspace (the O(L k) metadata plus one chunk's
 //   scratch) stays below K + V at 1M tokens even at GQA 8 (measured at 2M pairs: 1298 MiB
 //   against 1024);
-// - what brings the workspace to kForwardFloor = 768 MiB. Each chunk costs a tile build (ten
-//   kernels) and a tail of its tile launch, and its tiles bucket fewer pairs: at 64K GQA 8 the
-//   quarter of K + V gave six chunks of 512K pairs, and the forward took 4.98 ms against 4.30
-//   in two chunks of 2M (H200). At 1M GQA 8 the metadata alone is 640 MiB, so there the
-//   quarter of K + V decides.
+// - for short sequences, kForwardFloor = 1152 MiB less twice the metadata. Each chunk costs a
+//   tile build (seven kernels) and a tail of its tile launch, and its tiles bucket fewer pairs:
+//   at 64K GQA 8 the quarter of K + V gave six chunks of 512K pairs, and the forward took 4.98
+//   ms against 4.30 in two chunks of 2M (H200); one chunk of 3.1M pairs (1.04 GB of scratch)
+//   took 3.76 against 3.83 ms in two (2026-11-29). The floor shrinks by twice the metadata (40 bytes per query row and
+//   head, balanced preset) so that by 1M tokens (640 MiB of metadata at 16 heads) it is gone and
+//   the quarter of K + V decides.
 // SL_SPAN_CHUNK_PAIRS overrides the bound (a testing knob: the GPU tests force several chunks
 // on small inputs).
 #pragma once
@@ -90,14 +92,16 @@ namespace {
 
 constexpr int kTile = 64, kBN = 64, kWarps = 4, kThreads = kWarps * 32;
 constexpr uint64_t kEmptyKey = ~uint64_t(0);
-constexpr int kMaxRunShift = 3;                        // runs of 8 first blocks (Note [wide runs])
-constexpr int64_t kForwardFloor = int64_t(768) << 20;  // Note [span chunks]
+constexpr int kMaxRunShift = 3;                         // runs of 8 first blocks (Note [wide runs])
+constexpr int64_t kForwardFloor = int64_t(1152) << 20;  // Note [span chunks]
+constexpr int64_t kForwardMostPairs = int64_t(1) << 22;
 
-inline int64_t chunk_pairs(int64_t budget_bytes = 0, int64_t bytes_per_pair = 1) {
+inline int64_t chunk_pairs(int64_t budget_bytes = 0, int64_t bytes_per_pair = 1,
+                           int64_t most = int64_t(1) << 21) {
   const char* env = std::getenv("SL_SPAN_CHUNK_PAIRS");
   const int64_t v = env ? std::atoll(env) : 0;
   if (v > 0) return v;
-  const int64_t most = int64_t(1) << 21, least = int64_t(1) << 19;
+  const int64_t least = int64_t(1) << 19;
   if (budget_bytes <= 0) return most;
   return std::min(most, std::max(least, budget_bytes / bytes_per_pair));
 }
