@@ -17,9 +17,9 @@
 //   tile build (seven kernels) and a tail of its tile launch, and its tiles bucket fewer pairs:
 //   at 64K GQA 8 the quarter of K + V gave six chunks of 512K pairs, and the forward took 4.98
 //   ms against 4.30 in two chunks of 2M (H200); one chunk of 3.1M pairs (1.04 GB of scratch)
-//   took 3.76 against 3.83 ms in two (2026-11-29). The floor shrinks by twice the metadata (40 bytes per query row and
-//   head, balanced preset) so that by 1M tokens (640 MiB of metadata at 16 heads) it is gone and
-//   the quarter of K + V decides.
+//   took 3.76 against 3.83 ms in two (2026-11-29). The floor shrinks by twice the metadata (40
+//   bytes per query row and head, balanced preset), so that by 1M tokens (640 MiB of metadata
+//   at 16 heads) it is gone and the quarter of K + V decides.
 // SL_SPAN_CHUNK_PAIRS overrides the bound (a testing knob: the GPU tests force several chunks
 // on small inputs).
 #pragma once
@@ -117,9 +117,10 @@ struct Row {
 };
 __device__ __forceinline__ Row locate_row(const SuperlinearParams& p, int64_t row) {
   Row r;
-  r.i = row % p.Lq;
-  r.h = (row / p.Lq) % p.Hq;
-  r.b = row / (p.Lq * p.Hq);
+  const int64_t bh = row / p.Lq;  // b * Hq + h
+  r.i = row - bh * p.Lq;
+  r.b = bh / p.Hq;
+  r.h = bh - r.b * p.Hq;
   r.t = p.q_start + r.i;
   r.sb = p.doc_starts ? p.doc_starts[r.b * p.Lkv + r.t] : 0;
   return r;
@@ -201,9 +202,9 @@ __global__ void tile_scatter_kernel(const int32_t* mark, const int32_t* slot, in
   if (i < n && mark[i]) tile_start[slot[i]] = int32_t(i);
   if (i == n - 1) *count = slot[i] + mark[i];
 }
-// A tile's footprint, for both tile builders: from its first pair's block (the smallest: keys
-// ascend, or in the forward's sparse buckets first blocks do) to the last block any of its pairs
-// reaches. Tile keys ascend: a tile that starts at the block its predecessor
+// A tile's footprint, for the backward's tile builder (the forward's reads its records instead:
+// tile_key_recs_kernel): from its first pair's block (the smallest: keys ascend) to the last
+// block any of its pairs reaches. Tile keys ascend: a tile that starts at the block its predecessor
 // starts at holds only pairs of that block, with block counts at least the predecessor's. One
 // warp per tile, two of its up to 64 pairs per lane (a thread per tile, looping over them, took
 // 24 of the 230 us of a 2M-pair chunk's build at 64K GQA 8, H200).
