@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A/B of pending kernel patches (experiments/pending/*.patch) in one device call, since cards
-# differ by a few percent from call to call: the build and the forward/backward bench at the
-# checkout, then for each patch given: `git apply`, rebuild, the superlinear GPU tests, the same
-# bench; `git apply -R`. SL_AB_L picks the lengths (default 64K,1M; GQA 1 and 8). Output: stdout
+# differ by a few percent from call to call: the build, the superlinear GPU tests and the
+# forward/backward bench at the checkout, then for each patch given: `git apply`, rebuild, the
+# superlinear GPU tests, the same bench; `git apply -R`. SL_AB_L picks the lengths (default 64K,1M; GQA 1 and 8). Output: stdout
 # only (the bench rows: L, GQA, keys/query, search GFLOP, fwd ms, fwd TFLOP/s, bwd ms; then the
 # profiled forward stages at 64K: search, window, build, tiles, merge).
 #   bash experiments/pending_ab.sh experiments/pending/search-line-copies.patch ...
@@ -20,6 +20,7 @@ bench() {
     --out /tmp/abp 2>&1 | grep "forward stages" | tail -2
 }
 echo "== baseline"
+timeout 300 ./build-device/tests/kernels_superlinear_gpu_test --gtest_brief=1 2>&1 | tail -3
 bench
 for patch in "$@"; do
   if ! git apply "$patch"; then

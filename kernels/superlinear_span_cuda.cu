@@ -536,8 +536,9 @@ __global__ void fill_kernel(float* x, int64_t n, float v) {
 // wide-runs and chunk tests compare such placements bit for bit. A bucket's pairs are all
 // alike, so the tiles (where each starts, how many pairs, its footprint) do not depend on
 // where within a bucket a pair lands either. Steps, per chunk:
-//   1. pair_records_kernel: each pair's key, its record (local id, span, row) and a count per
-//      bucket (one atomic per bucket and warp: neighbouring queries' spans share buckets);
+//   1. pair_records_kernel: each pair's bucket (from its footprint key), its record (local id,
+//      span, row), and a count per bucket (one atomic per bucket and warp: neighbouring
+//      queries' spans share buckets) whose return is the pair's slot in its bucket;
 //   2. an exclusive sum of the counts: each bucket's first position (the empty slots' bucket
 //      last);
 //   3. pair_scatter_kernel: each pair's record to its bucket's first position plus the slot
@@ -547,18 +548,19 @@ __global__ void fill_kernel(float* x, int64_t n, float v) {
 // Measured (Nsight Compute, H200, 64K GQA 8, one chunk of 3.1M pairs): with the scatter taking
 // its slots by a second round of atomics (which also brought the counts back to zero) and
 // writing the sorted keys for the tile keys, the pair kernel took 95 us and the scatter 159.
-// Now the pair kernel keeps the slot its count returned (4 bytes per pair), the scatter moves
-// one 16-byte record per pair, and the counts are cleared before each chunk: pair kernel 101
+// Then the pair kernel kept the slot its count returned (4 bytes per pair), the scatter moved
+// one 16-byte record per pair, and the counts were cleared before each chunk: pair kernel 101
 // us, scatter 87, tile keys (from the records, 8 bytes more per pair read) 23 against 16; the
-// build stage 0.30 -> 0.27 ms. The order of a bucket's pairs changed (the slots now follow
-// the pair kernel's atomics, not the scatter's): the tiles' time did not (an A/B on one card,
-// forward at 64K and 1M GQA 8, within 0.5%).
-// The tile kernels read a tile's records in one step (Note [tile records]). Against CUB's
-// radix sort, scans and marks (13 kernels; SpanTiles, which the backward keeps: its dK/dV sums
-// need a stable order), H200, one call each, 64K GQA 8: the build 0.36 -> 0.33 ms and the tiles
-// 2.06 -> 1.95 ms, forward 4.06 -> 3.98 ms; 1M GQA 8: forward 221.5 -> 219.9 ms. The build is
-// less than its kernels' sum would say because most of it is launches: in a forward of several
-// chunks the host queues a chunk's build while the previous chunk's tiles run.
+// build stage 0.30 -> 0.27 ms. Since, the pair kernel keeps its pair's 4-byte bucket instead of
+// the 8-byte key the scatter computed the bucket from again (not yet timed). The order of a
+// bucket's pairs changed (the slots now follow the pair kernel's atomics, not the scatter's): the
+// tiles' time did not (an A/B on one card, forward at 64K and 1M GQA 8, within 0.5%). The tile
+// kernels read a tile's records in one step (Note [tile records]). Against CUB's radix sort, scans
+// and marks (13 kernels; SpanTiles, which the backward keeps: its dK/dV sums need a stable order),
+// H200, one call each, 64K GQA 8: the build 0.36 -> 0.33 ms and the tiles 2.06 -> 1.95 ms,
+// forward 4.06 -> 3.98 ms; 1M GQA 8: forward 221.5 -> 219.9 ms. The build is less than its kernels'
+// sum would say because most of it is launches: in a forward of several chunks the host queues a
+// chunk's build while the previous chunk's tiles run.
 //
 // Note [tile records]
 // A record carries what a tile needs of its pair, in sorted order: with a sorted index into
@@ -588,9 +590,9 @@ __device__ __forceinline__ int64_t key_bucket(uint64_t key, int slots, int64_t e
   return int64_t(key >> 8) * slots + (slots > 1 ? int64_t(key & 255u) : 0);
 }
 
-// Each pair's key, record and place among its bucket's pairs (slot), and the buckets' counts.
-__global__ void pair_records_kernel(SpanArgs a, int slots, int64_t empty, uint64_t* keys,
-                                    int4* recs, int32_t* slot, int32_t* counts) {
+// Each pair's record, bucket and place among its bucket's pairs (slot), and the buckets' counts.
+__global__ void pair_records_kernel(SpanArgs a, int slots, int64_t empty, int4* recs,
+                                    int32_t* bucket, int32_t* slot, int32_t* counts) {
   const int64_t lp = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const bool in = lp < a.n;
   uint64_t key = kEmptyKey;
@@ -607,20 +609,19 @@ __global__ void pair_records_kernel(SpanArgs a, int slots, int64_t empty, uint64
       const int64_t kb0 = st / kBN, nb = en / kBN - kb0 + 1, g = r.h / (p.Hq / p.Hkv);
       key = (uint64_t((r.b * p.Hkv + g) * a.kb_stride + kb0) << 8) | uint64_t(nb - 1);
     }
-    keys[lp] = key;
     recs[lp] = rec;
   }
-  const int32_t at = warp_count(counts, int32_t(key_bucket(key, slots, empty)), in);
-  if (in) slot[lp] = at;
+  const int32_t b = int32_t(key_bucket(key, slots, empty));
+  const int32_t at = warp_count(counts, b, in);
+  if (in) bucket[lp] = b, slot[lp] = at;
 }
 
 // Each pair's record to its bucket's first position plus its slot: a permutation, no atomics.
-__global__ void pair_scatter_kernel(int64_t n, const uint64_t* keys, const int4* recs,
-                                    const int32_t* slot, const int32_t* first, int slots,
-                                    int64_t empty, int4* recs_sorted) {
+__global__ void pair_scatter_kernel(int64_t n, const int4* recs, const int32_t* bucket,
+                                    const int32_t* slot, const int32_t* first, int4* recs_sorted) {
   const int64_t lp = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (lp >= n) return;
-  recs_sorted[first[key_bucket(keys[lp], slots, empty)] + slot[lp]] = recs[lp];
+  recs_sorted[first[bucket[lp]] + slot[lp]] = recs[lp];
 }
 
 // One warp per tile: its key (Note [forward tile build]) from its records, sorted by bucket
@@ -712,7 +713,7 @@ class ForwardTiles {
     SL_CHECK(empty_ + 2 <= INT32_MAX)
         << kOp << ": " << empty_ << " tile buckets; the counts take 32-bit bucket indices";
     max_tiles_ = cap_ / kTile + n_runs_ + 1;
-    keys_ = scratch(cap_ * 8, dev), slot_ = scratch(cap_ * 4, dev);
+    bucket_ = scratch(cap_ * 4, dev), slot_ = scratch(cap_ * 4, dev);
     recs_ = scratch(cap_ * 16, dev), recs_sorted_ = scratch(cap_ * 16, dev);
     counts_ = scratch((empty_ + 2) * 4, dev), first_ = scratch((empty_ + 2) * 4, dev);
     run_tiles_ = scratch((n_runs_ + 1) * 4, dev), tile0_ = scratch((n_runs_ + 1) * 4, dev);
@@ -726,10 +727,10 @@ class ForwardTiles {
     temp_ = scratch(int64_t(std::max(a, b)), dev);
   }
 
-  // Scratch bytes, for the chunk budget (Note [span chunks]): per pair (44, and 16 more that
+  // Scratch bytes, for the chunk budget (Note [span chunks]): per pair (40, and 16 more that
   // cover the tile arrays and the scans' storage), and for the buckets whatever the chunk (their
   // most: slots = max_nb).
-  static int64_t pair_bytes() { return 44 + 16; }
+  static int64_t pair_bytes() { return 40 + 16; }
   static int64_t fixed_bytes(const SuperlinearParams& p) {
     return 8 * (p.B * p.Hkv * span_kb_stride(p) * span_max_nb(p) + 2);
   }
@@ -746,20 +747,20 @@ class ForwardTiles {
     a.n_kb = n_kb_;
     a.kb_stride = kb_stride_;
     a.run_shift = shift_;
-    uint64_t* keys = reinterpret_cast<uint64_t*>(keys_.data_ptr());
+    int32_t* bucket = bucket_.data<int32_t>();
     int4* recs = reinterpret_cast<int4*>(recs_.data_ptr());
     int4* rs = reinterpret_cast<int4*>(recs_sorted_.data_ptr());
     int32_t* slot = slot_.data<int32_t>();
     int32_t* counts = counts_.data<int32_t>();
     int32_t* first = first_.data<int32_t>();
     SL_CUDA_CHECK(cudaMemsetAsync(counts, 0, size_t(empty_ + 2) * 4, s));
-    pair_records_kernel<<<blocks_for(n), 256, 0, s>>>(a, slots_, empty_, keys, recs, slot, counts);
+    pair_records_kernel<<<blocks_for(n), 256, 0, s>>>(a, slots_, empty_, recs, bucket, slot,
+                                                      counts);
     SL_CUDA_LAUNCH_CHECK();
     size_t tb = temp_bytes();
     SL_CUDA_CHECK(
         cub::DeviceScan::ExclusiveSum(temp_.data_ptr(), tb, counts, first, empty_ + 2, s));
-    pair_scatter_kernel<<<blocks_for(n), 256, 0, s>>>(n, keys, recs, slot, first, slots_, empty_,
-                                                      rs);
+    pair_scatter_kernel<<<blocks_for(n), 256, 0, s>>>(n, recs, bucket, slot, first, rs);
     SL_CUDA_LAUNCH_CHECK();
     int32_t* run_tiles = run_tiles_.data<int32_t>();
     int32_t* tile0 = tile0_.data<int32_t>();
@@ -797,7 +798,7 @@ class ForwardTiles {
   int64_t cap_, n_kb_, kb_stride_;
   int shift_, slots_ = 1;
   int64_t n_runs_ = 0, empty_ = 0, max_tiles_ = 0;
-  Tensor keys_, slot_, recs_, recs_sorted_, counts_, first_, run_tiles_, tile0_, tile_start_,
+  Tensor bucket_, slot_, recs_, recs_sorted_, counts_, first_, run_tiles_, tile0_, tile_start_,
       tile_nrows_, tile_key_, count_, temp_;
 };
 
@@ -826,7 +827,7 @@ void run_spans(const SuperlinearParams& p, int device, cudaStream_t s, StageTime
   timer.mark(2);
 
   // Per pair: the bf16 output row (unless kept in p.span_out, Note [kept partials]), the tile
-  // builder's keys and records, and 12 bytes of merge weights. The budget: Note
+  // builder's buckets, slots and records, and 12 bytes of merge weights. The budget: Note
   // [span chunks], with the metadata (anchors, scores, lse_s per pair; lse_w per row).
   const int64_t kv_bytes = 2 * p.B * p.Hkv * p.Lkv * D * 2;
   const int64_t pair_bytes = (p.span_out ? 0 : D * 2) + ForwardTiles::pair_bytes() + 12;
