@@ -11,10 +11,11 @@
 //
 // launch_search (the search alone, for the tensor-core forward) runs the tensor-core search of
 // kernels/superlinear_search_mma.cu where it applies (bf16, D 64 or 128) and this file's lane
-// search otherwise. SL_SEARCH_KERNEL=lanes (a debugging knob, read once per process) forces the
-// lane search everywhere.
+// search otherwise, or the int8 search of the same file for prefill (Note [int8 search]).
+// SL_SEARCH_KERNEL = int8, bf16 or lanes (a testing knob, read per call) forces one.
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "kernels/superlinear_cuda_common.cuh"
 
@@ -159,13 +160,15 @@ void launch_search_lanes(const SuperlinearParams& p, cudaStream_t s) {
   SL_CUDA_LAUNCH_CHECK();
 }
 
-void launch_search(const SuperlinearParams& p, cudaStream_t s) {
-  static const bool lanes = [] {
-    const char* env = std::getenv("SL_SEARCH_KERNEL");
-    return env != nullptr && std::strcmp(env, "lanes") == 0;
-  }();
-  if (!lanes && search_mma_supported(p)) return launch_search_mma(p, s);
-  launch_search_lanes(p, s);
+void launch_search(const SuperlinearParams& p, int device, cudaStream_t s) {
+  const char* env = std::getenv("SL_SEARCH_KERNEL");
+  const std::string kind = env != nullptr ? env : "";
+  SL_CHECK(kind.empty() || kind == "int8" || kind == "bf16" || kind == "lanes")
+      << kOp << ": SL_SEARCH_KERNEL is '" << kind << "', expected int8, bf16 or lanes";
+  if (kind == "lanes" || !search_mma_supported(p)) return launch_search_lanes(p, s);
+  if (kind == "int8" || (kind.empty() && search_int8_preferred(p)))
+    return launch_search_q8(p, device, s);
+  launch_search_mma(p, s);
 }
 
 }  // namespace slcuda

@@ -254,14 +254,21 @@ inline unsigned row_blocks(int64_t rows) {
   return unsigned((rows + kRowWarps - 1) / kRowWarps);
 }
 
-// The search alone (anchors and scores of every query row), kernels/superlinear_cuda.cu: the
-// tensor-core search when search_mma_supported(p) (unless SL_SEARCH_KERNEL=lanes), else the lane
-// search. Both keep the same top-k order; scores may differ in the last bits (summation order).
-void launch_search(const SuperlinearParams& p, cudaStream_t s);
+// The search alone (anchors and scores of every query row), kernels/superlinear_cuda.cu: where
+// search_mma_supported(p), the int8 search for prefill (search_int8_preferred) and the bf16
+// tensor-core search otherwise; else the lane search. SL_SEARCH_KERNEL = int8, bf16 or lanes
+// forces one (a testing knob, read per call). All keep the same top-k order; the int8 and bf16
+// searches give the same bits, the lane search's scores may differ in the last bits (summation
+// order).
+void launch_search(const SuperlinearParams& p, int device, cudaStream_t s);
 void launch_search_lanes(const SuperlinearParams& p, cudaStream_t s);
 // kernels/superlinear_search_mma.cu: bf16, D 64 or 128, K and Qs 16-byte aligned.
 bool search_mma_supported(const SuperlinearParams& p);
 void launch_search_mma(const SuperlinearParams& p, cudaStream_t s);
+// The int8 search (Note [int8 search]): quantises K into scratch of (D + 16) bytes per K row,
+// freed when the search is done; worth it when the queries outnumber the keys' rows enough.
+bool search_int8_preferred(const SuperlinearParams& p);
+void launch_search_q8(const SuperlinearParams& p, int device, cudaStream_t s);
 
 // The tensor-core forward (kernels/superlinear_span_cuda.cu): bf16, D 64 or 128. When
 // spans_supported(p), superlinear_forward_cuda hands the call to forward_spans.

@@ -880,7 +880,7 @@ bool spans_supported(const SuperlinearParams& p) {
 void forward_spans(const SuperlinearParams& p, int device) {
   cudaStream_t s = cuda::stream(device);
   StageTimer timer(s, "forward", {"search", "window", "sort", "tiles", "merge"});
-  launch_search(p, s);
+  launch_search(p, device, s);
   timer.mark(1);
   if (p.D == 64) return run_spans<64>(p, device, s, timer);
   run_spans<128>(p, device, s, timer);

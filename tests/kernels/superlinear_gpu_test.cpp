@@ -163,8 +163,8 @@ Reference reference(const Case& c, const Inputs& in) {
 }
 
 // Environment variable `name` = v for its lifetime (null: unset), then the value it had before:
-// SL_SPAN_CHUNK_PAIRS (Note [span chunks]; unset is one chunk) and SL_SPAN_WGMMA (Note [wgmma
-// span tiles]).
+// SL_SPAN_CHUNK_PAIRS (Note [span chunks]; unset is one chunk), SL_SPAN_WGMMA (Note [wgmma span
+// tiles]) and SL_SEARCH_KERNEL (Note [int8 search]).
 class ScopedEnv {
  public:
   ScopedEnv(const char* name, const char* v) : name_(name) {
@@ -618,18 +618,74 @@ INSTANTIATE_TEST_SUITE_P(Cases, SuperlinearGpuRandom,
 // k, so every k from 1 to 8 runs here on bf16 grid inputs (exact scores, ties included) against
 // the CPU's anchors and scores. L = 300 gives 1 to 17 candidates per query, so the early rows
 // also leave slots empty; packed documents restart the count.
+// Both tensor-core searches (SL_SEARCH_KERNEL = bf16, int8; Note [int8 search]) run here; the
+// grid's ties make the int8 search's buffers overflow, so its fallback runs too.
 TEST(SuperlinearGpuSearch, EveryKMatchesCpu) {
   SL_REQUIRE_GPU();
-  for (int k = 1; k <= 8; ++k)
-    for (int64_t D : {64, 128}) {
-      const Case c{"search_k" + std::to_string(k), 1,         8, 2, 300, 300, D,
-                   cfg_int(2, 0.5, 0, k, 2, 0),    k % 2 == 0};
-      SCOPED_TRACE(c.name + " D " + std::to_string(D));
-      const Inputs in = make_inputs(c, DType::BF16, 700 + uint64_t(k));
-      const SuperlinearForward ref = forward(convert(in, DType::F64, Device::cpu()), c.cfg);
-      const SuperlinearForward gf = forward(convert(in, DType::BF16, kGpu), c.cfg);
-      EXPECT_TRUE(AllEqual(gf.anchors, ref.anchors));
-      EXPECT_TRUE(AllEqual(gf.scores, ref.scores));
+  for (const char* kind : {"bf16", "int8"})
+    for (int k = 1; k <= 8; ++k)
+      for (int64_t D : {64, 128}) {
+        const Case c{"search_k" + std::to_string(k), 1,         8, 2, 300, 300, D,
+                     cfg_int(2, 0.5, 0, k, 2, 0),    k % 2 == 0};
+        SCOPED_TRACE(c.name + " D " + std::to_string(D) + " " + kind);
+        ScopedEnv env("SL_SEARCH_KERNEL", kind);
+        const Inputs in = make_inputs(c, DType::BF16, 700 + uint64_t(k));
+        const SuperlinearForward ref = forward(convert(in, DType::F64, Device::cpu()), c.cfg);
+        const SuperlinearForward gf = forward(convert(in, DType::BF16, kGpu), c.cfg);
+        EXPECT_TRUE(AllEqual(gf.anchors, ref.anchors));
+        EXPECT_TRUE(AllEqual(gf.scores, ref.scores));
+      }
+}
+
+// Note [int8 search]: the int8 search scores its survivors again with the bf16 search's own
+// instructions, so it must give the bf16 search's anchors and scores bit for bit, whatever the
+// inputs: unquantised Qs and K (the case it is for), grid inputs (exact ties: buffers overflow,
+// warps fall back), and K rows all equal within a head (every candidate ties: every warp falls
+// back). k 1 to 8, D 64 and 128, 1 to 16 query heads per KV head, packed documents.
+TEST(SuperlinearGpuSearch, Int8GivesTheBf16SearchBits) {
+  SL_REQUIRE_GPU();
+  struct V {
+    int64_t Hq, Hkv, L, D;
+    int k;
+    bool docs;
+  };
+  const V cases[] = {{16, 1, 3000, 128, 3, false},  {8, 8, 2000, 128, 3, true},
+                     {8, 1, 2000, 64, 8, false},    {4, 4, 1500, 64, 1, true},
+                     {16, 16, 1200, 128, 5, false}, {6, 2, 2500, 128, 2, false}};
+  uint64_t seed = 900;
+  for (const V& v : cases)
+    for (const char* inputs : {"random", "grid", "equal keys"}) {
+      const Case c{"int8", 1, v.Hq, v.Hkv, v.L, v.L, v.D, cfg_int(2, 0.5, 0, v.k, 2, 0), v.docs};
+      SCOPED_TRACE(std::string(inputs) + " Hq " + std::to_string(v.Hq) + " Hkv " +
+                   std::to_string(v.Hkv) + " D " + std::to_string(v.D) + " k " +
+                   std::to_string(v.k));
+      Inputs in = make_inputs(c, DType::BF16, ++seed);
+      if (std::string(inputs) == "random") {
+        in.qs = test::randn({c.B, c.Hq, c.Lq, c.D}, ++seed, DType::BF16);
+        in.k = test::randn({c.B, c.Hkv, c.Lkv, c.D}, ++seed, DType::BF16);
+      } else if (std::string(inputs) == "equal keys") {
+        const std::vector<float> row =
+            test::randn({c.Hkv, c.D}, ++seed, DType::BF16).to(DType::F32).to_vector<float>();
+        std::vector<float> k(size_t(c.Hkv * c.Lkv * c.D));
+        for (int64_t h = 0; h < c.Hkv; ++h)
+          for (int64_t t = 0; t < c.Lkv; ++t)
+            for (int64_t d = 0; d < c.D; ++d)
+              k[size_t((h * c.Lkv + t) * c.D + d)] = row[size_t(h * c.D + d)];
+        in.k = Tensor::from_vector(k, {c.B, c.Hkv, c.Lkv, c.D}).to(DType::BF16);
+      }
+      const Inputs g = convert(in, DType::BF16, kGpu);
+      SuperlinearForward bf, i8;
+      {
+        ScopedEnv env("SL_SEARCH_KERNEL", "bf16");
+        bf = forward(g, c.cfg);
+      }
+      {
+        ScopedEnv env("SL_SEARCH_KERNEL", "int8");
+        i8 = forward(g, c.cfg);
+      }
+      EXPECT_TRUE(AllEqual(i8.anchors, bf.anchors));
+      EXPECT_TRUE(AllEqual(i8.scores, bf.scores));
+      EXPECT_TRUE(AllEqual(i8.out, bf.out));
     }
 }
 
@@ -658,6 +714,12 @@ TEST(SuperlinearGpuErrors, UnsupportedArgumentsNameTheOp) {
         run(64, 3, DType::BF16);
       },
       "SL_SPAN_RUN_BLOCKS = 3");
+  expect_error(
+      [&] {
+        ScopedEnv r("SL_SEARCH_KERNEL", "fp8");
+        run(64, 3, DType::BF16);
+      },
+      "SL_SEARCH_KERNEL = fp8");
 }
 
 }  // namespace
