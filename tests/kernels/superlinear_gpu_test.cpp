@@ -641,21 +641,22 @@ TEST(SuperlinearGpuSearch, EveryKMatchesCpu) {
 // instructions, so it must give the bf16 search's anchors and scores bit for bit, whatever the
 // inputs: unquantised Qs and K (the case it is for), grid inputs (exact ties: buffers overflow,
 // warps fall back), and K rows all equal within a head (every candidate ties: every warp falls
-// back). k 1 to 8, D 64 and 128, 1 to 16 query heads per KV head, packed documents.
+// back). k 1 to 8, D 64 and 128, 1 to 16 query heads per KV head, batches of 2, packed
+// documents, and a chunk of queries against a longer key range.
 TEST(SuperlinearGpuSearch, Int8GivesTheBf16SearchBits) {
   SL_REQUIRE_GPU();
   struct V {
-    int64_t Hq, Hkv, L, D;
+    int64_t B, Hq, Hkv, L, D;
     int k;
     bool docs;
   };
-  const V cases[] = {{16, 1, 3000, 128, 3, false},  {8, 8, 2000, 128, 3, true},
-                     {8, 1, 2000, 64, 8, false},    {4, 4, 1500, 64, 1, true},
-                     {16, 16, 1200, 128, 5, false}, {6, 2, 2500, 128, 2, false}};
+  const V cases[] = {{1, 16, 1, 3000, 128, 3, false},  {2, 8, 8, 2000, 128, 3, true},
+                     {1, 8, 1, 2000, 64, 8, false},    {2, 4, 4, 1500, 64, 1, true},
+                     {1, 16, 16, 1200, 128, 5, false}, {1, 6, 2, 2500, 128, 2, false}};
   uint64_t seed = 900;
   for (const V& v : cases)
     for (const char* inputs : {"random", "grid", "equal keys"}) {
-      const Case c{"int8", 1, v.Hq, v.Hkv, v.L, v.L, v.D, cfg_int(2, 0.5, 0, v.k, 2, 0), v.docs};
+      const Case c{"int8", v.B, v.Hq, v.Hkv, v.L, v.L, v.D, cfg_int(2, 0.5, 0, v.k, 2, 0), v.docs};
       SCOPED_TRACE(std::string(inputs) + " Hq " + std::to_string(v.Hq) + " Hkv " +
                    std::to_string(v.Hkv) + " D " + std::to_string(v.D) + " k " +
                    std::to_string(v.k));
@@ -666,26 +667,30 @@ TEST(SuperlinearGpuSearch, Int8GivesTheBf16SearchBits) {
       } else if (std::string(inputs) == "equal keys") {
         const std::vector<float> row =
             test::randn({c.Hkv, c.D}, ++seed, DType::BF16).to(DType::F32).to_vector<float>();
-        std::vector<float> k(size_t(c.Hkv * c.Lkv * c.D));
-        for (int64_t h = 0; h < c.Hkv; ++h)
+        std::vector<float> k(size_t(c.B * c.Hkv * c.Lkv * c.D));
+        for (int64_t bh = 0; bh < c.B * c.Hkv; ++bh)
           for (int64_t t = 0; t < c.Lkv; ++t)
             for (int64_t d = 0; d < c.D; ++d)
-              k[size_t((h * c.Lkv + t) * c.D + d)] = row[size_t(h * c.D + d)];
+              k[size_t((bh * c.Lkv + t) * c.D + d)] = row[size_t((bh % c.Hkv) * c.D + d)];
         in.k = Tensor::from_vector(k, {c.B, c.Hkv, c.Lkv, c.D}).to(DType::BF16);
       }
       const Inputs g = convert(in, DType::BF16, kGpu);
-      SuperlinearForward bf, i8;
-      {
-        ScopedEnv env("SL_SEARCH_KERNEL", "bf16");
-        bf = forward(g, c.cfg);
-      }
-      {
-        ScopedEnv env("SL_SEARCH_KERNEL", "int8");
-        i8 = forward(g, c.cfg);
+      // The whole sequence, and a chunk of queries from the middle against all the keys.
+      const int64_t c0 = c.Lq / 2, c1 = c0 + 300;
+      auto rows = [&](const Tensor& t) { return t.slice(2, c0, c1).contiguous(); };
+      SuperlinearForward bf, i8, bf_chunk, i8_chunk;
+      for (const char* kind : {"bf16", "int8"}) {
+        ScopedEnv env("SL_SEARCH_KERNEL", kind);
+        const bool is_bf16 = std::string(kind) == "bf16";
+        (is_bf16 ? bf : i8) = forward(g, c.cfg);
+        (is_bf16 ? bf_chunk : i8_chunk) =
+            superlinear_forward(rows(g.qa), rows(g.qs), g.k, g.v, c.cfg, g.ds, c0);
       }
       EXPECT_TRUE(AllEqual(i8.anchors, bf.anchors));
       EXPECT_TRUE(AllEqual(i8.scores, bf.scores));
       EXPECT_TRUE(AllEqual(i8.out, bf.out));
+      EXPECT_TRUE(AllEqual(i8_chunk.anchors, bf_chunk.anchors));
+      EXPECT_TRUE(AllEqual(i8_chunk.scores, bf_chunk.scores));
     }
 }
 
