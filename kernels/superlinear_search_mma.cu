@@ -151,6 +151,20 @@ __device__ __forceinline__ void merge_xor(int x, TopK<K>& top) {
   for (int j = 0; j < K; ++j) offer(ps[j], pa[j], top, ts, ta);
 }
 
+// Note [shared threshold]: (ts, ta) = the best of the k-th entries of the four lanes of this
+// lane's head (lanes l, l ^ 8, l ^ 16, l ^ 24).
+template <int K>
+__device__ __forceinline__ void head_threshold(const TopK<K>& top, float& ts, int32_t& ta) {
+  ts = top.s[K - 1];
+  ta = top.a[K - 1];
+#pragma unroll
+  for (int x = 8; x <= 16; x *= 2) {
+    const float os = __shfl_xor_sync(kFull, ts, x);
+    const int32_t oa = __shfl_xor_sync(kFull, ta, x);
+    if (ranks_before(os, oa, ts, ta)) ts = os, ta = oa;
+  }
+}
+
 // One warp's work (the layout at the top): query row i of KV group g, heads h0 .. h0 + nh - 1.
 struct WarpJob {
   int64_t b, g, i, t, h0, n;
@@ -176,6 +190,16 @@ __device__ __forceinline__ WarpJob warp_job(const SuperlinearParams& p, int64_t 
   j.n = num_candidates(p.cfg, j.t + 1 - sb);
   j.ntiles = int((j.n + kRows - 1) / kRows);
   return j;
+}
+
+// The anchors and scores of head h0 + hh of the warp's query row.
+template <int K>
+__device__ __forceinline__ void write_top(const SuperlinearParams& p, const WarpJob& w, int hh,
+                                          const TopK<K>& top) {
+  const int64_t row = ((w.b * p.Hq + w.h0 + hh) * p.Lq + w.i) * K;
+#pragma unroll
+  for (int j = 0; j < K; ++j)
+    p.anchors[row + j] = top.a[j], static_cast<float*>(p.scores)[row + j] = top.s[j];
 }
 
 // B fragments of the bf16 product: lane l holds head l / 4, d = 16 kk + 2 (l % 4) + {0, 1} and
@@ -274,15 +298,9 @@ __device__ void exact_search(const SuperlinearParams& p, const WarpJob& w,
     for (int e = 0; e < 4; ++e) c[e] = acc[0][e] + acc[1][e];
     const float give0 = __shfl_xor_sync(kFull, even ? c[1] : c[0], 4);
     const float give2 = __shfl_xor_sync(kFull, even ? c[3] : c[2], 4);
-    // Note [shared threshold]: the best of the k-th entries of the four lanes of this head.
-    float ts = top.s[K - 1];
-    int32_t ta = top.a[K - 1];
-#pragma unroll
-    for (int x = 8; x <= 16; x *= 2) {
-      const float os = __shfl_xor_sync(kFull, ts, x);
-      const int32_t oa = __shfl_xor_sync(kFull, ta, x);
-      if (ranks_before(os, oa, ts, ta)) ts = os, ta = oa;
-    }
+    float ts;
+    int32_t ta;
+    head_threshold(top, ts, ta);
     if (!head_ok) continue;
     const int32_t* an = anch + st * kRows;
     offer(even ? c[0] : c[1], an[r0], top, ts, ta);
@@ -294,11 +312,7 @@ __device__ void exact_search(const SuperlinearParams& p, const WarpJob& w,
 
   merge_xor(8, top);
   merge_xor(16, top);
-  if (lane >= kHeads || !head_ok) return;
-  const int64_t row = ((w.b * p.Hq + w.h0 + hh) * p.Lq + w.i) * K;
-#pragma unroll
-  for (int j = 0; j < K; ++j)
-    p.anchors[row + j] = top.a[j], static_cast<float*>(p.scores)[row + j] = top.s[j];
+  if (lane < kHeads && head_ok) write_top(p, w, hh, top);
 }
 
 template <int D, int K>
@@ -652,14 +666,9 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
     const int give0 = __shfl_xor_sync(kFull, even ? acc[1] : acc[0], 4);
     const int give2 = __shfl_xor_sync(kFull, even ? acc[3] : acc[2], 4);
-    float ts = top.s[K - 1];
-    int32_t ta = top.a[K - 1];
-#pragma unroll
-    for (int x = 8; x <= 16; x *= 2) {
-      const float os = __shfl_xor_sync(kFull, ts, x);
-      const int32_t oa = __shfl_xor_sync(kFull, ta, x);
-      if (ranks_before(os, oa, ts, ta)) ts = os, ta = oa;
-    }
+    float ts;
+    int32_t ta;
+    head_threshold(top, ts, ta);
     if (head_ok) {
       const int32_t* an = reinterpret_cast<const int32_t*>(stg + kRows * D);
       const int vals[4] = {even ? acc[0] : acc[1], even ? acc[2] : acc[3], give0, give2};
@@ -750,10 +759,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     const float sc = __int_as_float(b[x].y);
     if (ranks_before(sc, b[x].x, fin.s[K - 1], fin.a[K - 1])) fin.insert(sc, b[x].x);
   }
-  const int64_t row = ((job.b * p.Hq + job.h0 + hh) * p.Lq + job.i) * K;
-#pragma unroll
-  for (int j = 0; j < K; ++j)
-    p.anchors[row + j] = fin.a[j], static_cast<float*>(p.scores)[row + j] = fin.s[j];
+  write_top(p, job, hh, fin);
 }
 
 // The int8 copy of K (Note [int8 search]) and, when profiling, the counters: warps that fell back
