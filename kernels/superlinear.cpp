@@ -236,6 +236,27 @@ void drop_unsaved(SuperlinearForward& f, const Tensor& qa, const Tensor& k,
   if (window_len(cfg) == 0) f.lse_w = Tensor();
 }
 
+std::string superlinear_search_kernel(const Tensor& qa, const Tensor& k, int64_t q_start) {
+  SL_CHECK(qa.defined() && k.defined() && qa.dim() == 4 && k.dim() == 4)
+      << kOp << ": superlinear_search_kernel takes qa [B, Hq, Lq, D] and k [B, Hkv, Lkv, D]";
+  if (!qa.device().is_cuda()) return "cpu";
+#if SL_WITH_CUDA
+  SuperlinearParams p{};
+  p.dtype = qa.dtype();
+  p.stat_dtype = stat_dtype(qa.dtype());
+  p.B = qa.size(0), p.Hq = qa.size(1), p.Lq = qa.size(2), p.D = qa.size(3);
+  p.Hkv = k.size(1), p.Lkv = k.size(2);
+  p.q_start = q_start < 0 ? p.Lkv - p.Lq : q_start;
+  // The forward's contiguous copies are freshly allocated (aligned); given tensors, as they are.
+  p.qs = qa.is_contiguous() ? qa.data_ptr() : nullptr;
+  p.k = k.is_contiguous() ? k.data_ptr() : nullptr;
+  return superlinear_cuda_search_kernel(p);
+#else
+  (void)q_start;
+  return "cpu";
+#endif
+}
+
 SuperlinearForward superlinear_forward(const Tensor& qa_in, const Tensor& qs_in, const Tensor& k_in,
                                        const Tensor& v_in, const SuperlinearConfig& cfg,
                                        const Tensor& ds_in, int64_t q_start, SuperlinearWork* work,

@@ -261,6 +261,12 @@ SuperlinearGrads superlinear_backward(const Tensor& dout, const Tensor& qa, cons
                                       const Tensor& doc_starts = Tensor(), int64_t q_start = -1,
                                       bool deterministic = true);
 
+// The search kernel superlinear_forward runs for qa [B, Hq, Lq, D] against k [B, Hkv, Lkv, D]
+// (q_start as there): "cpu" (the CPU reference), or on CUDA "lanes" (the warp-per-query
+// search), "bf16" or "int8" (the tensor-core searches of kernels/superlinear_search_mma.cu;
+// SL_SEARCH_KERNEL included). For logs and benchmarks.
+std::string superlinear_search_kernel(const Tensor& qa, const Tensor& k, int64_t q_start = -1);
+
 void superlinear_forward_cpu(const SuperlinearParams& p);
 void superlinear_backward_cpu(const SuperlinearBackwardParams& p);
 #if SL_WITH_CUDA
@@ -271,6 +277,8 @@ void superlinear_forward_cuda(const SuperlinearParams& p, int device);
 void superlinear_backward_cuda(const SuperlinearBackwardParams& p, int device);
 // Whether the forward of p runs on the tensor-core path, the one that can keep partials.
 bool superlinear_cuda_keeps_partials(const SuperlinearParams& p);
+// superlinear_search_kernel's answer for p (shapes, dtype, k and qs pointers for alignment).
+const char* superlinear_cuda_search_kernel(const SuperlinearParams& p);
 #endif
 
 // Per-document start of every position from cu_seqlens ([n_docs + 1] int32, 0 .. L): int32 [1, L].

@@ -160,14 +160,20 @@ void launch_search_lanes(const SuperlinearParams& p, cudaStream_t s) {
   SL_CUDA_LAUNCH_CHECK();
 }
 
-void launch_search(const SuperlinearParams& p, int device, cudaStream_t s) {
+const char* search_kind(const SuperlinearParams& p) {
   const char* env = std::getenv("SL_SEARCH_KERNEL");
   const std::string kind = env != nullptr ? env : "";
   SL_CHECK(kind.empty() || kind == "int8" || kind == "bf16" || kind == "lanes")
       << kOp << ": SL_SEARCH_KERNEL is '" << kind << "', expected int8, bf16 or lanes";
-  if (kind == "lanes" || !search_mma_supported(p)) return launch_search_lanes(p, s);
-  if (kind == "int8" || (kind.empty() && search_int8_preferred(p)))
-    return launch_search_q8(p, device, s);
+  if (kind == "lanes" || !search_mma_supported(p)) return "lanes";
+  if (kind == "int8" || (kind.empty() && search_int8_preferred(p))) return "int8";
+  return "bf16";
+}
+
+void launch_search(const SuperlinearParams& p, int device, cudaStream_t s) {
+  const std::string kind = search_kind(p);
+  if (kind == "lanes") return launch_search_lanes(p, s);
+  if (kind == "int8") return launch_search_q8(p, device, s);
   launch_search_mma(p, s);
 }
 
@@ -175,6 +181,11 @@ void launch_search(const SuperlinearParams& p, int device, cudaStream_t s) {
 
 bool superlinear_cuda_keeps_partials(const SuperlinearParams& p) {
   return slcuda::spans_supported(p);
+}
+
+const char* superlinear_cuda_search_kernel(const SuperlinearParams& p) {
+  // Off the tensor-core path the warp-per-query forward runs its own lane search.
+  return slcuda::spans_supported(p) ? slcuda::search_kind(p) : "lanes";
 }
 
 void superlinear_forward_cuda(const SuperlinearParams& p, int device) {

@@ -260,6 +260,8 @@ inline unsigned row_blocks(int64_t rows) {
 // forces one (a testing knob, read per call). All keep the same top-k order; the int8 and bf16
 // searches give the same bits, the lane search's scores may differ in the last bits (summation
 // order).
+// The search launch_search runs for p: "int8", "bf16" or "lanes" (SL_SEARCH_KERNEL checked).
+const char* search_kind(const SuperlinearParams& p);
 void launch_search(const SuperlinearParams& p, int device, cudaStream_t s);
 void launch_search_lanes(const SuperlinearParams& p, cudaStream_t s);
 // kernels/superlinear_search_mma.cu: bf16, D 64 or 128, K and Qs 16-byte aligned.

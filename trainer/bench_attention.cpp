@@ -82,6 +82,7 @@ void measure_superlinear(AttentionBenchRow& r, const SuperlinearConfig& cfg, int
   r.kv_bytes = int64_t(k.nbytes() + v.nbytes());
 
   r.work = count_attended(cfg, r.hq, r.L, f.anchors.to(Device::cpu()).to_vector<int32_t>());
+  r.search = kernels::superlinear_search_kernel(qa, k);
   r.sl_fwd_ms =
       bench::time_auto([&] { (void)kernels::superlinear_forward(qa, qs, k, v, cfg); }, reps);
   r.sl_bwd_ms = bench::time_auto(

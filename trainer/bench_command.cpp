@@ -316,7 +316,8 @@ std::string attention_markdown(const std::vector<AttentionBenchRow>& rows,
                                const BenchAttentionOptions& o, const std::string& header) {
   const bool cudnn = !o.cudnn_csv.empty();
   std::ostringstream md;
-  md << header << "\n\n| L | GQA | keys/query | search GFLOP | SL fwd ms | SL fwd TFLOP/s | "
+  md << header
+     << "\n\n| L | GQA | keys/query | search GFLOP | search | SL fwd ms | SL fwd TFLOP/s | "
      << "SL bwd ms | SL bwd TFLOP/s | ";
   if (o.fast_backward) md << "SL bwd fast ms | SL bwd fast TFLOP/s | ";
   if (o.keep_partials) md << "SL bwd kept ms | SL bwd kept TFLOP/s | partials MiB | ";
@@ -326,7 +327,7 @@ std::string attention_markdown(const std::vector<AttentionBenchRow>& rows,
   if (cudnn) md << " cuDNN fwd+bwd ms | speed-up vs cuDNN |";
   md << "\n|";
   const int extra = (o.fast_backward ? 2 : 0) + (o.keep_partials ? 3 : 0);
-  const int cols = 19 + extra + (cudnn ? 2 : 0);
+  const int cols = 20 + extra + (cudnn ? 2 : 0);
   for (int c = 0; c < cols; ++c) md << "---|";
   md << "\n";
   for (const AttentionBenchRow& r : rows) {
@@ -336,7 +337,8 @@ std::string attention_markdown(const std::vector<AttentionBenchRow>& rows,
     if (r.note.empty()) {
       c.insert(c.end(), {fmt(double(r.work.keys) / queries, 0),
                          fmt(2.0 * double(r.d) * double(r.work.search) / 1e9, 1),
-                         fmt(r.sl_fwd_ms, 3), fmt(tflops(sf, r.sl_fwd_ms), 1), fmt(r.sl_bwd_ms, 3),
+                         r.search.empty() ? "-" : r.search, fmt(r.sl_fwd_ms, 3),
+                         fmt(tflops(sf, r.sl_fwd_ms), 1), fmt(r.sl_bwd_ms, 3),
                          fmt(tflops(2.5 * sf, r.sl_bwd_ms), 1)});
       if (o.fast_backward)
         c.insert(c.end(), {fmt(r.sl_bwd_fast_ms, 3), fmt(tflops(2.5 * sf, r.sl_bwd_fast_ms), 1)});
@@ -347,7 +349,7 @@ std::string attention_markdown(const std::vector<AttentionBenchRow>& rows,
                          fmt(mib(r.bwd_workspace_bytes), 0), fmt(mib(r.metadata_bytes), 0)});
     } else {
       c.push_back(r.note);
-      c.resize(c.size() + 9 + size_t(extra), "-");
+      c.resize(c.size() + 10 + size_t(extra), "-");
     }
     c.insert(c.end(),
              {fmt(mib(r.kv_bytes), 0), fmt(r.dense_fwd_ms, 3), fmt(tflops(df, r.dense_fwd_ms), 1),
@@ -369,7 +371,9 @@ std::string attention_markdown(const std::vector<AttentionBenchRow>& rows,
                          : "")
      << ". FLOPs (spec §11): SL forward = 4 * D * attended keys, the keys summed over every query "
         "and head from the anchors the forward kept (window keys + kept span lengths); backward = "
-        "2.5 x forward; the search (2 * D per candidate score, 'search GFLOP') is not counted. "
+        "2.5 x forward; the search (2 * D per candidate score, 'search GFLOP') is not counted; "
+        "'search': the search kernel the forward ran (bf16 or int8 on tensor cores, Note [int8 "
+        "search]; lanes; cpu). "
         "Dense: 4 * D * T (T + 1) / 2 per head forward, 2.5 x backward. Dense 'extrapolated': "
         "c * L^2 fit on the two largest measured lengths. Speed-up: dense (fwd + bwd) / SL "
         "(fwd + bwd). Peak: allocator high-water mark over the SL forward and backward, inputs "
@@ -390,7 +394,7 @@ std::string attention_csv(const std::vector<AttentionBenchRow>& rows) {
        "sl_bwd_workspace_bytes,"
        "sl_metadata_bytes,kv_bytes,dense_fwd_ms,dense_fwd_tflops,dense_bwd_ms,dense_bwd_tflops,"
        "dense_source,speedup,cudnn_fwd_ms,cudnn_bwd_ms,sl_bwd_kept_ms,sl_bwd_kept_tflops,"
-       "sl_partials_bytes\n";
+       "sl_partials_bytes,search\n";
   for (const AttentionBenchRow& r : rows) {
     const double sf = r.sl_fwd_flops(), df = r.dense_fwd_flops();
     std::string note = r.note;
@@ -407,7 +411,8 @@ std::string attention_csv(const std::vector<AttentionBenchRow>& rows) {
       << "," << csv_num(r.dense_bwd_ms) << "," << csv_num(tflops(2.5 * df, r.dense_bwd_ms)) << ","
       << src << "," << csv_num(r.speedup()) << "," << csv_num(r.cudnn.fwd_ms) << ","
       << csv_num(r.cudnn.bwd_ms) << "," << csv_num(r.sl_bwd_kept_ms) << ","
-      << csv_num(tflops(2.5 * sf, r.sl_bwd_kept_ms)) << "," << r.partials_bytes << "\n";
+      << csv_num(tflops(2.5 * sf, r.sl_bwd_kept_ms)) << "," << r.partials_bytes << "," << r.search
+      << "\n";
   }
   return c.str();
 }

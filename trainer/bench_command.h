@@ -88,7 +88,8 @@ StatusOr<std::map<std::pair<int64_t, int64_t>, CudnnTime>> read_cudnn_csv(const 
 // One (L, GQA) case. Times in ms (NaN: not measured), sizes in bytes (-1: not measured).
 struct AttentionBenchRow {
   int64_t L = 0, gqa = 1, hq = 0, hkv = 0, d = 0;
-  std::string note;  // empty when the superlinear op ran, else why not ("skipped: ...")
+  std::string note;    // empty when the superlinear op ran, else why not ("skipped: ...")
+  std::string search;  // the search kernel the forward ran (kernels::superlinear_search_kernel)
   AttendedWork work;
   double sl_fwd_ms = NAN, sl_bwd_ms = NAN, sl_bwd_fast_ms = NAN;
   // --keep-partials: the backward from the kept window and span outputs, and their bytes.

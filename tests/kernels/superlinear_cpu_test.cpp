@@ -283,5 +283,14 @@ TEST(SuperlinearCpu, SavedStateKeepsWhatTheCpuBackwardReads) {
   }
 }
 
+// superlinear_search_kernel names what the forward runs (the bench's 'search' column): on the CPU
+// the reference, whatever the shapes; the CUDA answers are in superlinear_gpu_test.cpp.
+TEST(SuperlinearCpu, SearchKernelIsTheReference) {
+  const Tensor qa = Tensor::zeros({1, 4, 8, 64}, DType::BF16),
+               k = Tensor::zeros({1, 2, 8, 64}, DType::BF16);
+  EXPECT_EQ(superlinear_search_kernel(qa, k), "cpu");
+  EXPECT_THROW(superlinear_search_kernel(qa, Tensor::zeros({2, 8, 64}, DType::BF16)), Error);
+}
+
 }  // namespace
 }  // namespace sl::kernels

@@ -694,6 +694,36 @@ TEST(SuperlinearGpuSearch, Int8GivesTheBf16SearchBits) {
     }
 }
 
+// superlinear_search_kernel names the search the forward runs (Note [int8 search]; the bench's
+// 'search' column): the warp-per-query kernel's lanes off the tensor-core path, bf16 on it, int8
+// for one query head per KV head from 1M keys (prefill only), and what SL_SEARCH_KERNEL forces.
+TEST(SuperlinearGpuSearch, SearchKernelNamesWhatRuns) {
+  SL_REQUIRE_GPU();
+  auto kernel = [](int64_t Hq, int64_t Hkv, int64_t Lq, int64_t Lkv, int64_t D, DType dt) {
+    return superlinear_search_kernel(Tensor::empty({1, Hq, Lq, D}, dt, kGpu),
+                                     Tensor::empty({1, Hkv, Lkv, D}, dt, kGpu));
+  };
+  const int64_t M = int64_t(1) << 20;
+  EXPECT_EQ(kernel(8, 1, 600, 600, 128, DType::BF16), "bf16");
+  EXPECT_EQ(kernel(8, 8, 600, 600, 64, DType::BF16), "bf16");
+  EXPECT_EQ(kernel(8, 8, 600, 600, 128, DType::F32), "lanes");
+  EXPECT_EQ(kernel(8, 8, 600, 600, 96, DType::BF16), "lanes");
+  EXPECT_EQ(kernel(2, 2, M, M, 128, DType::BF16), "int8");
+  EXPECT_EQ(kernel(4, 2, M, M, 128, DType::BF16), "bf16");  // GQA 2
+  EXPECT_EQ(kernel(2, 2, 1, M, 128, DType::BF16), "bf16");  // decode against 1M keys
+  {
+    ScopedEnv env("SL_SEARCH_KERNEL", "int8");
+    EXPECT_EQ(kernel(8, 1, 600, 600, 128, DType::BF16), "int8");
+    EXPECT_EQ(kernel(8, 8, 600, 600, 128, DType::F32), "lanes");  // no int8 off tensor cores
+  }
+  {
+    ScopedEnv env("SL_SEARCH_KERNEL", "bf16");
+    EXPECT_EQ(kernel(2, 2, M, M, 128, DType::BF16), "bf16");
+  }
+  ScopedEnv env("SL_SEARCH_KERNEL", "lanes");
+  EXPECT_EQ(kernel(8, 1, 600, 600, 128, DType::BF16), "lanes");
+}
+
 TEST(SuperlinearGpuErrors, UnsupportedArgumentsNameTheOp) {
   SL_REQUIRE_GPU();
   auto expect_error = [](const std::function<void()>& fn, const std::string& why) {

@@ -200,13 +200,14 @@ TEST(BenchCommand, TableAndCsvCarryEveryRow) {
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 4);
   std::istringstream csv_lines(csv);
   for (std::string line; std::getline(csv_lines, line);)
-    EXPECT_EQ(std::count(line.begin(), line.end(), ','), 29) << line;
+    EXPECT_EQ(std::count(line.begin(), line.end(), ','), 30) << line;
   // 4 * D * keys / ms: 4 * 128 * 4096 * 1600 / 0.4096 ms = 8.192 TFLOP/s.
   EXPECT_NE(csv.find("4096,1,16,16,128,,6553600,655360,0.4096,8.192,"), std::string::npos) << csv;
 
   // The optional columns (fast mode, kept partials) keep measured and skipped rows aligned.
   o.fast_backward = o.keep_partials = true;
   rows[0].sl_bwd_kept_ms = 0.8192, rows[0].partials_bytes = int64_t(3) << 20;
+  rows[0].search = "int8";  // the search kernel's column, after the search's GFLOP
   const std::string md2 = attention_markdown(rows, o, "# header");
   std::istringstream lines2(md2);
   std::vector<size_t> cols;
@@ -216,7 +217,8 @@ TEST(BenchCommand, TableAndCsvCarryEveryRow) {
   for (size_t c : cols) EXPECT_EQ(c, cols[0]) << md2;
   // 2.5 x 6553600 keys x 4 x 128 / 0.8192 ms = 10.24 TFLOP/s, and 3 MiB of partials.
   EXPECT_NE(md2.find("| 0.819 | 10.2 | 3 |"), std::string::npos) << md2;
-  EXPECT_NE(attention_csv(rows).find(",0.8192,10.24,3145728\n"), std::string::npos);
+  EXPECT_NE(md2.find("| 0.2 | int8 | 0.410 |"), std::string::npos) << md2;
+  EXPECT_NE(attention_csv(rows).find(",0.8192,10.24,3145728,int8\n"), std::string::npos);
 }
 
 TEST(BenchCommand, ReadsTheCudnnCsv) {
