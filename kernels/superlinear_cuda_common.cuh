@@ -15,6 +15,7 @@
 // so results do not depend on pointer alignment either.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "core/cuda_context.h"
@@ -248,6 +249,11 @@ inline void check_limits(const SuperlinearParams& p) {
       << ", Hkv " << p.Hkv << ", Lq " << p.Lq << ", Lkv " << p.Lkv << ", k " << p.cfg.k << ")";
   SL_CHECK(p.work_search == nullptr && p.work_keys == nullptr)
       << kOp << ": work counters come from the CPU reference only";
+}
+
+// Bytes of scratch as an int32 tensor on the device (freed with the tensor).
+inline Tensor scratch(int64_t bytes, Device dev) {
+  return Tensor::empty({std::max<int64_t>(1, (bytes + 3) / 4)}, DType::I32, dev);
 }
 
 inline unsigned row_blocks(int64_t rows) {

@@ -402,21 +402,6 @@ __device__ __forceinline__ uint32_t pack_s8(const int (&v)[4]) {
          uint32_t(v[3] & 0xff) << 24;
 }
 
-// E consecutive bf16 of a row as floats (E a multiple of 8, 16-byte aligned).
-template <int E>
-__device__ __forceinline__ void load_bf16(const uint16_t* src, float (&x)[E]) {
-#pragma unroll
-  for (int c = 0; c < E / 8; ++c) {
-    const uint4 u = reinterpret_cast<const uint4*>(src)[c];
-    const uint32_t wv[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      x[8 * c + 2 * e] = __uint_as_float(wv[e] << 16);
-      x[8 * c + 2 * e + 1] = __uint_as_float(wv[e] & 0xffff0000u);
-    }
-  }
-}
-
 // Block-wide max of v (>= 0, or NaN / inf bits) into *dst as float bits (non-negative floats
 // order as unsigned integers; NaN and inf bits sort above every finite value).
 __device__ __forceinline__ void block_max_into(unsigned v, unsigned* dst) {
@@ -448,7 +433,7 @@ __global__ void head_absmax_kernel(const uint16_t* k, int64_t rows_per_head, uns
   for (int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; c < n;
        c += int64_t(gridDim.x) * blockDim.x) {
     float x[8];
-    load_bf16<8>(base + c * 8, x);
+    load_vec<bf16, 8>(reinterpret_cast<const bf16*>(base + c * 8), x);
 #pragma unroll
     for (int e = 0; e < 8; ++e) m = max(m, abs_bits(x[e]));
   }
@@ -467,7 +452,7 @@ __global__ void quantize_k_kernel(const uint16_t* k, int64_t rows_per_head, unsi
   const bool ok = row < rows_per_head;
   const int64_t at = (h * rows_per_head + (ok ? row : 0)) * D + sub * E;
   float x[E];
-  load_bf16<E>(k + at, x);
+  load_vec<bf16, E>(reinterpret_cast<const bf16*>(k + at), x);
   const float m = __uint_as_float(hstat[3 * h]);
   const bool finite = m <= 3.402823466e38f;  // false for inf and NaN
   const float sk = finite ? m / 127.f : 0.f, inv = finite && m > 0.f ? 127.f / m : 0.f;
@@ -559,13 +544,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int kk = 0; kk < D / 32; ++kk)
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const uint2 u = *reinterpret_cast<const uint2*>(q + 32 * kk + 16 * h);
-        v[kk][4 * h + 0] = __uint_as_float(u.x << 16);
-        v[kk][4 * h + 1] = __uint_as_float(u.x & 0xffff0000u);
-        v[kk][4 * h + 2] = __uint_as_float(u.y << 16);
-        v[kk][4 * h + 3] = __uint_as_float(u.y & 0xffff0000u);
-      }
+      for (int h = 0; h < 2; ++h)
+        load_vec<bf16, 4>(reinterpret_cast<const bf16*>(q + 32 * kk + 16 * h), &v[kk][4 * h]);
     float m = 0.f;
 #pragma unroll
     for (int kk = 0; kk < D / 32; ++kk)
@@ -799,10 +779,6 @@ void launch_k(const SuperlinearParams& p, const Q8Keys* q8, cudaStream_t s) {
   }
 }
 
-Tensor scratch_bytes(int64_t bytes, Device dev) {
-  return Tensor::empty({std::max<int64_t>(1, (bytes + 15) / 4)}, DType::I32, dev);
-}
-
 }  // namespace
 
 bool search_mma_supported(const SuperlinearParams& p) {
@@ -828,12 +804,12 @@ void launch_search_q8(const SuperlinearParams& p, int device, cudaStream_t s) {
   const Device dev = Device::cuda(device);
   const int64_t heads = p.B * p.Hkv;
   SL_CHECK(heads <= 65535) << kOp << ": the int8 search takes at most 65535 (batch, KV head) pairs";
-  Tensor k8 = scratch_bytes(heads * p.Lkv * p.D, dev), hstat = scratch_bytes(heads * 12, dev);
+  Tensor k8 = scratch(heads * p.Lkv * p.D, dev), hstat = scratch(heads * 12, dev);
   static const bool profile = std::getenv("SL_SPAN_PROFILE") != nullptr;
   Tensor stats;
   Q8Keys q8{static_cast<int8_t*>(k8.data_ptr()), static_cast<unsigned*>(hstat.data_ptr()), nullptr};
   if (profile) {
-    stats = scratch_bytes(16, dev);
+    stats = scratch(16, dev);
     SL_CUDA_CHECK(cudaMemsetAsync(stats.data_ptr(), 0, 16, s));
     q8.stats = static_cast<unsigned long long*>(stats.data_ptr());
   }

@@ -266,11 +266,6 @@ inline unsigned blocks_for(int64_t n, int per = 256) {
   return unsigned((n + per - 1) / per);
 }
 
-// Bytes of scratch as an int32 tensor on the device (freed with the tensor).
-inline Tensor scratch(int64_t bytes, Device dev) {
-  return Tensor::empty({std::max<int64_t>(1, (bytes + 3) / 4)}, DType::I32, dev);
-}
-
 // Debugging knob: SL_SPAN_PROFILE=1 prints a pass's stage times (ms, summed over chunks) to
 // stderr per call. Off: no events, no syncs.
 class StageTimer {
