@@ -72,5 +72,5 @@ ab_bench() {
   done
   env "$@" SL_SPAN_PROFILE=1 ./build-device/superlinear bench attention --L 64K,1M \
     --gqa 1,8 --no-dense --out /tmp/abp 2>&1 |
-    awk '/int8 search/ {i = $0} /forward stages/ {f = $0} /done/ {print; print f; if (i != "") print i; i = ""}'
+    awk '/int8 search|stream search/ {i = $0} /forward stages/ {f = $0} /done/ {print; print f; if (i != "") print i; i = ""}'
 }

@@ -12,7 +12,9 @@
 // launch_search (the search alone, for the tensor-core forward) runs the tensor-core search of
 // kernels/superlinear_search_mma.cu where it applies (bf16, D 64 or 128) and this file's lane
 // search otherwise, or the int8 search of the same file for prefill (Note [int8 search]).
-// SL_SEARCH_KERNEL = int8, bf16 or lanes (a testing knob, read per call) forces one.
+// The stream search (Note [stream search]) is the int8 search with blocks of queries sharing K
+// rows through shared memory. SL_SEARCH_KERNEL = stream, int8, bf16 or lanes (a testing knob,
+// read per call) forces one.
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -163,9 +165,10 @@ void launch_search_lanes(const SuperlinearParams& p, cudaStream_t s) {
 const char* search_kind(const SuperlinearParams& p) {
   const char* env = std::getenv("SL_SEARCH_KERNEL");
   const std::string kind = env != nullptr ? env : "";
-  SL_CHECK(kind.empty() || kind == "int8" || kind == "bf16" || kind == "lanes")
-      << kOp << ": SL_SEARCH_KERNEL is '" << kind << "', expected int8, bf16 or lanes";
+  SL_CHECK(kind.empty() || kind == "stream" || kind == "int8" || kind == "bf16" || kind == "lanes")
+      << kOp << ": SL_SEARCH_KERNEL is '" << kind << "', expected stream, int8, bf16 or lanes";
   if (kind == "lanes" || !search_mma_supported(p)) return "lanes";
+  if (kind == "stream" && search_stream_supported(p)) return "stream";
   if (kind == "int8" || (kind.empty() && search_int8_preferred(p))) return "int8";
   return "bf16";
 }
@@ -173,6 +176,7 @@ const char* search_kind(const SuperlinearParams& p) {
 void launch_search(const SuperlinearParams& p, int device, cudaStream_t s) {
   const std::string kind = search_kind(p);
   if (kind == "lanes") return launch_search_lanes(p, s);
+  if (kind == "stream") return launch_search_stream(p, device, s);
   if (kind == "int8") return launch_search_q8(p, device, s);
   launch_search_mma(p, s);
 }

@@ -277,6 +277,12 @@ void launch_search_mma(const SuperlinearParams& p, cudaStream_t s);
 // freed when the search is done; worth it when the queries outnumber the keys' rows enough.
 bool search_int8_preferred(const SuperlinearParams& p);
 void launch_search_q8(const SuperlinearParams& p, int device, cudaStream_t s);
+// The stream search (Note [stream search]): the int8 copy of K streamed through shared memory by
+// blocks of consecutive queries, survivors scored again as in the int8 search; same bits as the
+// bf16 search. Needs a Hopper device and a build with sm_90a code, at most 16 query heads per KV
+// head.
+bool search_stream_supported(const SuperlinearParams& p);
+void launch_search_stream(const SuperlinearParams& p, int device, cudaStream_t s);
 
 // The tensor-core forward (kernels/superlinear_span_cuda.cu): bf16, D 64 or 128. When
 // spans_supported(p), superlinear_forward_cuda hands the call to forward_spans.

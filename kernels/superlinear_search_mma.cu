@@ -779,6 +779,425 @@ void launch_k(const SuperlinearParams& p, const Q8Keys* q8, cudaStream_t s) {
   }
 }
 
+
+// Note [stream search]
+// At one query head per KV head the search moves a K row for every (query, candidate), from L2
+// (Note [search bytes]); the int8 search halves the row but not the requests, and each warp's
+// tail (one query) does not hide. Candidate i of queries t0 .. t0 + n - 1 is the run of keys
+// t0 + 1 - o(i) .. t0 + n - o(i): contiguous, and the next stripe's run starts o(i + 1) - o(i)
+// (2 i + 1 for p = 1/2) rows earlier, so while that gap is below n the two runs share rows. So a
+// block takes n = kStreamQueries / r consecutive queries of each of the r heads of a KV group,
+// one thread per (query, head) with its int8 Qs row in registers, and streams the int8 K rows of
+// stripe after stripe through a ring in shared memory: only the rows the previous stripe did not
+// have are copied (one bulk copy, cp.async.bulk, per stripe and wrap), kAhead stripes ahead,
+// completion on an mbarrier per stage. Stripe j's rows sit at ring positions V_j .. V_j + n - 1
+// (mod the ring), V_{j+1} = V_j - min(gap, n), so thread q reads position V_j + q; with kAhead + 1
+// stripes of n rows the ring never overwrites a row a stripe in flight or being read still needs
+// (one barrier per stripe keeps the stripe before the current one out of the way).
+// Reading rows: the 32 threads of a warp read 32 consecutive rows; each starts at its own 16-byte
+// chunk (rotated by its query), so a quarter-warp's 16-byte loads hit distinct banks.
+// Each thread scores its candidate with dp4a (exact int32) and keeps the top kKeep of s~ under the
+// bound of Note [int8 search] (a candidate enters only while s~ + 2 e reaches the list's k-th s~),
+// and the largest s~ it had to drop. At the end the survivors are the list's entries with s~ +
+// 2 e >= the k-th s~; if a dropped s~ also qualifies (more than kKeep survivors), or Qs or K is
+// not finite, the row is left to the bf16 search. A second kernel (rescore_kernel) scores the
+// survivors again with the bf16 search's mma, 16 K rows by 8 query rows per product (each row's
+// result depends on its own K row and Qs row only), and writes the top-k under ranks_before: the
+// bf16 search's anchors and scores, bit for bit; the rows left over go through exact_search.
+// Memory: the int8 K copy (D bytes per K row) and kKeep + 1 int32 per query row, freed after.
+constexpr int kStreamQueries = 512, kAhead = 2, kKeep = 16;
+
+// Stripe offsets o(s + 1 + j), j = 0 .. n_table - 1, clamped to int32.
+__device__ __forceinline__ int32_t table_offset(const SuperlinearConfig& cfg, int64_t j) {
+  const int64_t o = stripe_offset(cfg, cfg.s + 1 + j);
+  return int32_t(min(o, int64_t(0x7fffffff)));
+}
+
+__device__ __forceinline__ void mbar_init(uint32_t bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_init_fence() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+__device__ __forceinline__ void mbar_expect(uint32_t bar, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.release.cta.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar),
+               "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, unsigned parity) {
+  uint32_t done;
+  do {
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+        " selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+// `bytes` (a multiple of 16) from global to shared memory, completing on the mbarrier `bar`.
+__device__ __forceinline__ void bulk_copy(uint32_t dst, const void* src, unsigned bytes,
+                                          uint32_t bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::
+          "r"(dst),
+      "l"(src), "r"(bytes), "r"(bar)
+      : "memory");
+#else
+  __trap();
+#endif
+}
+
+struct StreamArgs {
+  const int8_t* k8;
+  const unsigned* hstat;
+  int32_t* keep;               // [rows, kKeep]: the survivors' anchors
+  int32_t* status;             // [rows]: survivors, or -1: the bf16 search decides the row
+  unsigned long long* stats;   // profiling (or null): survivors, rows left to the bf16 search
+  int bq, cap, n_table;        // queries per head and block, ring rows, stripe table entries
+};
+
+// Where a stripe's rows sit: keys A .. A + bq - 1 at ring positions V .. V + bq - 1 (mod cap);
+// its first m keys are the ones the previous stripe did not have.
+struct StripeCursor {
+  int64_t A;
+  int V, m, j;
+  __device__ __forceinline__ void start(int64_t t0, const int32_t* table, int bq) {
+    j = 0, A = t0 + 1 - table[0], V = 0, m = bq;
+  }
+  __device__ __forceinline__ void next(const int32_t* table, int bq, int cap) {
+    const int64_t gap = int64_t(table[j + 1]) - table[j];
+    ++j;
+    A -= gap;
+    m = int(min(gap, int64_t(bq)));
+    V -= m;
+    if (V < 0) V += cap;
+  }
+};
+
+template <int D>
+__device__ __forceinline__ void issue_stripe(const StripeCursor& c, const int8_t* rows, int64_t lkv,
+                                             uint32_t ring, int cap, uint32_t bar) {
+  const int64_t lo = max(c.A, int64_t(0)), hi = min(c.A + c.m - 1, lkv - 1);
+  const int n = hi >= lo ? int(hi - lo + 1) : 0;
+  mbar_expect(bar, unsigned(n) * D);
+  if (n == 0) return;
+  int v = c.V + int(lo - c.A);
+  if (v >= cap) v -= cap;
+  const int first = min(n, cap - v);
+  bulk_copy(ring + uint32_t(v) * D, rows + lo * D, unsigned(first) * D, bar);
+  if (n > first) bulk_copy(ring, rows + (lo + first) * D, unsigned(n - first) * D, bar);
+}
+
+template <int D, int K>
+__global__ void __launch_bounds__(kStreamQueries, 1)
+    search_stream_kernel(SuperlinearParams p, StreamArgs sa) {
+  constexpr int C = D / 16;  // 16-byte chunks of an int8 row
+  extern __shared__ __align__(128) unsigned char smem[];
+  const int tid = int(threadIdx.x), bq = sa.bq, cap = sa.cap;
+  const int qi = tid % bq;
+  const int64_t r = p.Hq / p.Hkv, bg = blockIdx.y, b = bg / p.Hkv, g = bg % p.Hkv;
+  const int64_t h = g * r + tid / bq, i = int64_t(blockIdx.x) * bq + qi;
+  const bool valid = i < p.Lq;
+  const int64_t row = ((b * p.Hq + h) * p.Lq + (valid ? i : 0));
+  const int64_t t0 = p.q_start + int64_t(blockIdx.x) * bq, t = t0 + qi;
+  const int rot = (qi * C / 8) & (C - 1);
+
+  // This thread's Qs row in int8, register chunk c holding the row's chunk (c + rot) % C; its
+  // scale, norm and quantisation error (Note [int8 search]).
+  uint32_t q8[D / 4];
+  float sq = 0.f, n2 = 0.f, e2q = 0.f;
+  if (valid) {
+    const bf16* q = static_cast<const bf16*>(p.qs) + row * D;
+    float m = 0.f;
+#pragma unroll
+    for (int c = 0; c < D / 8; ++c) {
+      float x[8];
+      load_vec<bf16, 8>(q + 8 * c, x);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) m = fmaxf(m, fabsf(x[e]));
+    }
+    sq = m / 127.f;
+    const float inv = m > 0.f && m <= 3.402823466e38f ? 127.f / m : 0.f;
+#pragma unroll
+    for (int c = 0; c < C; ++c) {
+      float x[16];
+      load_vec<bf16, 16>(q + 16 * ((c + rot) & (C - 1)), x);
+#pragma unroll
+      for (int w = 0; w < 4; ++w) {
+        int iv[4];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float xv = x[4 * w + e];
+          iv[e] = max(-127, min(127, __float2int_rn(xv * inv)));
+          const float d = xv - sq * float(iv[e]);
+          n2 = fmaf(xv, xv, n2);
+          e2q = fmaf(d, d, e2q);
+        }
+        q8[4 * c + w] = pack_s8(iv);
+      }
+    }
+  }
+  const float nq = sqrtf(n2), eq = sqrtf(e2q);
+  const unsigned* hs = sa.hstat + 3 * bg;
+  const float kmax = __uint_as_float(hs[0]), big_r = __uint_as_float(hs[1]),
+              big_n = __uint_as_float(hs[2]);
+  // NaN anywhere in the row makes n2 NaN (fmaxf would skip it).
+  const bool bad = valid && !(nq <= 3.402823466e38f && eq <= 3.402823466e38f &&
+                              kmax <= 3.402823466e38f && big_r <= 3.402823466e38f &&
+                              big_n <= 3.402823466e38f);
+  const float scale = kmax / 127.f * sq;
+  const float e = fmaf(nq, fmaf(big_r, 1.f + kSlack, big_n * kSlack), eq * big_n), e2 = 2.f * e;
+  const int64_t sb = valid && p.doc_starts ? p.doc_starts[b * p.Lkv + t] : 0;
+  const int n = valid && !bad ? int(num_candidates(p.cfg, t + 1 - sb)) : 0;
+
+  const uint32_t ring = attn::smem_addr(smem);
+  int32_t* table = reinterpret_cast<int32_t*>(smem + cap * D);
+  unsigned char* tail = smem + cap * D + ((sa.n_table * 4 + 7) & ~7);
+  const uint32_t bars = attn::smem_addr(tail);
+  int* s_nmax = reinterpret_cast<int*>(tail + 8 * (kAhead + 1));
+  for (int x = tid; x < sa.n_table; x += int(blockDim.x)) table[x] = table_offset(p.cfg, x);
+  if (tid == 0) {
+    for (int x = 0; x <= kAhead; ++x) mbar_init(bars + 8 * x, 1);
+    mbar_init_fence();
+    *s_nmax = 0;
+  }
+  __syncthreads();
+  const int wmax = __reduce_max_sync(kFull, n);
+  if ((tid & 31) == 0) atomicMax(s_nmax, wmax);
+  __syncthreads();
+  const int nmax = *s_nmax;
+
+  const int8_t* rows = sa.k8 + bg * p.Lkv * D;
+  StripeCursor cur, ahead;
+  cur.start(t0, table, bq);
+  ahead = cur;
+  // Stripe j < nmax has table[j + 1], so a cursor may always step past it.
+  if (tid == 0)
+    for (int x = 0; x < kAhead && x < nmax; ++x) {
+      issue_stripe<D>(ahead, rows, p.Lkv, ring, cap, bars + 8 * x);
+      ahead.next(table, bq, cap);
+    }
+
+  TopK<kKeep> top;
+  top.clear();
+  float thr = -INFINITY, dropped = -INFINITY;
+  int stage = 0;
+  unsigned parity = 0;
+  for (int j = 0; j < nmax; ++j) {
+    __syncthreads();  // every thread is done with stripe j - 1, whose stage is re-armed here
+    if (tid == 0 && j + kAhead < nmax) {  // `ahead` is at stripe j + kAhead
+      int st = stage + kAhead;
+      if (st > kAhead) st -= kAhead + 1;
+      issue_stripe<D>(ahead, rows, p.Lkv, ring, cap, bars + 8 * st);
+      ahead.next(table, bq, cap);
+    }
+    mbar_wait(bars + 8 * stage, parity);
+    if (j < n) {
+      int slot = cur.V + qi;
+      if (slot >= cap) slot -= cap;
+      const unsigned char* kr = smem + slot * D;
+      int acc = 0;
+#pragma unroll
+      for (int c = 0; c < C; ++c) {
+        const uint4 w = *reinterpret_cast<const uint4*>(kr + 16 * ((c + rot) & (C - 1)));
+        acc = __dp4a(int(w.x), int(q8[4 * c + 0]), acc);
+        acc = __dp4a(int(w.y), int(q8[4 * c + 1]), acc);
+        acc = __dp4a(int(w.z), int(q8[4 * c + 2]), acc);
+        acc = __dp4a(int(w.w), int(q8[4 * c + 3]), acc);
+      }
+      const float sc = float(acc) * scale;
+      const int32_t a = int32_t(cur.A + qi);
+      if (sc >= thr) {
+        if (ranks_before(sc, a, top.s[kKeep - 1], top.a[kKeep - 1])) {
+          dropped = fmaxf(dropped, top.s[kKeep - 1]);
+          top.insert(sc, a);
+          thr = top.s[K - 1] - e2;
+        } else {
+          dropped = fmaxf(dropped, sc);
+        }
+      }
+    }
+    cur.next(table, bq, cap);
+    if (++stage > kAhead) stage = 0, parity ^= 1u;
+  }
+
+  if (!valid) return;
+  const float fin = top.s[K - 1] - e2;
+  int cnt = 0;
+#pragma unroll
+  for (int x = 0; x < kKeep; ++x)
+    if (top.a[x] >= 0 && top.s[x] >= fin) {
+      sa.keep[row * kKeep + x] = top.a[x];
+      cnt = x + 1;
+    }
+  const bool redo = bad || dropped >= fin;
+  sa.status[row] = redo ? -1 : cnt;
+  if (sa.stats != nullptr) {
+    const int sum = __reduce_add_sync(__activemask(), redo ? 0 : cnt);
+    const int nre = __reduce_add_sync(__activemask(), redo ? 1 : 0);
+    if ((tid & 31) == __ffs(__activemask()) - 1) {
+      atomicAdd(sa.stats, (unsigned long long)sum);
+      atomicAdd(sa.stats + 1, (unsigned long long)nre);
+    }
+  }
+}
+
+template <int D>
+constexpr int rescore_region_bytes() {
+  constexpr int own = tile_bytes<D>() + 8 * kKeep * 3 * int(sizeof(int32_t));
+  return own > exact_region_bytes<D>() ? own : exact_region_bytes<D>();
+}
+
+// The stream search's second kernel (Note [stream search]): one warp per 8 consecutive query rows
+// (columns of the bf16 product); their survivors, 16 at a time, are the product's rows.
+template <int D, int K>
+__global__ void __launch_bounds__(kWarps * 32)
+    rescore_kernel(SuperlinearParams p, StreamArgs sa) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  const int lane = lane_id(), wib = int(threadIdx.x) >> 5;
+  const int64_t rows = p.B * p.Hq * p.Lq, r0 = (int64_t(blockIdx.x) * kWarps + wib) * 8;
+  if (r0 >= rows) return;
+  unsigned char* region = smem + wib * rescore_region_bytes<D>();
+  const int64_t r = p.Hq / p.Hkv;
+  // Lanes 0..7: row r0 + lane, its survivors and the key rows' base of its KV head.
+  const int64_t row = r0 + (lane & 7);
+  const bool mine = lane < 8 && row < rows;
+  const int st = mine ? sa.status[row] : 0;
+  const unsigned redo = __ballot_sync(kFull, mine && st < 0);
+  const int cnt = st > 0 ? st : 0;
+  const int64_t hrow = (row / p.Lq) % p.Hq, brow = row / (p.Lq * p.Hq);
+  const int32_t kvbase = int32_t((brow * p.Hkv + hrow / r) * p.Lkv);
+  int off = cnt;
+#pragma unroll
+  for (int o = 1; o < 8; o <<= 1) {
+    const int v = __shfl_up_sync(kFull, off, o);
+    if ((lane & 7) >= o) off += v;
+  }
+  const int total = __shfl_sync(kFull, off, 7);
+  off -= cnt;
+  int32_t* s_anchor = reinterpret_cast<int32_t*>(region + tile_bytes<D>());
+  int32_t* s_owner = s_anchor + 8 * kKeep;
+  float* s_score = reinterpret_cast<float*>(s_owner + 8 * kKeep);
+  for (int x = 0; x < cnt; ++x) {
+    s_anchor[off + x] = sa.keep[row * kKeep + x];
+    s_owner[off + x] = lane;
+  }
+  __syncwarp();
+
+  // B fragments: column n = lane / 4 is row r0 + n.
+  uint32_t qf[D / 16][2];
+  {
+    const int64_t rn = r0 + (lane >> 2);
+    const bool ok = rn < rows;
+    const uint16_t* q = static_cast<const uint16_t*>(p.qs) + (ok ? rn : 0) * D + 2 * (lane & 3);
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      qf[kk][0] = ok ? *reinterpret_cast<const uint32_t*>(q + 16 * kk) : 0u;
+      qf[kk][1] = ok ? *reinterpret_cast<const uint32_t*>(q + 16 * kk + 8) : 0u;
+    }
+  }
+  const uint16_t* keys = static_cast<const uint16_t*>(p.k);
+  const uint32_t tile = attn::smem_addr(region);
+  for (int base = 0; base < total; base += kRows) {
+    const int x = base + (lane & 15);
+    const int own = x < total ? s_owner[x] : 0;
+    const int32_t kb = __shfl_sync(kFull, kvbase, own);
+    const int32_t gi = x < total ? kb + s_anchor[x] : kNoAnchor;
+    gather_rows<D>(tile, keys, gi, lane);
+    attn::cp_async_commit();
+    attn::cp_async_wait<0>();
+    __syncwarp();
+    float acc[2][4] = {};
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      uint32_t af[4];
+      attn::load_a<D>(af, tile, 0, kk, lane);
+      attn::Mma<bf16>::run(acc[kk & 1], af, qf[kk][0], qf[kk][1]);
+    }
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int tr = (lane >> 2) + 8 * half;
+      const int ro = __shfl_sync(kFull, own, tr), col = ro - 2 * (lane & 3);
+      // exact_search's sum for this K row and Qs row: acc[0] + acc[1].
+      const float c0 = acc[0][2 * half] + acc[1][2 * half];
+      const float c1 = acc[0][2 * half + 1] + acc[1][2 * half + 1];
+      if (base + tr < total && (col == 0 || col == 1)) s_score[base + tr] = col == 0 ? c0 : c1;
+    }
+    __syncwarp();
+  }
+  if (mine && st >= 0) {
+    TopK<K> fin;
+    fin.clear();
+    for (int x = off; x < off + cnt; ++x)
+      if (ranks_before(s_score[x], s_anchor[x], fin.s[K - 1], fin.a[K - 1]))
+        fin.insert(s_score[x], s_anchor[x]);
+#pragma unroll
+    for (int j = 0; j < K; ++j)
+      p.anchors[row * K + j] = fin.a[j], static_cast<float*>(p.scores)[row * K + j] = fin.s[j];
+  }
+  __syncwarp();
+  // Rows the stream left: the bf16 search, one row (head column 0) at a time.
+  for (unsigned left = redo; left != 0; left &= left - 1) {
+    const int64_t rr = r0 + __ffs(left) - 1;
+    WarpJob job;
+    job.i = rr % p.Lq;
+    job.h0 = (rr / p.Lq) % p.Hq;
+    job.b = rr / (p.Lq * p.Hq);
+    job.g = job.h0 / r;
+    job.nh = 1;
+    job.t = p.q_start + job.i;
+    const int64_t sb = p.doc_starts ? p.doc_starts[job.b * p.Lkv + job.t] : 0;
+    job.n = num_candidates(p.cfg, job.t + 1 - sb);
+    job.ntiles = int((job.n + kRows - 1) / kRows);
+    load_qf<D>(p, job, lane, qf);
+    exact_search<D, K>(p, job, qf, region, lane);
+    __syncwarp();
+  }
+}
+
+// Queries per block and head for r query heads per KV head (a multiple of 32, r * bq <= 512).
+inline int stream_bq(int64_t r) {
+  return 32 * int(std::max<int64_t>(1, (kStreamQueries / 32) / r));
+}
+template <int D>
+int64_t stream_smem_bytes(int bq, int n_table) {
+  return int64_t(kAhead + 1) * bq * D + ((int64_t(n_table) * 4 + 7) & ~int64_t(7)) +
+         8 * (kAhead + 1) + 8;
+}
+inline int stream_table(const SuperlinearParams& p) {
+  return int(num_candidates(p.cfg, p.q_start + p.Lq)) + 1;
+}
+
+template <int D, int K>
+void launch_stream(const SuperlinearParams& p, const StreamArgs& sa, cudaStream_t s) {
+  const int64_t r = p.Hq / p.Hkv;
+  const int smem = int(stream_smem_bytes<D>(sa.bq, sa.n_table));
+  SL_CUDA_CHECK(cudaFuncSetAttribute(search_stream_kernel<D, K>,
+                                     cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  const dim3 grid(unsigned((p.Lq + sa.bq - 1) / sa.bq), unsigned(p.B * p.Hkv));
+  search_stream_kernel<D, K><<<grid, unsigned(r * sa.bq), smem, s>>>(p, sa);
+  SL_CUDA_LAUNCH_CHECK();
+  constexpr int rsmem = kWarps * rescore_region_bytes<D>();
+  SL_CUDA_CHECK(cudaFuncSetAttribute(rescore_kernel<D, K>,
+                                     cudaFuncAttributeMaxDynamicSharedMemorySize, rsmem));
+  const int64_t warps = (p.B * p.Hq * p.Lq + 7) / 8;
+  rescore_kernel<D, K><<<unsigned((warps + kWarps - 1) / kWarps), kWarps * 32, rsmem, s>>>(p, sa);
+  SL_CUDA_LAUNCH_CHECK();
+}
+
+template <int D, int K = 1>
+void launch_stream_k(const SuperlinearParams& p, const StreamArgs& sa, cudaStream_t s) {
+  if constexpr (K <= kMaxK) {
+    if (p.cfg.k == K) return launch_stream<D, K>(p, sa, s);
+    launch_stream_k<D, K + 1>(p, sa, s);
+  } else {
+    SL_FAIL() << kOp << ": the stream search keeps 1.." << kMaxK << " spans, config has k = "
+              << p.cfg.k;
+  }
+}
+
 }  // namespace
 
 bool search_mma_supported(const SuperlinearParams& p) {
@@ -799,46 +1218,114 @@ bool search_int8_preferred(const SuperlinearParams& p) {
   return p.Hq == p.Hkv && p.Lkv >= (int64_t(1) << 20) && 2 * p.Lq >= p.Lkv;
 }
 
-void launch_search_q8(const SuperlinearParams& p, int device, cudaStream_t s) {
-  SL_CHECK(search_mma_supported(p)) << kOp << ": the int8 search needs bf16, D 64 or 128";
-  const Device dev = Device::cuda(device);
+// The int8 copy of K and its statistics per (batch, KV head) (Note [int8 search]), in scratch.
+struct KeysQ8 {
+  Tensor rows, hstat;
+};
+KeysQ8 quantize_keys(const SuperlinearParams& p, Device dev, cudaStream_t s) {
   const int64_t heads = p.B * p.Hkv;
-  SL_CHECK(heads <= 65535) << kOp << ": the int8 search takes at most 65535 (batch, KV head) pairs";
-  Tensor k8 = scratch(heads * p.Lkv * p.D, dev), hstat = scratch(heads * 12, dev);
-  static const bool profile = std::getenv("SL_SPAN_PROFILE") != nullptr;
-  Tensor stats;
-  Q8Keys q8{static_cast<int8_t*>(k8.data_ptr()), static_cast<unsigned*>(hstat.data_ptr()), nullptr};
-  if (profile) {
-    stats = scratch(16, dev);
-    SL_CUDA_CHECK(cudaMemsetAsync(stats.data_ptr(), 0, 16, s));
-    q8.stats = static_cast<unsigned long long*>(stats.data_ptr());
-  }
-  SL_CUDA_CHECK(cudaMemsetAsync(q8.hstat, 0, size_t(heads) * 12, s));
+  SL_CHECK(heads <= 65535) << kOp << ": the int8 searches take at most 65535 (batch, KV head) pairs";
+  KeysQ8 q{scratch(heads * p.Lkv * p.D, dev), scratch(heads * 12, dev)};
+  unsigned* hstat = static_cast<unsigned*>(q.hstat.data_ptr());
+  int8_t* rows = static_cast<int8_t*>(q.rows.data_ptr());
+  SL_CUDA_CHECK(cudaMemsetAsync(hstat, 0, size_t(heads) * 12, s));
   const uint16_t* k = static_cast<const uint16_t*>(p.k);
   const dim3 grid_max(unsigned(std::min<int64_t>(256, (p.Lkv * p.D / 8 + 255) / 256)),
                       unsigned(heads));
   const dim3 grid_rows(unsigned((p.Lkv * 8 + 255) / 256), unsigned(heads));
   if (p.D == 64) {
-    head_absmax_kernel<64><<<grid_max, 256, 0, s>>>(k, p.Lkv, q8.hstat);
-    quantize_k_kernel<64><<<grid_rows, 256, 0, s>>>(k, p.Lkv, q8.hstat, q8.rows);
-    SL_CUDA_LAUNCH_CHECK();
-    launch_k<64>(p, &q8, s);
+    head_absmax_kernel<64><<<grid_max, 256, 0, s>>>(k, p.Lkv, hstat);
+    quantize_k_kernel<64><<<grid_rows, 256, 0, s>>>(k, p.Lkv, hstat, rows);
   } else {
-    head_absmax_kernel<128><<<grid_max, 256, 0, s>>>(k, p.Lkv, q8.hstat);
-    quantize_k_kernel<128><<<grid_rows, 256, 0, s>>>(k, p.Lkv, q8.hstat, q8.rows);
-    SL_CUDA_LAUNCH_CHECK();
-    launch_k<128>(p, &q8, s);
+    head_absmax_kernel<128><<<grid_max, 256, 0, s>>>(k, p.Lkv, hstat);
+    quantize_k_kernel<128><<<grid_rows, 256, 0, s>>>(k, p.Lkv, hstat, rows);
   }
-  if (profile) {
+  SL_CUDA_LAUNCH_CHECK();
+  return q;
+}
+
+// SL_SPAN_PROFILE=1: 16 bytes of zeroed counters, else an undefined tensor.
+Tensor profile_counters(Device dev, cudaStream_t s) {
+  static const bool profile = std::getenv("SL_SPAN_PROFILE") != nullptr;
+  if (!profile) return Tensor();
+  Tensor c = scratch(16, dev);
+  SL_CUDA_CHECK(cudaMemsetAsync(c.data_ptr(), 0, 16, s));
+  return c;
+}
+void read_counters(const Tensor& c, unsigned long long (&h)[2], cudaStream_t s) {
+  SL_CUDA_CHECK(cudaMemcpyAsync(h, c.data_ptr(), 16, cudaMemcpyDeviceToHost, s));
+  SL_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+void launch_search_q8(const SuperlinearParams& p, int device, cudaStream_t s) {
+  SL_CHECK(search_mma_supported(p)) << kOp << ": the int8 search needs bf16, D 64 or 128";
+  const Device dev = Device::cuda(device);
+  const KeysQ8 keys = quantize_keys(p, dev, s);
+  const Tensor stats = profile_counters(dev, s);
+  Q8Keys q8{static_cast<int8_t*>(keys.rows.data_ptr()),
+            static_cast<unsigned*>(keys.hstat.data_ptr()),
+            stats.defined() ? static_cast<unsigned long long*>(stats.data_ptr()) : nullptr};
+  if (p.D == 64)
+    launch_k<64>(p, &q8, s);
+  else
+    launch_k<128>(p, &q8, s);
+  if (stats.defined()) {
     unsigned long long h[2];
-    SL_CUDA_CHECK(cudaMemcpyAsync(h, q8.stats, 16, cudaMemcpyDeviceToHost, s));
-    SL_CUDA_CHECK(cudaStreamSynchronize(s));
+    read_counters(stats, h, s);
     const int64_t warps = warp_count(p);
     std::fprintf(stderr,
                  "superlinear int8 search: %lld of %lld warps fell back to the bf16 search, %.2f "
                  "candidates rescored per warp\n",
                  (long long)h[0], (long long)warps,
                  double(h[1]) / double(std::max<int64_t>(1, warps - int64_t(h[0]))));
+  }
+}
+
+bool search_stream_supported(const SuperlinearParams& p) {
+#if defined(SL_CUDA_SM90A)
+  if (!search_mma_supported(p) || p.Hq / p.Hkv > kStreamQueries / 32) return false;
+  int dev = 0, major = 0;
+  SL_CUDA_CHECK(cudaGetDevice(&dev));
+  SL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  const int bq = stream_bq(p.Hq / p.Hkv), nt = stream_table(p);
+  const int64_t smem = p.D == 64 ? stream_smem_bytes<64>(bq, nt) : stream_smem_bytes<128>(bq, nt);
+  return major >= 9 && smem <= 227 * 1024;
+#else
+  (void)p;
+  return false;
+#endif
+}
+
+void launch_search_stream(const SuperlinearParams& p, int device, cudaStream_t s) {
+  SL_CHECK(search_stream_supported(p))
+      << kOp << ": the stream search needs bf16, D 64 or 128, at most 16 query heads per KV head "
+      << "and a Hopper device";
+  const Device dev = Device::cuda(device);
+  const KeysQ8 keys = quantize_keys(p, dev, s);
+  const int64_t rows = p.B * p.Hq * p.Lq;
+  Tensor keep = scratch(rows * kKeep * 4, dev), status = scratch(rows * 4, dev);
+  const Tensor stats = profile_counters(dev, s);
+  StreamArgs sa;
+  sa.k8 = static_cast<const int8_t*>(keys.rows.data_ptr());
+  sa.hstat = static_cast<const unsigned*>(keys.hstat.data_ptr());
+  sa.keep = static_cast<int32_t*>(keep.data_ptr());
+  sa.status = static_cast<int32_t*>(status.data_ptr());
+  sa.stats = stats.defined() ? static_cast<unsigned long long*>(stats.data_ptr()) : nullptr;
+  sa.bq = stream_bq(p.Hq / p.Hkv);
+  sa.cap = (kAhead + 1) * sa.bq;
+  sa.n_table = stream_table(p);
+  if (p.D == 64)
+    launch_stream_k<64>(p, sa, s);
+  else
+    launch_stream_k<128>(p, sa, s);
+  if (stats.defined()) {
+    unsigned long long h[2];
+    read_counters(stats, h, s);
+    std::fprintf(stderr,
+                 "superlinear stream search: %lld of %lld rows left to the bf16 search, %.2f "
+                 "survivors rescored per row\n",
+                 (long long)h[1], (long long)rows,
+                 double(h[0]) / double(std::max<int64_t>(1, rows - int64_t(h[1]))));
   }
 }
 

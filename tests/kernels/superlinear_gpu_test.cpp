@@ -29,6 +29,9 @@
 #include "kernels/superlinear.h"
 #include "tests/common/gpu.h"
 #include "tests/common/tolerance.h"
+#if SL_WITH_CUDA
+#include "core/cuda_context.h"
+#endif
 
 namespace sl::kernels {
 namespace {
@@ -618,11 +621,12 @@ INSTANTIATE_TEST_SUITE_P(Cases, SuperlinearGpuRandom,
 // k, so every k from 1 to 8 runs here on bf16 grid inputs (exact scores, ties included) against
 // the CPU's anchors and scores. L = 300 gives 1 to 17 candidates per query, so the early rows
 // also leave slots empty; packed documents restart the count.
-// Both tensor-core searches (SL_SEARCH_KERNEL = bf16, int8; Note [int8 search]) run here; the
-// grid's ties make the int8 search's buffers overflow, so its fallback runs too.
+// The tensor-core searches (SL_SEARCH_KERNEL = bf16, int8, stream; Notes [int8 search], [stream
+// search]) run here; the grid's ties make the int8 searches' buffers overflow, so their fallback
+// runs too.
 TEST(SuperlinearGpuSearch, EveryKMatchesCpu) {
   SL_REQUIRE_GPU();
-  for (const char* kind : {"bf16", "int8"})
+  for (const char* kind : {"bf16", "int8", "stream"})
     for (int k = 1; k <= 8; ++k)
       for (int64_t D : {64, 128}) {
         const Case c{"search_k" + std::to_string(k), 1,         8, 2, 300, 300, D,
@@ -637,12 +641,15 @@ TEST(SuperlinearGpuSearch, EveryKMatchesCpu) {
       }
 }
 
-// Note [int8 search]: the int8 search scores its survivors again with the bf16 search's own
-// instructions, so it must give the bf16 search's anchors and scores bit for bit, whatever the
-// inputs: unquantised Qs and K (the case it is for), grid inputs (exact ties: buffers overflow,
-// warps fall back), and K rows all equal within a head (every candidate ties: every warp falls
-// back). k 1 to 8, D 64 and 128, 1 to 16 query heads per KV head, batches of 2, packed
-// documents, and a chunk of queries against a longer key range.
+// Notes [int8 search], [stream search]: the int8 searches score their survivors again with the
+// bf16 search's own instructions, so they must give the bf16 search's anchors and scores bit for
+// bit, whatever the inputs: unquantised Qs and K (the case they are for), grid inputs (exact
+// ties: buffers overflow, rows fall back), and K rows all equal within a head (every candidate
+// ties: everything falls back). k 1 to 8, D 64 and 128, 1 to 16 query heads per KV head, batches
+// of 2, packed documents, and a chunk of queries against a longer key range. At 70K keys and one
+// query head per KV head the stream search's stripes lie farther apart than its block of 512
+// queries (no shared rows, the ring's other regime); at 16 heads per KV head (32 queries per
+// block) from the 17th stripe on.
 TEST(SuperlinearGpuSearch, Int8GivesTheBf16SearchBits) {
   SL_REQUIRE_GPU();
   struct V {
@@ -652,7 +659,8 @@ TEST(SuperlinearGpuSearch, Int8GivesTheBf16SearchBits) {
   };
   const V cases[] = {{1, 16, 1, 3000, 128, 3, false},  {2, 8, 8, 2000, 128, 3, true},
                      {1, 8, 1, 2000, 64, 8, false},    {2, 4, 4, 1500, 64, 1, true},
-                     {1, 16, 16, 1200, 128, 5, false}, {1, 6, 2, 2500, 128, 2, false}};
+                     {1, 16, 16, 1200, 128, 5, false}, {1, 6, 2, 2500, 128, 2, false},
+                     {1, 2, 2, 70000, 64, 3, true}};
   uint64_t seed = 900;
   for (const V& v : cases)
     for (const char* inputs : {"random", "grid", "equal keys"}) {
@@ -678,19 +686,23 @@ TEST(SuperlinearGpuSearch, Int8GivesTheBf16SearchBits) {
       // The whole sequence, and a chunk of queries from the middle against all the keys.
       const int64_t c0 = c.Lq / 2, c1 = c0 + 300;
       auto rows = [&](const Tensor& t) { return t.slice(2, c0, c1).contiguous(); };
-      SuperlinearForward bf, i8, bf_chunk, i8_chunk;
-      for (const char* kind : {"bf16", "int8"}) {
+      auto run = [&](const char* kind, SuperlinearForward& whole, SuperlinearForward& chunk) {
         ScopedEnv env("SL_SEARCH_KERNEL", kind);
-        const bool is_bf16 = std::string(kind) == "bf16";
-        (is_bf16 ? bf : i8) = forward(g, c.cfg);
-        (is_bf16 ? bf_chunk : i8_chunk) =
-            superlinear_forward(rows(g.qa), rows(g.qs), g.k, g.v, c.cfg, g.ds, c0);
+        whole = forward(g, c.cfg);
+        chunk = superlinear_forward(rows(g.qa), rows(g.qs), g.k, g.v, c.cfg, g.ds, c0);
+      };
+      SuperlinearForward bf, bf_chunk;
+      run("bf16", bf, bf_chunk);
+      for (const char* kind : {"int8", "stream"}) {
+        SCOPED_TRACE(kind);
+        SuperlinearForward i8, i8_chunk;
+        run(kind, i8, i8_chunk);
+        EXPECT_TRUE(AllEqual(i8.anchors, bf.anchors));
+        EXPECT_TRUE(AllEqual(i8.scores, bf.scores));
+        EXPECT_TRUE(AllEqual(i8.out, bf.out));
+        EXPECT_TRUE(AllEqual(i8_chunk.anchors, bf_chunk.anchors));
+        EXPECT_TRUE(AllEqual(i8_chunk.scores, bf_chunk.scores));
       }
-      EXPECT_TRUE(AllEqual(i8.anchors, bf.anchors));
-      EXPECT_TRUE(AllEqual(i8.scores, bf.scores));
-      EXPECT_TRUE(AllEqual(i8.out, bf.out));
-      EXPECT_TRUE(AllEqual(i8_chunk.anchors, bf_chunk.anchors));
-      EXPECT_TRUE(AllEqual(i8_chunk.scores, bf_chunk.scores));
     }
 }
 
@@ -719,6 +731,18 @@ TEST(SuperlinearGpuSearch, SearchKernelNamesWhatRuns) {
   {
     ScopedEnv env("SL_SEARCH_KERNEL", "bf16");
     EXPECT_EQ(kernel(2, 2, M, M, 128, DType::BF16), "bf16");
+  }
+  {
+    // The stream search needs a Hopper device (bulk copies); elsewhere the rule's choice runs.
+#if SL_WITH_CUDA
+    const int major = cuda::properties(0).major;
+#else
+    const int major = 0;
+#endif
+    ScopedEnv env("SL_SEARCH_KERNEL", "stream");
+    EXPECT_EQ(kernel(8, 8, 600, 600, 128, DType::BF16), major >= 9 ? "stream" : "bf16");
+    EXPECT_EQ(kernel(32, 1, 600, 600, 128, DType::BF16), "bf16");  // 32 heads per KV head
+    EXPECT_EQ(kernel(8, 8, 600, 600, 128, DType::F32), "lanes");
   }
   ScopedEnv env("SL_SEARCH_KERNEL", "lanes");
   EXPECT_EQ(kernel(8, 1, 600, 600, 128, DType::BF16), "lanes");
