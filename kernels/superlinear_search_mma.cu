@@ -54,6 +54,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <vector>
 
 #include "kernels/attention_cuda_common.cuh"
 #include "kernels/superlinear_cuda_common.cuh"
@@ -805,7 +806,7 @@ void launch_k(const SuperlinearParams& p, const Q8Keys* q8, cudaStream_t s) {
 // result depends on its own K row and Qs row only), and writes the top-k under ranks_before: the
 // bf16 search's anchors and scores, bit for bit; the rows left over go through exact_search.
 // Memory: the int8 K copy (D bytes per K row) and kKeep + 1 int32 per query row, freed after.
-constexpr int kStreamQueries = 512, kAhead = 2, kKeep = 16;
+constexpr int kStreamQueries = 512, kAhead = 2, kKeep = 12;
 
 // Stripe offsets o(s + 1 + j), j = 0 .. n_table - 1, clamped to int32.
 __device__ __forceinline__ int32_t table_offset(const SuperlinearConfig& cfg, int64_t j) {
@@ -850,7 +851,7 @@ __device__ __forceinline__ void bulk_copy(uint32_t dst, const void* src, unsigne
 }
 
 struct StreamArgs {
-  const int8_t* k8;
+  const unsigned char* recs;   // [B Hkv Lkv] records (record_bytes)
   const unsigned* hstat;
   int32_t* keep;               // [rows, kKeep]: the survivors' anchors
   int32_t* status;             // [rows]: survivors, or -1: the bf16 search decides the row
@@ -876,24 +877,87 @@ struct StripeCursor {
   }
 };
 
+// One K row of the stream search: the int8 row (per-row scale), then 16 bytes of meta: s_u, the
+// residual norm r_u = |k - s_u k8| and n_u = |s_u k8| (Note [stream search]).
 template <int D>
-__device__ __forceinline__ void issue_stripe(const StripeCursor& c, const int8_t* rows, int64_t lkv,
-                                             uint32_t ring, int cap, uint32_t bar) {
+constexpr int record_bytes() {
+  return D + 16;
+}
+
+// Eight threads per K row write its record (E = D / 8 elements each); hstat[3 h] takes the
+// largest |k| bits of head h (NaN and inf bits sort above every finite value), so that a head
+// with a non-finite key is left to the bf16 search; hstat[3 h + 1], [3 h + 2] stay 0.
+template <int D>
+__global__ void quantize_records_kernel(const uint16_t* k, int64_t rows_per_head, unsigned* hstat,
+                                        unsigned char* rec) {
+  constexpr int E = D / 8;
+  const int64_t h = blockIdx.y;
+  const int64_t row = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 3;
+  const int sub = int(threadIdx.x & 7);
+  const bool ok = row < rows_per_head;
+  float x[E];
+  load_vec<bf16, E>(reinterpret_cast<const bf16*>(k + (h * rows_per_head + (ok ? row : 0)) * D +
+                                                  sub * E),
+                    x);
+  unsigned mb = 0;
+#pragma unroll
+  for (int e = 0; e < E; ++e) mb = max(mb, abs_bits(x[e]));
+#pragma unroll
+  for (int o = 1; o < 8; o <<= 1) mb = max(mb, __shfl_xor_sync(kFull, mb, o));
+  const float m = __uint_as_float(mb);
+  const bool finite = mb < 0x7f800000u;
+  const float su = finite ? m / 127.f : 0.f, inv = finite && m > 0.f ? 127.f / m : 0.f;
+  float err = 0.f, kn = 0.f;
+  uint32_t packed[E / 4];
+#pragma unroll
+  for (int c = 0; c < E / 4; ++c) {
+    int v[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float xv = x[4 * c + e];
+      v[e] = max(-127, min(127, __float2int_rn(xv * inv)));
+      const float kt = su * float(v[e]);
+      err = fmaf(xv - kt, xv - kt, err);
+      kn = fmaf(kt, kt, kn);
+    }
+    packed[c] = pack_s8(v);
+  }
+#pragma unroll
+  for (int o = 1; o < 8; o <<= 1) {
+    err += __shfl_xor_sync(kFull, err, o);
+    kn += __shfl_xor_sync(kFull, kn, o);
+  }
+  if (ok) {
+    unsigned char* dst = rec + (h * rows_per_head + row) * record_bytes<D>();
+    if constexpr (E == 16)
+      *reinterpret_cast<uint4*>(dst + sub * E) =
+          make_uint4(packed[0], packed[1], packed[2], packed[3]);
+    else
+      *reinterpret_cast<uint2*>(dst + sub * E) = make_uint2(packed[0], packed[1]);
+    if (sub == 0) *reinterpret_cast<float4*>(dst + D) = make_float4(su, sqrtf(err), sqrtf(kn), 0.f);
+  }
+  block_max_into(ok ? mb : 0u, hstat + 3 * h);
+}
+
+template <int D>
+__device__ __forceinline__ void issue_stripe(const StripeCursor& c, const unsigned char* recs,
+                                             int64_t lkv, uint32_t ring, int cap, uint32_t bar) {
+  constexpr int RB = record_bytes<D>();
   const int64_t lo = max(c.A, int64_t(0)), hi = min(c.A + c.m - 1, lkv - 1);
   const int n = hi >= lo ? int(hi - lo + 1) : 0;
-  mbar_expect(bar, unsigned(n) * D);
+  mbar_expect(bar, unsigned(n) * RB);
   if (n == 0) return;
   int v = c.V + int(lo - c.A);
   if (v >= cap) v -= cap;
   const int first = min(n, cap - v);
-  bulk_copy(ring + uint32_t(v) * D, rows + lo * D, unsigned(first) * D, bar);
-  if (n > first) bulk_copy(ring, rows + (lo + first) * D, unsigned(n - first) * D, bar);
+  bulk_copy(ring + uint32_t(v) * RB, recs + lo * RB, unsigned(first) * RB, bar);
+  if (n > first) bulk_copy(ring, recs + (lo + first) * RB, unsigned(n - first) * RB, bar);
 }
 
 template <int D, int K>
 __global__ void __launch_bounds__(kStreamQueries, 1)
     search_stream_kernel(SuperlinearParams p, StreamArgs sa) {
-  constexpr int C = D / 16;  // 16-byte chunks of an int8 row
+  constexpr int C = D / 16, RB = record_bytes<D>();
   extern __shared__ __align__(128) unsigned char smem[];
   const int tid = int(threadIdx.x), bq = sa.bq, cap = sa.cap;
   const int qi = tid % bq;
@@ -902,10 +966,9 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
   const bool valid = i < p.Lq;
   const int64_t row = ((b * p.Hq + h) * p.Lq + (valid ? i : 0));
   const int64_t t0 = p.q_start + int64_t(blockIdx.x) * bq, t = t0 + qi;
-  const int rot = (qi * C / 8) & (C - 1);
 
-  // This thread's Qs row in int8, register chunk c holding the row's chunk (c + rot) % C; its
-  // scale, norm and quantisation error (Note [int8 search]).
+  // This thread's Qs row in int8 with its scale, norm and quantisation error (Note [int8
+  // search]).
   uint32_t q8[D / 4];
   float sq = 0.f, n2 = 0.f, e2q = 0.f;
   if (valid) {
@@ -923,7 +986,7 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
 #pragma unroll
     for (int c = 0; c < C; ++c) {
       float x[16];
-      load_vec<bf16, 16>(q + 16 * ((c + rot) & (C - 1)), x);
+      load_vec<bf16, 16>(q + 16 * c, x);
 #pragma unroll
       for (int w = 0; w < 4; ++w) {
         int iv[4];
@@ -940,21 +1003,17 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
     }
   }
   const float nq = sqrtf(n2), eq = sqrtf(e2q);
-  const unsigned* hs = sa.hstat + 3 * bg;
-  const float kmax = __uint_as_float(hs[0]), big_r = __uint_as_float(hs[1]),
-              big_n = __uint_as_float(hs[2]);
-  // NaN anywhere in the row makes n2 NaN (fmaxf would skip it).
+  const float kmax = __uint_as_float(sa.hstat[3 * bg]);
+  // NaN anywhere in the Qs row makes n2 NaN (fmaxf would skip it).
   const bool bad = valid && !(nq <= 3.402823466e38f && eq <= 3.402823466e38f &&
-                              kmax <= 3.402823466e38f && big_r <= 3.402823466e38f &&
-                              big_n <= 3.402823466e38f);
-  const float scale = kmax / 127.f * sq;
-  const float e = fmaf(nq, fmaf(big_r, 1.f + kSlack, big_n * kSlack), eq * big_n), e2 = 2.f * e;
+                              kmax <= 3.402823466e38f);
+  const float nq_hi = nq * (1.f + kSlack), nq_lo = nq * kSlack;
   const int64_t sb = valid && p.doc_starts ? p.doc_starts[b * p.Lkv + t] : 0;
   const int n = valid && !bad ? int(num_candidates(p.cfg, t + 1 - sb)) : 0;
 
   const uint32_t ring = attn::smem_addr(smem);
-  int32_t* table = reinterpret_cast<int32_t*>(smem + cap * D);
-  unsigned char* tail = smem + cap * D + ((sa.n_table * 4 + 7) & ~7);
+  int32_t* table = reinterpret_cast<int32_t*>(smem + cap * RB);
+  unsigned char* tail = smem + cap * RB + ((sa.n_table * 4 + 7) & ~7);
   const uint32_t bars = attn::smem_addr(tail);
   int* s_nmax = reinterpret_cast<int*>(tail + 8 * (kAhead + 1));
   for (int x = tid; x < sa.n_table; x += int(blockDim.x)) table[x] = table_offset(p.cfg, x);
@@ -969,19 +1028,23 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
   __syncthreads();
   const int nmax = *s_nmax;
 
-  const int8_t* rows = sa.k8 + bg * p.Lkv * D;
+  const unsigned char* recs = sa.recs + bg * p.Lkv * RB;
   StripeCursor cur, ahead;
   cur.start(t0, table, bq);
   ahead = cur;
   // Stripe j < nmax has table[j + 1], so a cursor may always step past it.
   if (tid == 0)
     for (int x = 0; x < kAhead && x < nmax; ++x) {
-      issue_stripe<D>(ahead, rows, p.Lkv, ring, cap, bars + 8 * x);
+      issue_stripe<D>(ahead, recs, p.Lkv, ring, cap, bars + 8 * x);
       ahead.next(table, bq, cap);
     }
 
-  TopK<kKeep> top;
-  top.clear();
+  // low: the top-k of the lower bounds s~ - e (its k-th, thr, bounds the k-th bf16 score from
+  // below); up: the largest upper bounds s~ + e among candidates that reached thr.
+  TopK<K> low;
+  TopK<kKeep> up;
+  low.clear();
+  up.clear();
   float thr = -INFINITY, dropped = -INFINITY;
   int stage = 0;
   unsigned parity = 0;
@@ -990,32 +1053,40 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
     if (tid == 0 && j + kAhead < nmax) {  // `ahead` is at stripe j + kAhead
       int st = stage + kAhead;
       if (st > kAhead) st -= kAhead + 1;
-      issue_stripe<D>(ahead, rows, p.Lkv, ring, cap, bars + 8 * st);
+      issue_stripe<D>(ahead, recs, p.Lkv, ring, cap, bars + 8 * st);
       ahead.next(table, bq, cap);
     }
     mbar_wait(bars + 8 * stage, parity);
     if (j < n) {
       int slot = cur.V + qi;
       if (slot >= cap) slot -= cap;
-      const unsigned char* kr = smem + slot * D;
+      const unsigned char* kr = smem + slot * RB;
       int acc = 0;
 #pragma unroll
       for (int c = 0; c < C; ++c) {
-        const uint4 w = *reinterpret_cast<const uint4*>(kr + 16 * ((c + rot) & (C - 1)));
+        const uint4 w = *reinterpret_cast<const uint4*>(kr + 16 * c);
         acc = __dp4a(int(w.x), int(q8[4 * c + 0]), acc);
         acc = __dp4a(int(w.y), int(q8[4 * c + 1]), acc);
         acc = __dp4a(int(w.z), int(q8[4 * c + 2]), acc);
         acc = __dp4a(int(w.w), int(q8[4 * c + 3]), acc);
       }
-      const float sc = float(acc) * scale;
-      const int32_t a = int32_t(cur.A + qi);
-      if (sc >= thr) {
-        if (ranks_before(sc, a, top.s[kKeep - 1], top.a[kKeep - 1])) {
-          dropped = fmaxf(dropped, top.s[kKeep - 1]);
-          top.insert(sc, a);
-          thr = top.s[K - 1] - e2;
+      const float4 mu = *reinterpret_cast<const float4*>(kr + D);
+      // |<q, k> - s~| <= |q| r_u + e_q n_u + slack (Note [int8 search], per row).
+      const float sc = float(acc) * (sq * mu.x);
+      const float e = fmaf(nq_hi, mu.y, fmaf(nq_lo, mu.z, eq * mu.z));
+      const float hi = sc + e;
+      if (hi >= thr) {
+        const int32_t a = int32_t(cur.A + qi);
+        const float lo = sc - e;
+        if (ranks_before(lo, a, low.s[K - 1], low.a[K - 1])) {
+          low.insert(lo, a);
+          thr = low.s[K - 1];
+        }
+        if (ranks_before(hi, a, up.s[kKeep - 1], up.a[kKeep - 1])) {
+          dropped = fmaxf(dropped, up.s[kKeep - 1]);
+          up.insert(hi, a);
         } else {
-          dropped = fmaxf(dropped, sc);
+          dropped = fmaxf(dropped, hi);
         }
       }
     }
@@ -1024,15 +1095,14 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
   }
 
   if (!valid) return;
-  const float fin = top.s[K - 1] - e2;
   int cnt = 0;
 #pragma unroll
   for (int x = 0; x < kKeep; ++x)
-    if (top.a[x] >= 0 && top.s[x] >= fin) {
-      sa.keep[row * kKeep + x] = top.a[x];
+    if (up.a[x] >= 0 && up.s[x] >= thr) {
+      sa.keep[row * kKeep + x] = up.a[x];
       cnt = x + 1;
     }
-  const bool redo = bad || dropped >= fin;
+  const bool redo = bad || dropped >= thr;
   sa.status[row] = redo ? -1 : cnt;
   if (sa.stats != nullptr) {
     const int sum = __reduce_add_sync(__activemask(), redo ? 0 : cnt);
@@ -1046,12 +1116,13 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
 
 template <int D>
 constexpr int rescore_region_bytes() {
-  constexpr int own = tile_bytes<D>() + 8 * kKeep * 3 * int(sizeof(int32_t));
+  constexpr int own = kStages * tile_bytes<D>() + 8 * kKeep * 3 * int(sizeof(int32_t));
   return own > exact_region_bytes<D>() ? own : exact_region_bytes<D>();
 }
 
 // The stream search's second kernel (Note [stream search]): one warp per 8 consecutive query rows
-// (columns of the bf16 product); their survivors, 16 at a time, are the product's rows.
+// (columns of the bf16 product); their survivors, 16 at a time (kStages tiles in flight), are the
+// product's rows.
 template <int D, int K>
 __global__ void __launch_bounds__(kWarps * 32)
     rescore_kernel(SuperlinearParams p, StreamArgs sa) {
@@ -1077,7 +1148,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
   const int total = __shfl_sync(kFull, off, 7);
   off -= cnt;
-  int32_t* s_anchor = reinterpret_cast<int32_t*>(region + tile_bytes<D>());
+  int32_t* s_anchor = reinterpret_cast<int32_t*>(region + kStages * tile_bytes<D>());
   int32_t* s_owner = s_anchor + 8 * kKeep;
   float* s_score = reinterpret_cast<float*>(s_owner + 8 * kKeep);
   for (int x = 0; x < cnt; ++x) {
@@ -1099,16 +1170,24 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
   }
   const uint16_t* keys = static_cast<const uint16_t*>(p.k);
-  const uint32_t tile = attn::smem_addr(region);
-  for (int base = 0; base < total; base += kRows) {
-    const int x = base + (lane & 15);
+  const uint32_t tiles = attn::smem_addr(region);
+  const int ntiles = (total + kRows - 1) / kRows;
+  auto load = [&](int j) {
+    const int x = j * kRows + (lane & 15);
     const int own = x < total ? s_owner[x] : 0;
     const int32_t kb = __shfl_sync(kFull, kvbase, own);
-    const int32_t gi = x < total ? kb + s_anchor[x] : kNoAnchor;
-    gather_rows<D>(tile, keys, gi, lane);
+    gather_rows<D>(tiles + (j % kStages) * tile_bytes<D>(), keys,
+                   x < total ? kb + s_anchor[x] : kNoAnchor, lane);
+  };
+  for (int j = 1 - kStages; j < ntiles; ++j) {
+    if (j >= 0) {
+      attn::cp_async_wait<kStages - 2>();
+      __syncwarp();
+    }
+    if (j + kStages - 1 < ntiles) load(j + kStages - 1);
     attn::cp_async_commit();
-    attn::cp_async_wait<0>();
-    __syncwarp();
+    if (j < 0) continue;
+    const uint32_t tile = tiles + (j % kStages) * tile_bytes<D>();
     float acc[2][4] = {};
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
@@ -1116,17 +1195,20 @@ __global__ void __launch_bounds__(kWarps * 32)
       attn::load_a<D>(af, tile, 0, kk, lane);
       attn::Mma<bf16>::run(acc[kk & 1], af, qf[kk][0], qf[kk][1]);
     }
+    const int base = j * kRows;
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int tr = (lane >> 2) + 8 * half;
-      const int ro = __shfl_sync(kFull, own, tr), col = ro - 2 * (lane & 3);
+      const int ro = base + tr < total ? s_owner[base + tr] : -8;
+      const int col = ro - 2 * (lane & 3);
       // exact_search's sum for this K row and Qs row: acc[0] + acc[1].
       const float c0 = acc[0][2 * half] + acc[1][2 * half];
       const float c1 = acc[0][2 * half + 1] + acc[1][2 * half + 1];
-      if (base + tr < total && (col == 0 || col == 1)) s_score[base + tr] = col == 0 ? c0 : c1;
+      if (col == 0 || col == 1) s_score[base + tr] = col == 0 ? c0 : c1;
     }
-    __syncwarp();
   }
+  attn::cp_async_wait<0>();
+  __syncwarp();
   if (mine && st >= 0) {
     TopK<K> fin;
     fin.clear();
@@ -1163,7 +1245,7 @@ inline int stream_bq(int64_t r) {
 }
 template <int D>
 int64_t stream_smem_bytes(int bq, int n_table) {
-  return int64_t(kAhead + 1) * bq * D + ((int64_t(n_table) * 4 + 7) & ~int64_t(7)) +
+  return int64_t(kAhead + 1) * bq * record_bytes<D>() + ((int64_t(n_table) * 4 + 7) & ~int64_t(7)) +
          8 * (kAhead + 1) + 8;
 }
 inline int stream_table(const SuperlinearParams& p) {
@@ -1171,7 +1253,8 @@ inline int stream_table(const SuperlinearParams& p) {
 }
 
 template <int D, int K>
-void launch_stream(const SuperlinearParams& p, const StreamArgs& sa, cudaStream_t s) {
+void launch_stream(const SuperlinearParams& p, const StreamArgs& sa, cudaStream_t s,
+                   cuda::Event* between) {
   const int64_t r = p.Hq / p.Hkv;
   const int smem = int(stream_smem_bytes<D>(sa.bq, sa.n_table));
   SL_CUDA_CHECK(cudaFuncSetAttribute(search_stream_kernel<D, K>,
@@ -1179,6 +1262,7 @@ void launch_stream(const SuperlinearParams& p, const StreamArgs& sa, cudaStream_
   const dim3 grid(unsigned((p.Lq + sa.bq - 1) / sa.bq), unsigned(p.B * p.Hkv));
   search_stream_kernel<D, K><<<grid, unsigned(r * sa.bq), smem, s>>>(p, sa);
   SL_CUDA_LAUNCH_CHECK();
+  if (between != nullptr) between->record(s);
   constexpr int rsmem = kWarps * rescore_region_bytes<D>();
   SL_CUDA_CHECK(cudaFuncSetAttribute(rescore_kernel<D, K>,
                                      cudaFuncAttributeMaxDynamicSharedMemorySize, rsmem));
@@ -1188,10 +1272,11 @@ void launch_stream(const SuperlinearParams& p, const StreamArgs& sa, cudaStream_
 }
 
 template <int D, int K = 1>
-void launch_stream_k(const SuperlinearParams& p, const StreamArgs& sa, cudaStream_t s) {
+void launch_stream_k(const SuperlinearParams& p, const StreamArgs& sa, cudaStream_t s,
+                     cuda::Event* between) {
   if constexpr (K <= kMaxK) {
-    if (p.cfg.k == K) return launch_stream<D, K>(p, sa, s);
-    launch_stream_k<D, K + 1>(p, sa, s);
+    if (p.cfg.k == K) return launch_stream<D, K>(p, sa, s, between);
+    launch_stream_k<D, K + 1>(p, sa, s, between);
   } else {
     SL_FAIL() << kOp << ": the stream search keeps 1.." << kMaxK << " spans, config has k = "
               << p.cfg.k;
@@ -1301,31 +1386,51 @@ void launch_search_stream(const SuperlinearParams& p, int device, cudaStream_t s
       << kOp << ": the stream search needs bf16, D 64 or 128, at most 16 query heads per KV head "
       << "and a Hopper device";
   const Device dev = Device::cuda(device);
-  const KeysQ8 keys = quantize_keys(p, dev, s);
-  const int64_t rows = p.B * p.Hq * p.Lq;
+  const int64_t heads = p.B * p.Hkv, rows = p.B * p.Hq * p.Lq;
+  SL_CHECK(heads <= 65535) << kOp << ": the stream search takes at most 65535 (batch, KV head) pairs";
+  const bool timed = std::getenv("SL_SPAN_PROFILE") != nullptr;
+  std::vector<cuda::Event> ev(timed ? 4 : 0);
+  if (timed) ev[0].record(s);
+  Tensor recs = scratch(heads * p.Lkv * (p.D + 16), dev), hstat = scratch(heads * 12, dev);
+  {
+    unsigned* hs = static_cast<unsigned*>(hstat.data_ptr());
+    unsigned char* rc = static_cast<unsigned char*>(recs.data_ptr());
+    SL_CUDA_CHECK(cudaMemsetAsync(hs, 0, size_t(heads) * 12, s));
+    const uint16_t* k = static_cast<const uint16_t*>(p.k);
+    const dim3 grid(unsigned((p.Lkv * 8 + 255) / 256), unsigned(heads));
+    if (p.D == 64)
+      quantize_records_kernel<64><<<grid, 256, 0, s>>>(k, p.Lkv, hs, rc);
+    else
+      quantize_records_kernel<128><<<grid, 256, 0, s>>>(k, p.Lkv, hs, rc);
+    SL_CUDA_LAUNCH_CHECK();
+  }
   Tensor keep = scratch(rows * kKeep * 4, dev), status = scratch(rows * 4, dev);
   const Tensor stats = profile_counters(dev, s);
   StreamArgs sa;
-  sa.k8 = static_cast<const int8_t*>(keys.rows.data_ptr());
-  sa.hstat = static_cast<const unsigned*>(keys.hstat.data_ptr());
+  sa.recs = static_cast<const unsigned char*>(recs.data_ptr());
+  sa.hstat = static_cast<const unsigned*>(hstat.data_ptr());
   sa.keep = static_cast<int32_t*>(keep.data_ptr());
   sa.status = static_cast<int32_t*>(status.data_ptr());
   sa.stats = stats.defined() ? static_cast<unsigned long long*>(stats.data_ptr()) : nullptr;
   sa.bq = stream_bq(p.Hq / p.Hkv);
   sa.cap = (kAhead + 1) * sa.bq;
   sa.n_table = stream_table(p);
+  if (timed) ev[1].record(s);
   if (p.D == 64)
-    launch_stream_k<64>(p, sa, s);
+    launch_stream_k<64>(p, sa, s, timed ? &ev[2] : nullptr);
   else
-    launch_stream_k<128>(p, sa, s);
+    launch_stream_k<128>(p, sa, s, timed ? &ev[2] : nullptr);
   if (stats.defined()) {
+    ev[3].record(s);
     unsigned long long h[2];
     read_counters(stats, h, s);
     std::fprintf(stderr,
                  "superlinear stream search: %lld of %lld rows left to the bf16 search, %.2f "
-                 "survivors rescored per row\n",
+                 "survivors rescored per row; ms: quantise %.3f stream %.3f rescore %.3f\n",
                  (long long)h[1], (long long)rows,
-                 double(h[0]) / double(std::max<int64_t>(1, rows - int64_t(h[1]))));
+                 double(h[0]) / double(std::max<int64_t>(1, rows - int64_t(h[1]))),
+                 double(ev[1].elapsed_ms(ev[0])), double(ev[2].elapsed_ms(ev[1])),
+                 double(ev[3].elapsed_ms(ev[2])));
   }
 }
 
