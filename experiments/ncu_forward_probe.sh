@@ -6,7 +6,9 @@
 # ncu runs with --clock-control none, so durations are at the card's own clocks.
 # SL_NCU_L (default 64K) and SL_NCU_GQA (default 8) pick the case; SL_NCU_SEARCH=0 skips the
 # search's profile; SL_SEARCH_KERNEL=int8 profiles the int8 search (search_q8_kernel; Note [int8
-# search]) instead of the bf16 one. The tile kernel is in the speed-of-light list too.
+# search]) instead of the bf16 one, SL_SEARCH_KERNEL=stream the stream search's kernel
+# (search_stream_kernel; Note [stream search]). The tile kernel is in the speed-of-light list too;
+# SL_NCU_STAGES=0 skips that list.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source experiments/device_common.sh
@@ -17,7 +19,7 @@ if [ "${SL_NCU_SEARCH:-1}" = 1 ]; then
 ncu --clock-control none --section SpeedOfLight --section MemoryWorkloadAnalysis \
   --section Occupancy --section SchedulerStats --section WarpStateStats --section LaunchStats \
   --section InstructionStats --section SourceCounters \
-  -k regex:'search_(mma|q8)_kernel' --launch-count 1 -o /tmp/search "${bench[@]}" > "$OUT/ncu-run.log" 2>&1
+  -k regex:'search_(mma|q8|stream)_kernel' --launch-count 1 -o /tmp/search "${bench[@]}" > "$OUT/ncu-run.log" 2>&1
 ncu --import /tmp/search.ncu-rep --page details > "$OUT/search-details.txt" 2>&1
 ncu --import /tmp/search.ncu-rep --page source --print-source sass --csv > /tmp/sass.csv 2>&1
 python3 - "$OUT" <<'PY'
@@ -36,6 +38,7 @@ if col is not None:
     for r in top: print(round(100 * float(r[col] or 0) / tot, 1), r[:3])
 PY
 fi
+[ "${SL_NCU_STAGES:-1}" = 1 ] || exit 0
 ncu --clock-control none --section SpeedOfLight \
   -k regex:'pair_|Radix|run_tiles|tile_|Scan|merge|span_tile|quantize_k|head_absmax' \
   --launch-count 40 --csv --page details "${bench[@]}" > "$OUT/stages-sol.csv" 2>&1

@@ -856,8 +856,14 @@ struct StreamArgs {
   int32_t* keep;               // [rows, kKeep]: the survivors' anchors
   int32_t* status;             // [rows]: survivors, or -1: the bf16 search decides the row
   unsigned long long* stats;   // profiling (or null): survivors, rows left to the bf16 search
-  int bq, cap, n_table;        // queries per head and block, ring rows, stripe table entries
+  const int32_t* table;        // o(s + 1 + j), j = 0 .. n_table - 1 (stripe_table_kernel)
+  int bq, cap, n_table;        // queries per block and head, ring rows, stripe table entries
 };
+
+__global__ void stripe_table_kernel(SuperlinearConfig cfg, int n, int32_t* table) {
+  const int j = int(blockIdx.x * blockDim.x + threadIdx.x);
+  if (j < n) table[j] = table_offset(cfg, j);
+}
 
 // Where a stripe's rows sit: keys A .. A + bq - 1 at ring positions V .. V + bq - 1 (mod cap);
 // its first m keys are the ones the previous stripe did not have.
@@ -961,11 +967,14 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
   extern __shared__ __align__(128) unsigned char smem[];
   const int tid = int(threadIdx.x), bq = sa.bq, cap = sa.cap;
   const int qi = tid % bq;
+  // Later query blocks have more stripes and rows: they start first, so the short ones fill in
+  // at the end of the grid.
+  const int64_t xb = int64_t(gridDim.x) - 1 - blockIdx.x;
   const int64_t r = p.Hq / p.Hkv, bg = blockIdx.y, b = bg / p.Hkv, g = bg % p.Hkv;
-  const int64_t h = g * r + tid / bq, i = int64_t(blockIdx.x) * bq + qi;
+  const int64_t h = g * r + tid / bq, i = xb * bq + qi;
   const bool valid = i < p.Lq;
   const int64_t row = ((b * p.Hq + h) * p.Lq + (valid ? i : 0));
-  const int64_t t0 = p.q_start + int64_t(blockIdx.x) * bq, t = t0 + qi;
+  const int64_t t0 = p.q_start + xb * bq, t = t0 + qi;
 
   // This thread's Qs row in int8 with its scale, norm and quantisation error (Note [int8
   // search]).
@@ -1012,11 +1021,10 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
   const int n = valid && !bad ? int(num_candidates(p.cfg, t + 1 - sb)) : 0;
 
   const uint32_t ring = attn::smem_addr(smem);
-  int32_t* table = reinterpret_cast<int32_t*>(smem + cap * RB);
-  unsigned char* tail = smem + cap * RB + ((sa.n_table * 4 + 7) & ~7);
+  const int32_t* table = sa.table;
+  unsigned char* tail = smem + cap * RB;
   const uint32_t bars = attn::smem_addr(tail);
   int* s_nmax = reinterpret_cast<int*>(tail + 8 * (kAhead + 1));
-  for (int x = tid; x < sa.n_table; x += int(blockDim.x)) table[x] = table_offset(p.cfg, x);
   if (tid == 0) {
     for (int x = 0; x <= kAhead; ++x) mbar_init(bars + 8 * x, 1);
     mbar_init_fence();
@@ -1244,9 +1252,8 @@ inline int stream_bq(int64_t r) {
   return 32 * int(std::max<int64_t>(1, (kStreamQueries / 32) / r));
 }
 template <int D>
-int64_t stream_smem_bytes(int bq, int n_table) {
-  return int64_t(kAhead + 1) * bq * record_bytes<D>() + ((int64_t(n_table) * 4 + 7) & ~int64_t(7)) +
-         8 * (kAhead + 1) + 8;
+int64_t stream_smem_bytes(int bq) {
+  return int64_t(kAhead + 1) * bq * record_bytes<D>() + 8 * (kAhead + 1) + 8;
 }
 inline int stream_table(const SuperlinearParams& p) {
   return int(num_candidates(p.cfg, p.q_start + p.Lq)) + 1;
@@ -1256,7 +1263,7 @@ template <int D, int K>
 void launch_stream(const SuperlinearParams& p, const StreamArgs& sa, cudaStream_t s,
                    cuda::Event* between) {
   const int64_t r = p.Hq / p.Hkv;
-  const int smem = int(stream_smem_bytes<D>(sa.bq, sa.n_table));
+  const int smem = int(stream_smem_bytes<D>(sa.bq));
   SL_CUDA_CHECK(cudaFuncSetAttribute(search_stream_kernel<D, K>,
                                      cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const dim3 grid(unsigned((p.Lq + sa.bq - 1) / sa.bq), unsigned(p.B * p.Hkv));
@@ -1372,8 +1379,8 @@ bool search_stream_supported(const SuperlinearParams& p) {
   int dev = 0, major = 0;
   SL_CUDA_CHECK(cudaGetDevice(&dev));
   SL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-  const int bq = stream_bq(p.Hq / p.Hkv), nt = stream_table(p);
-  const int64_t smem = p.D == 64 ? stream_smem_bytes<64>(bq, nt) : stream_smem_bytes<128>(bq, nt);
+  const int bq = stream_bq(p.Hq / p.Hkv);
+  const int64_t smem = p.D == 64 ? stream_smem_bytes<64>(bq) : stream_smem_bytes<128>(bq);
   return major >= 9 && smem <= 227 * 1024;
 #else
   (void)p;
@@ -1415,6 +1422,11 @@ void launch_search_stream(const SuperlinearParams& p, int device, cudaStream_t s
   sa.bq = stream_bq(p.Hq / p.Hkv);
   sa.cap = (kAhead + 1) * sa.bq;
   sa.n_table = stream_table(p);
+  Tensor table = scratch(int64_t(sa.n_table) * 4, dev);
+  sa.table = static_cast<const int32_t*>(table.data_ptr());
+  stripe_table_kernel<<<unsigned((sa.n_table + 255) / 256), 256, 0, s>>>(
+      p.cfg, sa.n_table, static_cast<int32_t*>(table.data_ptr()));
+  SL_CUDA_LAUNCH_CHECK();
   if (timed) ev[1].record(s);
   if (p.D == 64)
     launch_stream_k<64>(p, sa, s, timed ? &ev[2] : nullptr);
