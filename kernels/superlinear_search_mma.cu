@@ -850,6 +850,50 @@ __device__ __forceinline__ void bulk_copy(uint32_t dst, const void* src, unsigne
 #endif
 }
 
+// The N largest values offered (sorted, slot 0 largest) with an int payload each: ties keep the
+// earlier entry. The stream search's bounds need values only (Note [stream search]), so a slot
+// costs one compare instead of ranks_before's four.
+template <int N>
+struct ValueTop {
+  float s[N];
+  int32_t a[N];
+  __device__ __forceinline__ void clear() {
+#pragma unroll
+    for (int j = 0; j < N; ++j) s[j] = -INFINITY, a[j] = kNoAnchor;
+  }
+  __device__ __forceinline__ void insert(float v, int32_t an) {
+    bool gt[N];
+#pragma unroll
+    for (int j = 0; j < N; ++j) gt[j] = v > s[j];
+#pragma unroll
+    for (int j = N - 1; j > 0; --j) {
+      if (gt[j - 1]) {
+        s[j] = s[j - 1], a[j] = a[j - 1];
+      } else if (gt[j]) {
+        s[j] = v, a[j] = an;
+      }
+    }
+    if (gt[0]) s[0] = v, a[0] = an;
+  }
+};
+// The same without payloads.
+template <int N>
+struct ValueTopNoPayload {
+  float s[N];
+  __device__ __forceinline__ void clear() {
+#pragma unroll
+    for (int j = 0; j < N; ++j) s[j] = -INFINITY;
+  }
+  __device__ __forceinline__ void insert(float v) {
+    bool gt[N];
+#pragma unroll
+    for (int j = 0; j < N; ++j) gt[j] = v > s[j];
+#pragma unroll
+    for (int j = N - 1; j > 0; --j) s[j] = gt[j - 1] ? s[j - 1] : (gt[j] ? v : s[j]);
+    if (gt[0]) s[0] = v;
+  }
+};
+
 struct StreamArgs {
   const unsigned char* recs;   // [B Hkv Lkv] records (record_bytes)
   const unsigned* hstat;
@@ -869,12 +913,14 @@ __global__ void stripe_table_kernel(SuperlinearConfig cfg, int n, int32_t* table
 // its first m keys are the ones the previous stripe did not have.
 struct StripeCursor {
   int64_t A;
-  int V, m, j;
+  int V, m, j, o;
   __device__ __forceinline__ void start(int64_t t0, const int32_t* table, int bq) {
-    j = 0, A = t0 + 1 - table[0], V = 0, m = bq;
+    j = 0, o = table[0], A = t0 + 1 - o, V = 0, m = bq;
   }
   __device__ __forceinline__ void next(const int32_t* table, int bq, int cap) {
-    const int64_t gap = int64_t(table[j + 1]) - table[j];
+    const int on = table[j + 1];
+    const int64_t gap = int64_t(on) - o;
+    o = on;
     ++j;
     A -= gap;
     m = int(min(gap, int64_t(bq)));
@@ -1047,10 +1093,10 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
       ahead.next(table, bq, cap);
     }
 
-  // low: the top-k of the lower bounds s~ - e (its k-th, thr, bounds the k-th bf16 score from
+  // low: the k largest lower bounds s~ - e (the k-th, thr, bounds the k-th bf16 score from
   // below); up: the largest upper bounds s~ + e among candidates that reached thr.
-  TopK<K> low;
-  TopK<kKeep> up;
+  ValueTopNoPayload<K> low;
+  ValueTop<kKeep> up;
   low.clear();
   up.clear();
   float thr = -INFINITY, dropped = -INFINITY;
@@ -1069,30 +1115,30 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
       int slot = cur.V + qi;
       if (slot >= cap) slot -= cap;
       const unsigned char* kr = smem + slot * RB;
-      int acc = 0;
+      // Four independent chains (integer sums are exact in any order).
+      int acc[4] = {0, 0, 0, 0};
 #pragma unroll
       for (int c = 0; c < C; ++c) {
         const uint4 w = *reinterpret_cast<const uint4*>(kr + 16 * c);
-        acc = __dp4a(int(w.x), int(q8[4 * c + 0]), acc);
-        acc = __dp4a(int(w.y), int(q8[4 * c + 1]), acc);
-        acc = __dp4a(int(w.z), int(q8[4 * c + 2]), acc);
-        acc = __dp4a(int(w.w), int(q8[4 * c + 3]), acc);
+        acc[0] = __dp4a(int(w.x), int(q8[4 * c + 0]), acc[0]);
+        acc[1] = __dp4a(int(w.y), int(q8[4 * c + 1]), acc[1]);
+        acc[2] = __dp4a(int(w.z), int(q8[4 * c + 2]), acc[2]);
+        acc[3] = __dp4a(int(w.w), int(q8[4 * c + 3]), acc[3]);
       }
       const float4 mu = *reinterpret_cast<const float4*>(kr + D);
       // |<q, k> - s~| <= |q| r_u + e_q n_u + slack (Note [int8 search], per row).
-      const float sc = float(acc) * (sq * mu.x);
+      const float sc = float((acc[0] + acc[1]) + (acc[2] + acc[3])) * (sq * mu.x);
       const float e = fmaf(nq_hi, mu.y, fmaf(nq_lo, mu.z, eq * mu.z));
       const float hi = sc + e;
       if (hi >= thr) {
-        const int32_t a = int32_t(cur.A + qi);
         const float lo = sc - e;
-        if (ranks_before(lo, a, low.s[K - 1], low.a[K - 1])) {
-          low.insert(lo, a);
+        if (lo > low.s[K - 1]) {
+          low.insert(lo);
           thr = low.s[K - 1];
         }
-        if (ranks_before(hi, a, up.s[kKeep - 1], up.a[kKeep - 1])) {
+        if (hi > up.s[kKeep - 1]) {
           dropped = fmaxf(dropped, up.s[kKeep - 1]);
-          up.insert(hi, a);
+          up.insert(hi, int32_t(cur.A + qi));
         } else {
           dropped = fmaxf(dropped, hi);
         }
