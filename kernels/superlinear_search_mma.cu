@@ -806,7 +806,8 @@ void launch_k(const SuperlinearParams& p, const Q8Keys* q8, cudaStream_t s) {
 // result depends on its own K row and Qs row only), and writes the top-k under ranks_before: the
 // bf16 search's anchors and scores, bit for bit; the rows left over go through exact_search.
 // Memory: the int8 K copy (D bytes per K row) and kKeep + 1 int32 per query row, freed after.
-constexpr int kStreamQueries = 512, kAhead = 2, kKeep = 12;
+constexpr int kStreamQueries = 512, kAhead = 2, kKeep = 8;
+constexpr int kOverflow = 1 << 30;  // status bit: the list was full (Note [stream search])
 
 // Stripe offsets o(s + 1 + j), j = 0 .. n_table - 1, clamped to int32.
 __device__ __forceinline__ int32_t table_offset(const SuperlinearConfig& cfg, int64_t j) {
@@ -898,8 +899,9 @@ struct StreamArgs {
   const unsigned char* recs;   // [B Hkv Lkv] records (record_bytes)
   const unsigned* hstat;
   int32_t* keep;               // [rows, kKeep]: the survivors' anchors
-  int32_t* status;             // [rows]: survivors, or -1: the bf16 search decides the row
-  unsigned long long* stats;   // profiling (or null): survivors, rows left to the bf16 search
+  int32_t* status;             // [rows]: survivors (| kOverflow), or -1: left to the bf16 search
+  float* dropped;              // [rows]: the largest upper bound not kept (kOverflow rows)
+  unsigned long long* stats;   // profiling (or null): survivors, rows overflowed, rows redone
   const int32_t* table;        // o(s + 1 + j), j = 0 .. n_table - 1 (stripe_table_kernel)
   int bq, cap, n_table;        // queries per block and head, ring rows, stripe table entries
 };
@@ -1156,14 +1158,17 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
       sa.keep[row * kKeep + x] = up.a[x];
       cnt = x + 1;
     }
-  const bool redo = bad || dropped >= thr;
-  sa.status[row] = redo ? -1 : cnt;
+  // A full list (a candidate with s~ + e >= thr was dropped) is settled after rescoring if the
+  // largest dropped upper bound is below the list's own k-th bf16 score (rescore_kernel).
+  const bool over = !bad && dropped >= thr;
+  if (over) sa.dropped[row] = dropped;
+  sa.status[row] = bad ? -1 : (over ? cnt | kOverflow : cnt);
   if (sa.stats != nullptr) {
-    const int sum = __reduce_add_sync(__activemask(), redo ? 0 : cnt);
-    const int nre = __reduce_add_sync(__activemask(), redo ? 1 : 0);
+    const int sum = __reduce_add_sync(__activemask(), cnt);
+    const int nov = __reduce_add_sync(__activemask(), over || bad ? 1 : 0);
     if ((tid & 31) == __ffs(__activemask()) - 1) {
       atomicAdd(sa.stats, (unsigned long long)sum);
-      atomicAdd(sa.stats + 1, (unsigned long long)nre);
+      atomicAdd(sa.stats + 1, (unsigned long long)nov);
     }
   }
 }
@@ -1190,8 +1195,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int64_t row = r0 + (lane & 7);
   const bool mine = lane < 8 && row < rows;
   const int st = mine ? sa.status[row] : 0;
-  const unsigned redo = __ballot_sync(kFull, mine && st < 0);
-  const int cnt = st > 0 ? st : 0;
+  const int cnt = st > 0 ? st & (kOverflow - 1) : 0;
   const int64_t hrow = (row / p.Lq) % p.Hq, brow = row / (p.Lq * p.Hq);
   const int32_t kvbase = int32_t((brow * p.Hkv + hrow / r) * p.Lkv);
   int off = cnt;
@@ -1263,16 +1267,24 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
   attn::cp_async_wait<0>();
   __syncwarp();
+  bool done = false;
   if (mine && st >= 0) {
     TopK<K> fin;
     fin.clear();
     for (int x = off; x < off + cnt; ++x)
       if (ranks_before(s_score[x], s_anchor[x], fin.s[K - 1], fin.a[K - 1]))
         fin.insert(s_score[x], s_anchor[x]);
+    // A dropped candidate's bf16 score is at most its upper bound; the list's k-th bf16 score is
+    // at most the true k-th. Strictly below it, no dropped candidate can rank in the top-k.
+    done = (st & kOverflow) == 0 || (fin.a[K - 1] >= 0 && sa.dropped[row] < fin.s[K - 1]);
+    if (done)
 #pragma unroll
-    for (int j = 0; j < K; ++j)
-      p.anchors[row * K + j] = fin.a[j], static_cast<float*>(p.scores)[row * K + j] = fin.s[j];
+      for (int j = 0; j < K; ++j)
+        p.anchors[row * K + j] = fin.a[j], static_cast<float*>(p.scores)[row * K + j] = fin.s[j];
   }
+  const unsigned redo = __ballot_sync(kFull, mine && !done);
+  if (sa.stats != nullptr && lane == 0 && redo != 0)
+    atomicAdd(sa.stats + 2, (unsigned long long)__popc(redo));
   __syncwarp();
   // Rows the stream left: the bf16 search, one row (head column 0) at a time.
   for (unsigned left = redo; left != 0; left &= left - 1) {
@@ -1382,16 +1394,18 @@ KeysQ8 quantize_keys(const SuperlinearParams& p, Device dev, cudaStream_t s) {
   return q;
 }
 
-// SL_SPAN_PROFILE=1: 16 bytes of zeroed counters, else an undefined tensor.
+// SL_SPAN_PROFILE=1: N zeroed 64-bit counters, else an undefined tensor.
+template <int N>
 Tensor profile_counters(Device dev, cudaStream_t s) {
   static const bool profile = std::getenv("SL_SPAN_PROFILE") != nullptr;
   if (!profile) return Tensor();
-  Tensor c = scratch(16, dev);
-  SL_CUDA_CHECK(cudaMemsetAsync(c.data_ptr(), 0, 16, s));
+  Tensor c = scratch(8 * N, dev);
+  SL_CUDA_CHECK(cudaMemsetAsync(c.data_ptr(), 0, 8 * N, s));
   return c;
 }
-void read_counters(const Tensor& c, unsigned long long (&h)[2], cudaStream_t s) {
-  SL_CUDA_CHECK(cudaMemcpyAsync(h, c.data_ptr(), 16, cudaMemcpyDeviceToHost, s));
+template <int N>
+void read_counters(const Tensor& c, unsigned long long (&h)[N], cudaStream_t s) {
+  SL_CUDA_CHECK(cudaMemcpyAsync(h, c.data_ptr(), 8 * N, cudaMemcpyDeviceToHost, s));
   SL_CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
@@ -1399,7 +1413,7 @@ void launch_search_q8(const SuperlinearParams& p, int device, cudaStream_t s) {
   SL_CHECK(search_mma_supported(p)) << kOp << ": the int8 search needs bf16, D 64 or 128";
   const Device dev = Device::cuda(device);
   const KeysQ8 keys = quantize_keys(p, dev, s);
-  const Tensor stats = profile_counters(dev, s);
+  const Tensor stats = profile_counters<2>(dev, s);
   Q8Keys q8{static_cast<int8_t*>(keys.rows.data_ptr()),
             static_cast<unsigned*>(keys.hstat.data_ptr()),
             stats.defined() ? static_cast<unsigned long long*>(stats.data_ptr()) : nullptr};
@@ -1457,13 +1471,15 @@ void launch_search_stream(const SuperlinearParams& p, int device, cudaStream_t s
       quantize_records_kernel<128><<<grid, 256, 0, s>>>(k, p.Lkv, hs, rc);
     SL_CUDA_LAUNCH_CHECK();
   }
-  Tensor keep = scratch(rows * kKeep * 4, dev), status = scratch(rows * 4, dev);
-  const Tensor stats = profile_counters(dev, s);
+  Tensor keep = scratch(rows * kKeep * 4, dev), status = scratch(rows * 4, dev),
+         dropped = scratch(rows * 4, dev);
+  const Tensor stats = profile_counters<3>(dev, s);
   StreamArgs sa;
   sa.recs = static_cast<const unsigned char*>(recs.data_ptr());
   sa.hstat = static_cast<const unsigned*>(hstat.data_ptr());
   sa.keep = static_cast<int32_t*>(keep.data_ptr());
   sa.status = static_cast<int32_t*>(status.data_ptr());
+  sa.dropped = static_cast<float*>(dropped.data_ptr());
   sa.stats = stats.defined() ? static_cast<unsigned long long*>(stats.data_ptr()) : nullptr;
   sa.bq = stream_bq(p.Hq / p.Hkv);
   sa.cap = (kAhead + 1) * sa.bq;
@@ -1480,13 +1496,14 @@ void launch_search_stream(const SuperlinearParams& p, int device, cudaStream_t s
     launch_stream_k<128>(p, sa, s, timed ? &ev[2] : nullptr);
   if (stats.defined()) {
     ev[3].record(s);
-    unsigned long long h[2];
+    unsigned long long h[3];
     read_counters(stats, h, s);
     std::fprintf(stderr,
-                 "superlinear stream search: %lld of %lld rows left to the bf16 search, %.2f "
-                 "survivors rescored per row; ms: quantise %.3f stream %.3f rescore %.3f\n",
-                 (long long)h[1], (long long)rows,
-                 double(h[0]) / double(std::max<int64_t>(1, rows - int64_t(h[1]))),
+                 "superlinear stream search: of %lld rows %lld overflowed the list (or had non-finite "
+                 "inputs), %lld left to the bf16 search; %.2f survivors rescored per row; ms: "
+                 "quantise %.3f stream %.3f rescore %.3f\n",
+                 (long long)rows, (long long)h[1], (long long)h[2],
+                 double(h[0]) / double(std::max<int64_t>(1, rows)),
                  double(ev[1].elapsed_ms(ev[0])), double(ev[2].elapsed_ms(ev[1])),
                  double(ev[3].elapsed_ms(ev[2])));
   }
