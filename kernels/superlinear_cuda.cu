@@ -169,6 +169,7 @@ const char* search_kind(const SuperlinearParams& p) {
       << kOp << ": SL_SEARCH_KERNEL is '" << kind << "', expected stream, int8, bf16 or lanes";
   if (kind == "lanes" || !search_mma_supported(p)) return "lanes";
   if (kind == "stream" && search_stream_supported(p)) return "stream";
+  if (kind.empty() && search_stream_preferred(p)) return "stream";
   if (kind == "int8" || (kind.empty() && search_int8_preferred(p))) return "int8";
   return "bf16";
 }

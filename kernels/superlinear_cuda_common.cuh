@@ -261,12 +261,14 @@ inline unsigned row_blocks(int64_t rows) {
 }
 
 // The search alone (anchors and scores of every query row), kernels/superlinear_cuda.cu: where
-// search_mma_supported(p), the int8 search for prefill (search_int8_preferred) and the bf16
-// tensor-core search otherwise; else the lane search. SL_SEARCH_KERNEL = int8, bf16 or lanes
-// forces one (a testing knob, read per call). All keep the same top-k order; the int8 and bf16
+// search_mma_supported(p), the stream search for prefill at one query head per KV head
+// (search_stream_preferred), else the int8 search where it is preferred (the same case from 1M
+// keys without a Hopper device), else the bf16 tensor-core search; else the lane search.
+// SL_SEARCH_KERNEL = stream, int8, bf16 or lanes forces one (a testing knob, read per call). All keep the same top-k order; the int8 and bf16
 // searches give the same bits, the lane search's scores may differ in the last bits (summation
 // order).
-// The search launch_search runs for p: "int8", "bf16" or "lanes" (SL_SEARCH_KERNEL checked).
+// The search launch_search runs for p: "stream", "int8", "bf16" or "lanes" (SL_SEARCH_KERNEL
+// checked).
 const char* search_kind(const SuperlinearParams& p);
 void launch_search(const SuperlinearParams& p, int device, cudaStream_t s);
 void launch_search_lanes(const SuperlinearParams& p, cudaStream_t s);
@@ -282,6 +284,9 @@ void launch_search_q8(const SuperlinearParams& p, int device, cudaStream_t s);
 // bf16 search. Needs a Hopper device and a build with sm_90a code, at most 16 query heads per KV
 // head.
 bool search_stream_supported(const SuperlinearParams& p);
+// Where it was measured faster than the bf16 search: one query head per KV head, prefill-like
+// calls (the records cost a pass over all of K), and supported.
+bool search_stream_preferred(const SuperlinearParams& p);
 void launch_search_stream(const SuperlinearParams& p, int device, cudaStream_t s);
 
 // The tensor-core forward (kernels/superlinear_span_cuda.cu): bf16, D 64 or 128. When

@@ -1448,6 +1448,10 @@ bool search_stream_supported(const SuperlinearParams& p) {
 #endif
 }
 
+bool search_stream_preferred(const SuperlinearParams& p) {
+  return p.Hq == p.Hkv && 2 * p.Lq >= p.Lkv && search_stream_supported(p);
+}
+
 void launch_search_stream(const SuperlinearParams& p, int device, cudaStream_t s) {
   SL_CHECK(search_stream_supported(p))
       << kOp << ": the stream search needs bf16, D 64 or 128, at most 16 query heads per KV head "

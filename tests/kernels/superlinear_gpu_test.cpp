@@ -706,23 +706,30 @@ TEST(SuperlinearGpuSearch, Int8GivesTheBf16SearchBits) {
     }
 }
 
-// superlinear_search_kernel names the search the forward runs (Note [int8 search]; the bench's
-// 'search' column): the warp-per-query kernel's lanes off the tensor-core path, bf16 on it, int8
-// for one query head per KV head from 1M keys (prefill only), and what SL_SEARCH_KERNEL forces.
+// superlinear_search_kernel names the search the forward runs (Notes [int8 search], [stream
+// search]; the bench's 'search' column): the warp-per-query kernel's lanes off the tensor-core
+// path, bf16 on it, the stream search for prefill at one query head per KV head on a Hopper
+// device (elsewhere the int8 search from 1M keys), and what SL_SEARCH_KERNEL forces.
 TEST(SuperlinearGpuSearch, SearchKernelNamesWhatRuns) {
   SL_REQUIRE_GPU();
   auto kernel = [](int64_t Hq, int64_t Hkv, int64_t Lq, int64_t Lkv, int64_t D, DType dt) {
     return superlinear_search_kernel(Tensor::empty({1, Hq, Lq, D}, dt, kGpu),
                                      Tensor::empty({1, Hkv, Lkv, D}, dt, kGpu));
   };
+#if SL_WITH_CUDA
+  const bool hopper = cuda::properties(0).major >= 9;
+#else
+  const bool hopper = false;
+#endif
   const int64_t M = int64_t(1) << 20;
   EXPECT_EQ(kernel(8, 1, 600, 600, 128, DType::BF16), "bf16");
-  EXPECT_EQ(kernel(8, 8, 600, 600, 64, DType::BF16), "bf16");
+  EXPECT_EQ(kernel(8, 8, 600, 600, 64, DType::BF16), hopper ? "stream" : "bf16");
   EXPECT_EQ(kernel(8, 8, 600, 600, 128, DType::F32), "lanes");
   EXPECT_EQ(kernel(8, 8, 600, 600, 96, DType::BF16), "lanes");
-  EXPECT_EQ(kernel(2, 2, M, M, 128, DType::BF16), "int8");
+  EXPECT_EQ(kernel(2, 2, M, M, 128, DType::BF16), hopper ? "stream" : "int8");
   EXPECT_EQ(kernel(4, 2, M, M, 128, DType::BF16), "bf16");  // GQA 2
   EXPECT_EQ(kernel(2, 2, 1, M, 128, DType::BF16), "bf16");  // decode against 1M keys
+  EXPECT_EQ(kernel(2, 2, 600, 1300, 128, DType::BF16), "bf16");  // a short chunk, long cache
   {
     ScopedEnv env("SL_SEARCH_KERNEL", "int8");
     EXPECT_EQ(kernel(8, 1, 600, 600, 128, DType::BF16), "int8");
@@ -734,13 +741,8 @@ TEST(SuperlinearGpuSearch, SearchKernelNamesWhatRuns) {
   }
   {
     // The stream search needs a Hopper device (bulk copies); elsewhere the rule's choice runs.
-#if SL_WITH_CUDA
-    const int major = cuda::properties(0).major;
-#else
-    const int major = 0;
-#endif
     ScopedEnv env("SL_SEARCH_KERNEL", "stream");
-    EXPECT_EQ(kernel(8, 8, 600, 600, 128, DType::BF16), major >= 9 ? "stream" : "bf16");
+    EXPECT_EQ(kernel(8, 1, 600, 600, 128, DType::BF16), hopper ? "stream" : "bf16");
     EXPECT_EQ(kernel(32, 1, 600, 600, 128, DType::BF16), "bf16");  // 32 heads per KV head
     EXPECT_EQ(kernel(8, 8, 600, 600, 128, DType::F32), "lanes");
   }
