@@ -264,11 +264,10 @@ inline unsigned row_blocks(int64_t rows) {
 // search_mma_supported(p), the stream search for prefill at one query head per KV head
 // (search_stream_preferred), else the int8 search where it is preferred (the same case from 1M
 // keys without a Hopper device), else the bf16 tensor-core search; else the lane search.
-// SL_SEARCH_KERNEL = stream, int8, bf16 or lanes forces one (a testing knob, read per call). All keep the same top-k order; the int8 and bf16
-// searches give the same bits, the lane search's scores may differ in the last bits (summation
-// order).
-// The search launch_search runs for p: "stream", "int8", "bf16" or "lanes" (SL_SEARCH_KERNEL
-// checked).
+// SL_SEARCH_KERNEL = stream, int8, bf16 or lanes forces one (a testing knob, read per call). All
+// keep the same top-k order; the int8 and bf16 searches give the same bits, the lane search's
+// scores may differ in the last bits (summation order). The search launch_search runs for p:
+// "stream", "int8", "bf16" or "lanes" (SL_SEARCH_KERNEL checked).
 const char* search_kind(const SuperlinearParams& p);
 void launch_search(const SuperlinearParams& p, int device, cudaStream_t s);
 void launch_search_lanes(const SuperlinearParams& p, cudaStream_t s);

@@ -31,11 +31,12 @@
 // insertions.
 //
 // Note [search bytes]
-// The search is bounded by moving K rows, and no blocking removes that: candidate i of query t
-// is key t + 1 - i^2 (p = 1/2), so for one stripe a block of consecutive queries needs one
-// distinct row per query, and stripes i and i + 1 share rows only while 2 i + 1 is below the
-// block's length, i.e. for the first few dozen of ~1,000 stripes at 1M. What can be shared is a
-// row across the heads of a KV group (this kernel: one gather serves up to 8 heads), and rows of
+// The search is bounded by moving K rows: candidate i of query t is key t + 1 - i^2 (p = 1/2),
+// so for one stripe a block of consecutive queries needs one distinct row per query, and
+// stripes i and i + 1 share rows only while 2 i + 1 is below the block's length: for a warp's
+// block, the first few dozen of ~1,000 stripes at 1M; for 512 queries, every stripe at 64K and
+// a quarter at 1M (the stream search, Note [stream search], uses that). What this kernel shares
+// is a row across the heads of a KV group (one gather serves up to 8 heads), and rows of
 // neighbouring queries in L2 (warps of consecutive queries run in step). Against the credited
 // attention work, 4 D (attended keys) ~ 4 D k f_b sqrt(T) per query head, the search moves
 // sqrt(T) rows of 2 D bytes per KV group: 2 k f_b = 12 FLOP per byte at GQA 1 for the balanced
@@ -361,11 +362,12 @@ __global__ void __launch_bounds__(kWarps * 32) search_mma_kernel(SuperlinearPara
 // rescored per warp of 8 heads). Where the int8 loop saves requests, each warp's tail does not
 // hide: the Qs fragments and the survivors' rows are fetched after the loop, one round trip
 // each, with 16 warps per SM to cover them. So search_int8_preferred picks it only for one query
-// head per KV head from 1M keys up; elsewhere SL_SEARCH_KERNEL=int8 asks for it. Next: fetch the
-// survivors' rows while the loop's last tiles are in flight, and a tighter running bound (the
-// head's k-th over its four lanes) for fewer appends and rescored rows.
+// head per KV head from 1M keys up, and only where the stream search (Note [stream search],
+// faster everywhere at GQA 1: 1M 301 ms against 544) does not run, i.e. off Hopper;
+// SL_SEARCH_KERNEL=int8 asks for it.
 // Before this, per-row scales with a 16-byte meta per row were slower still: the meta was a
-// second L2 request per candidate (experiments/attic/int8-search-row-scales.patch).
+// second L2 request per candidate (experiments/attic/int8-search-row-scales.patch). The stream
+// search keeps the meta in the row's own record, copied with it.
 constexpr int kCap = 64;                 // buffered candidates per head
 constexpr float kSlack = 1.f / 16384.f;  // 2^-14
 
@@ -780,32 +782,47 @@ void launch_k(const SuperlinearParams& p, const Q8Keys* q8, cudaStream_t s) {
   }
 }
 
-
 // Note [stream search]
-// At one query head per KV head the search moves a K row for every (query, candidate), from L2
-// (Note [search bytes]); the int8 search halves the row but not the requests, and each warp's
-// tail (one query) does not hide. Candidate i of queries t0 .. t0 + n - 1 is the run of keys
-// t0 + 1 - o(i) .. t0 + n - o(i): contiguous, and the next stripe's run starts o(i + 1) - o(i)
-// (2 i + 1 for p = 1/2) rows earlier, so while that gap is below n the two runs share rows. So a
-// block takes n = kStreamQueries / r consecutive queries of each of the r heads of a KV group,
-// one thread per (query, head) with its int8 Qs row in registers, and streams the int8 K rows of
-// stripe after stripe through a ring in shared memory: only the rows the previous stripe did not
-// have are copied (one bulk copy, cp.async.bulk, per stripe and wrap), kAhead stripes ahead,
-// completion on an mbarrier per stage. Stripe j's rows sit at ring positions V_j .. V_j + n - 1
+// At one query head per KV head the searches above move a K row from L2 for every (query,
+// candidate) (Note [search bytes]); the int8 search halves the row but not the requests, and each
+// warp's tail (one query) does not hide. But candidate i of queries t0 .. t0 + n - 1 is the run
+// of keys t0 + 1 - o(i) .. t0 + n - o(i), and the next stripe's run starts o(i + 1) - o(i) (2 i +
+// 1 for p = 1/2) rows earlier, so while that gap is below n the two runs share rows. So a block
+// takes n = kStreamQueries / r consecutive queries of each of the r heads of a KV group, one
+// thread per (query, head) with its int8 Qs row in registers, and streams the K rows of stripe
+// after stripe through a ring in shared memory: only the rows the previous stripe did not have
+// are copied (one bulk copy, cp.async.bulk, per stripe and wrap), kAhead stripes ahead, each
+// completing on its stage's mbarrier. Stripe j's rows sit at ring positions V_j .. V_j + n - 1
 // (mod the ring), V_{j+1} = V_j - min(gap, n), so thread q reads position V_j + q; with kAhead + 1
-// stripes of n rows the ring never overwrites a row a stripe in flight or being read still needs
-// (one barrier per stripe keeps the stripe before the current one out of the way).
-// Reading rows: the 32 threads of a warp read 32 consecutive rows; each starts at its own 16-byte
-// chunk (rotated by its query), so a quarter-warp's 16-byte loads hit distinct banks.
-// Each thread scores its candidate with dp4a (exact int32) and keeps the top kKeep of s~ under the
-// bound of Note [int8 search] (a candidate enters only while s~ + 2 e reaches the list's k-th s~),
-// and the largest s~ it had to drop. At the end the survivors are the list's entries with s~ +
-// 2 e >= the k-th s~; if a dropped s~ also qualifies (more than kKeep survivors), or Qs or K is
-// not finite, the row is left to the bf16 search. A second kernel (rescore_kernel) scores the
-// survivors again with the bf16 search's mma, 16 K rows by 8 query rows per product (each row's
-// result depends on its own K row and Qs row only), and writes the top-k under ranks_before: the
-// bf16 search's anchors and scores, bit for bit; the rows left over go through exact_search.
-// Memory: the int8 K copy (D bytes per K row) and kKeep + 1 int32 per query row, freed after.
+// stripes of n rows the ring never overwrites a row that a stripe in flight or being read still
+// needs (one barrier per stripe keeps the stripe before the current one out of the way). At 64K a
+// block reads its prefix about once, not once per candidate.
+// Rows: K is quantised per row (scale s_u = max |k| / 127), each row a record of D int8 values and
+// 16 bytes of s_u, r_u = |k - s_u k8| and n_u = |s_u k8|, so a candidate's bound is its own:
+// |<q, k> - s~| <= |q| r_u + e_q n_u + slack = e (Note [int8 search]'s argument, per row). The
+// record's 144-byte stride (D = 128; 80 for D = 64) already puts a quarter-warp's 16-byte loads of
+// eight consecutive rows in distinct banks.
+// Selection: each thread scores its candidate with dp4a (exact int32 in four chains), keeps the k
+// largest lower bounds s~ - e (its k-th, thr, is at most the k-th bf16 score) and the kKeep
+// largest upper bounds s~ + e among candidates whose upper bound reaches thr, and the largest
+// upper bound it had to drop. Values alone order both lists (one compare per slot; a tie only
+// keeps more). Survivors: the list's entries with s~ + e >= the final thr; every candidate of the
+// bf16 top-k is one of them unless the list was full and a dropped bound reached thr.
+// rescore_kernel scores the survivors again with the bf16 search's mma, 16 K rows by 8 query
+// rows per product (each row's result depends on its own K row and Qs row only), and writes the
+// top-k under ranks_before: the bf16 search's anchors and scores, bit for bit. A full list is
+// settled there too: a dropped candidate's bf16 score is at most its bound, the list's k-th bf16
+// score at most the true k-th, so a dropped bound strictly below it cannot rank. Rows still
+// open (ties, non-finite inputs) go through exact_search.
+// Memory: the records ((D + 16) bytes per K row) and 40 bytes per query row, freed after.
+// Measured (H200, balanced, B = 1, 16 heads, D = 128, GQA 1; forward ms, bf16 search -> stream,
+// same call): 4K 0.39 -> 0.29, 16K 1.84 -> 1.06, 64K 10.5 -> 5.40, 1M 670 -> 301 (the int8
+// search: 544). At 64K the stream kernel takes 2.1 ms (~9.7 GB of records from L2), the rescoring
+// 0.58 (5.6 survivors per row; 11% of rows fill the list, 0.7% go back to exact_search). Nsight
+// Compute (before the value-only lists and the four chains) found it bound by issue and latency,
+// not L2 (34%): one block of 16 warps per SM (127 registers, 221 KB of ring). At GQA 8 the bf16
+// search stays faster (64K: 1.16 against 2.9 ms; one K row read already serves eight heads).
+// Steps and measurements: experiments/results/2026-11-29-h200-forward-stages.md, session 16.
 constexpr int kStreamQueries = 512, kAhead = 2, kKeep = 8;
 constexpr int kOverflow = 1 << 30;  // status bit: the list was full (Note [stream search])
 
@@ -896,14 +913,14 @@ struct ValueTopNoPayload {
 };
 
 struct StreamArgs {
-  const unsigned char* recs;   // [B Hkv Lkv] records (record_bytes)
+  const unsigned char* recs;  // [B Hkv Lkv] records (record_bytes)
   const unsigned* hstat;
-  int32_t* keep;               // [rows, kKeep]: the survivors' anchors
-  int32_t* status;             // [rows]: survivors (| kOverflow), or -1: left to the bf16 search
-  float* dropped;              // [rows]: the largest upper bound not kept (kOverflow rows)
-  unsigned long long* stats;   // profiling (or null): survivors, rows overflowed, rows redone
-  const int32_t* table;        // o(s + 1 + j), j = 0 .. n_table - 1 (stripe_table_kernel)
-  int bq, cap, n_table;        // queries per block and head, ring rows, stripe table entries
+  int32_t* keep;              // [rows, kKeep]: the survivors' anchors
+  int32_t* status;            // [rows]: survivors (| kOverflow), or -1: left to the bf16 search
+  float* dropped;             // [rows]: the largest upper bound not kept (kOverflow rows)
+  unsigned long long* stats;  // profiling (or null): survivors, rows overflowed, rows redone
+  const int32_t* table;       // o(s + 1 + j), j = 0 .. n_table - 1 (stripe_table_kernel)
+  int bq, cap, n_table;       // queries per block and head, ring rows, stripe table entries
 };
 
 __global__ void stripe_table_kernel(SuperlinearConfig cfg, int n, int32_t* table) {
@@ -950,9 +967,8 @@ __global__ void quantize_records_kernel(const uint16_t* k, int64_t rows_per_head
   const int sub = int(threadIdx.x & 7);
   const bool ok = row < rows_per_head;
   float x[E];
-  load_vec<bf16, E>(reinterpret_cast<const bf16*>(k + (h * rows_per_head + (ok ? row : 0)) * D +
-                                                  sub * E),
-                    x);
+  load_vec<bf16, E>(
+      reinterpret_cast<const bf16*>(k + (h * rows_per_head + (ok ? row : 0)) * D + sub * E), x);
   unsigned mb = 0;
 #pragma unroll
   for (int e = 0; e < E; ++e) mb = max(mb, abs_bits(x[e]));
@@ -1062,8 +1078,8 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
   const float nq = sqrtf(n2), eq = sqrtf(e2q);
   const float kmax = __uint_as_float(sa.hstat[3 * bg]);
   // NaN anywhere in the Qs row makes n2 NaN (fmaxf would skip it).
-  const bool bad = valid && !(nq <= 3.402823466e38f && eq <= 3.402823466e38f &&
-                              kmax <= 3.402823466e38f);
+  const bool bad =
+      valid && !(nq <= 3.402823466e38f && eq <= 3.402823466e38f && kmax <= 3.402823466e38f);
   const float nq_hi = nq * (1.f + kSlack), nq_lo = nq * kSlack;
   const int64_t sb = valid && p.doc_starts ? p.doc_starts[b * p.Lkv + t] : 0;
   const int n = valid && !bad ? int(num_candidates(p.cfg, t + 1 - sb)) : 0;
@@ -1183,8 +1199,7 @@ constexpr int rescore_region_bytes() {
 // (columns of the bf16 product); their survivors, 16 at a time (kStages tiles in flight), are the
 // product's rows.
 template <int D, int K>
-__global__ void __launch_bounds__(kWarps * 32)
-    rescore_kernel(SuperlinearParams p, StreamArgs sa) {
+__global__ void __launch_bounds__(kWarps * 32) rescore_kernel(SuperlinearParams p, StreamArgs sa) {
   extern __shared__ __align__(128) unsigned char smem[];
   const int lane = lane_id(), wib = int(threadIdx.x) >> 5;
   const int64_t rows = p.B * p.Hq * p.Lq, r0 = (int64_t(blockIdx.x) * kWarps + wib) * 8;
@@ -1343,8 +1358,8 @@ void launch_stream_k(const SuperlinearParams& p, const StreamArgs& sa, cudaStrea
     if (p.cfg.k == K) return launch_stream<D, K>(p, sa, s, between);
     launch_stream_k<D, K + 1>(p, sa, s, between);
   } else {
-    SL_FAIL() << kOp << ": the stream search keeps 1.." << kMaxK << " spans, config has k = "
-              << p.cfg.k;
+    SL_FAIL() << kOp << ": the stream search keeps 1.." << kMaxK
+              << " spans, config has k = " << p.cfg.k;
   }
 }
 
@@ -1374,7 +1389,8 @@ struct KeysQ8 {
 };
 KeysQ8 quantize_keys(const SuperlinearParams& p, Device dev, cudaStream_t s) {
   const int64_t heads = p.B * p.Hkv;
-  SL_CHECK(heads <= 65535) << kOp << ": the int8 searches take at most 65535 (batch, KV head) pairs";
+  SL_CHECK(heads <= 65535) << kOp
+                           << ": the int8 searches take at most 65535 (batch, KV head) pairs";
   KeysQ8 q{scratch(heads * p.Lkv * p.D, dev), scratch(heads * 12, dev)};
   unsigned* hstat = static_cast<unsigned*>(q.hstat.data_ptr());
   int8_t* rows = static_cast<int8_t*>(q.rows.data_ptr());
@@ -1458,7 +1474,8 @@ void launch_search_stream(const SuperlinearParams& p, int device, cudaStream_t s
       << "and a Hopper device";
   const Device dev = Device::cuda(device);
   const int64_t heads = p.B * p.Hkv, rows = p.B * p.Hq * p.Lq;
-  SL_CHECK(heads <= 65535) << kOp << ": the stream search takes at most 65535 (batch, KV head) pairs";
+  SL_CHECK(heads <= 65535) << kOp
+                           << ": the stream search takes at most 65535 (batch, KV head) pairs";
   const bool timed = std::getenv("SL_SPAN_PROFILE") != nullptr;
   std::vector<cuda::Event> ev(timed ? 4 : 0);
   if (timed) ev[0].record(s);
@@ -1502,14 +1519,14 @@ void launch_search_stream(const SuperlinearParams& p, int device, cudaStream_t s
     ev[3].record(s);
     unsigned long long h[3];
     read_counters(stats, h, s);
-    std::fprintf(stderr,
-                 "superlinear stream search: of %lld rows %lld overflowed the list (or had non-finite "
-                 "inputs), %lld left to the bf16 search; %.2f survivors rescored per row; ms: "
-                 "quantise %.3f stream %.3f rescore %.3f\n",
-                 (long long)rows, (long long)h[1], (long long)h[2],
-                 double(h[0]) / double(std::max<int64_t>(1, rows)),
-                 double(ev[1].elapsed_ms(ev[0])), double(ev[2].elapsed_ms(ev[1])),
-                 double(ev[3].elapsed_ms(ev[2])));
+    std::fprintf(
+        stderr,
+        "superlinear stream search: of %lld rows %lld overflowed the list (or had non-finite "
+        "inputs), %lld left to the bf16 search; %.2f survivors rescored per row; ms: "
+        "quantise %.3f stream %.3f rescore %.3f\n",
+        (long long)rows, (long long)h[1], (long long)h[2],
+        double(h[0]) / double(std::max<int64_t>(1, rows)), double(ev[1].elapsed_ms(ev[0])),
+        double(ev[2].elapsed_ms(ev[1])), double(ev[3].elapsed_ms(ev[2])));
   }
 }
 

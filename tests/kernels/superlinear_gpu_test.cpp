@@ -727,8 +727,8 @@ TEST(SuperlinearGpuSearch, SearchKernelNamesWhatRuns) {
   EXPECT_EQ(kernel(8, 8, 600, 600, 128, DType::F32), "lanes");
   EXPECT_EQ(kernel(8, 8, 600, 600, 96, DType::BF16), "lanes");
   EXPECT_EQ(kernel(2, 2, M, M, 128, DType::BF16), hopper ? "stream" : "int8");
-  EXPECT_EQ(kernel(4, 2, M, M, 128, DType::BF16), "bf16");  // GQA 2
-  EXPECT_EQ(kernel(2, 2, 1, M, 128, DType::BF16), "bf16");  // decode against 1M keys
+  EXPECT_EQ(kernel(4, 2, M, M, 128, DType::BF16), "bf16");       // GQA 2
+  EXPECT_EQ(kernel(2, 2, 1, M, 128, DType::BF16), "bf16");       // decode against 1M keys
   EXPECT_EQ(kernel(2, 2, 600, 1300, 128, DType::BF16), "bf16");  // a short chunk, long cache
   {
     ScopedEnv env("SL_SEARCH_KERNEL", "int8");
