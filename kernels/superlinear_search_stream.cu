@@ -53,6 +53,14 @@ namespace {
 // not L2 (34%): one block of 16 warps per SM (127 registers, 221 KB of ring). At GQA 8 the bf16
 // search stays faster (64K: 1.16 against 2.9 ms; one K row read already serves eight heads).
 // Steps and measurements: experiments/results/2026-11-29-h200-forward-stages.md, session 16.
+// Next (not tried): at 64K the stream kernel moves ~9.7 GB of records in 2.1 ms, ~4.5 TB/s, about
+// what the gathering searches got from L2, so fewer bytes is the lever. More queries per block
+// share more rows, but the registers (127, one query per thread) and the ring (3 x 512 records,
+// 221 KB) are full. A cluster of two blocks with multicast bulk copies would read each row from
+// L2 once for 1024 queries; with one stripe ahead the ring then holds 1024 + 513 records at 64K
+// (221 KB), but more where the gap passes 512 (beyond 64K). The rescoring (0.58 ms at 64K) could
+// run in two rounds: a row's list is ordered by upper bound, so after its first k the k-th bf16
+// score prunes the rest (store the bounds with the anchors).
 constexpr int kStreamQueries = 512, kAhead = 2, kKeep = 8;
 constexpr int kOverflow = 1 << 30;  // status bit: the list was full (Note [stream search])
 
