@@ -239,6 +239,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     e2 += __shfl_xor_sync(kFull, e2, 2);
     nq = sqrtf(n2);
     eq = sqrtf(e2);
+    // fmaxf skips NaN, so m misses a NaN element; n2 does not.
+    bad = bad || (head < job.nh && !(nq <= 3.402823466e38f));
   }
   // The head's scale and bounds (Note [int8 search]); a non-finite K head falls back.
   const unsigned* hs = hstat + 3 * (job.b * p.Hkv + job.g);

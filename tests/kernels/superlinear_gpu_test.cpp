@@ -706,6 +706,41 @@ TEST(SuperlinearGpuSearch, Int8GivesTheBf16SearchBits) {
     }
 }
 
+// Non-finite inputs: a Qs row with a NaN, one with an inf, and (at one head per KV head) an inf
+// in one K row of the second KV head make the int8 searches leave those rows (or that KV head's
+// rows) to the bf16 search, so they still give its anchors and scores bit for bit (NaN scores
+// included). Written 2026-11-29 after the device time was spent: not yet run on a GPU.
+TEST(SuperlinearGpuSearch, NonFiniteInputsGiveTheBf16SearchBits) {
+  SL_REQUIRE_GPU();
+  for (int64_t Hkv : {int64_t(2), int64_t(1)}) {
+    const Case c{"nonfinite", 1, 2, Hkv, 1500, 1500, 128, cfg_int(2, 0.5, 0, 3, 2, 0), false};
+    SCOPED_TRACE("Hkv " + std::to_string(Hkv));
+    std::vector<float> qs =
+        test::randn({c.B, c.Hq, c.Lq, c.D}, 31, DType::BF16).to(DType::F32).to_vector<float>();
+    std::vector<float> k =
+        test::randn({c.B, c.Hkv, c.Lkv, c.D}, 32, DType::BF16).to(DType::F32).to_vector<float>();
+    qs[size_t(700 * c.D + 5)] = NAN;                               // head 0, query 700
+    qs[size_t((c.Lq + 900) * c.D + 17)] = INFINITY;                // head 1, query 900
+    if (Hkv == 2) k[size_t((c.Lkv + 400) * c.D + 3)] = -INFINITY;  // KV head 1, key 400
+    Inputs in = make_inputs(c, DType::BF16, 33);
+    in.qs = Tensor::from_vector(qs, {c.B, c.Hq, c.Lq, c.D}).to(DType::BF16);
+    in.k = Tensor::from_vector(k, {c.B, c.Hkv, c.Lkv, c.D}).to(DType::BF16);
+    const Inputs g = convert(in, DType::BF16, kGpu);
+    SuperlinearForward bf;
+    {
+      ScopedEnv env("SL_SEARCH_KERNEL", "bf16");
+      bf = forward(g, c.cfg);
+    }
+    for (const char* kind : {"int8", "stream"}) {
+      SCOPED_TRACE(kind);
+      ScopedEnv env("SL_SEARCH_KERNEL", kind);
+      const SuperlinearForward f = forward(g, c.cfg);
+      EXPECT_TRUE(AllEqual(f.anchors, bf.anchors));
+      EXPECT_TRUE(AllEqual(f.scores, bf.scores));
+    }
+  }
+}
+
 // superlinear_search_kernel names the search the forward runs (Notes [int8 search], [stream
 // search]; the bench's 'search' column): the warp-per-query kernel's lanes off the tensor-core
 // path, bf16 on it, the stream search for prefill at one query head per KV head on a Hopper
