@@ -64,7 +64,7 @@ namespace {
 constexpr int kStreamQueries = 512, kAhead = 2, kKeep = 8;
 constexpr int kOverflow = 1 << 30;  // status bit: the list was full (Note [stream search])
 
-// Stripe offsets o(s + 1 + j), j = 0 .. n_table - 1, clamped to int32.
+// Stripe offset o(s + 1 + j), clamped to int32.
 __device__ __forceinline__ int32_t table_offset(const SuperlinearConfig& cfg, int64_t j) {
   const int64_t o = stripe_offset(cfg, cfg.s + 1 + j);
   return int32_t(min(o, int64_t(0x7fffffff)));
@@ -113,8 +113,8 @@ struct StreamArgs {
   int32_t* status;            // [rows]: survivors (| kOverflow), or -1: left to the bf16 search
   float* dropped;             // [rows]: the largest upper bound not kept (kOverflow rows)
   unsigned long long* stats;  // profiling (or null): survivors, rows overflowed, rows redone
-  const int32_t* table;       // o(s + 1 + j), j = 0 .. n_table - 1 (stripe_table_kernel)
-  int bq, cap, n_table;       // queries per block and head, ring rows, stripe table entries
+  const int32_t* table;       // o(s + 1 + j) for every stripe j of the call (stripe_table_kernel)
+  int bq, cap;                // queries per block and head, ring rows
 };
 
 __global__ void stripe_table_kernel(SuperlinearConfig cfg, int n, int32_t* table) {
@@ -597,11 +597,11 @@ void launch_search_stream(const SuperlinearParams& p, int device, cudaStream_t s
   sa.stats = stats.defined() ? static_cast<unsigned long long*>(stats.data_ptr()) : nullptr;
   sa.bq = stream_bq(p.Hq / p.Hkv);
   sa.cap = (kAhead + 1) * sa.bq;
-  sa.n_table = stream_table(p);
-  Tensor table = scratch(int64_t(sa.n_table) * 4, dev);
+  const int n_table = stream_table(p);
+  Tensor table = scratch(int64_t(n_table) * 4, dev);
   sa.table = static_cast<const int32_t*>(table.data_ptr());
-  stripe_table_kernel<<<unsigned((sa.n_table + 255) / 256), 256, 0, s>>>(
-      p.cfg, sa.n_table, static_cast<int32_t*>(table.data_ptr()));
+  stripe_table_kernel<<<unsigned((n_table + 255) / 256), 256, 0, s>>>(
+      p.cfg, n_table, static_cast<int32_t*>(table.data_ptr()));
   SL_CUDA_LAUNCH_CHECK();
   if (timed) ev[1].record(s);
   if (p.D == 64)
