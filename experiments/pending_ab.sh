@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 source experiments/device_common.sh
 start_call
 echo "== baseline"
-timeout 300 ./build-device/tests/kernels_superlinear_gpu_test --gtest_brief=1 2>&1 | tail -3
+timeout 300 ./build-device/tests/kernels_superlinear_gpu_test --gtest_brief=1 2>&1 | tail -25
 ab_bench
 for patch in "$@"; do
   if ! git apply "$patch"; then
@@ -20,7 +20,7 @@ for patch in "$@"; do
   fi
   build_or_exit
   echo "== $patch"
-  timeout 300 ./build-device/tests/kernels_superlinear_gpu_test --gtest_brief=1 2>&1 | tail -3
+  timeout 300 ./build-device/tests/kernels_superlinear_gpu_test --gtest_brief=1 2>&1 | tail -25
   ab_bench
   git apply -R "$patch"
 done

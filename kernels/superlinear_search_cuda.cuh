@@ -246,6 +246,24 @@ __device__ __forceinline__ void gather_rows(uint32_t tile, const uint16_t* keys,
   }
 }
 
+// The bf16 scores of a tile of 16 K rows (A, swizzled) against the 8 Qs columns of qf: lane l gets
+// rows l / 4 and l / 4 + 8, columns 2 (l % 4) + {0, 1} (Note [fragment layouts]). Every search
+// scores its final candidates with this product (Notes [int8 search], [stream search]): a row's
+// result depends on that K row and that Qs column only, so they give the same bits.
+template <int D>
+__device__ __forceinline__ void tile_scores(uint32_t tile, const uint32_t (&qf)[D / 16][2],
+                                            int lane, float (&c)[4]) {
+  float acc[2][4] = {};
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    uint32_t af[4];
+    attn::load_a<D>(af, tile, 0, kk, lane);
+    attn::Mma<bf16>::run(acc[kk & 1], af, qf[kk][0], qf[kk][1]);
+  }
+#pragma unroll
+  for (int e = 0; e < 4; ++e) c[e] = acc[0][e] + acc[1][e];
+}
+
 template <int D>
 constexpr int exact_region_bytes() {
   return kStages * (tile_bytes<D>() + kRows * int(sizeof(int32_t)));
@@ -281,17 +299,8 @@ __device__ void exact_search(const SuperlinearParams& p, const WarpJob& w,
     attn::cp_async_commit();
     if (j < 0) continue;
     const int st = j % kStages;
-    const uint32_t tile = tiles + st * tile_bytes<D>();
-    float acc[2][4] = {};
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t af[4];
-      attn::load_a<D>(af, tile, 0, kk, lane);
-      attn::Mma<bf16>::run(acc[kk & 1], af, qf[kk][0], qf[kk][1]);
-    }
     float c[4];
-#pragma unroll
-    for (int e = 0; e < 4; ++e) c[e] = acc[0][e] + acc[1][e];
+    tile_scores<D>(tiles + st * tile_bytes<D>(), qf, lane, c);
     const float give0 = __shfl_xor_sync(kFull, even ? c[1] : c[0], 4);
     const float give2 = __shfl_xor_sync(kFull, even ? c[3] : c[2], 4);
     float ts;

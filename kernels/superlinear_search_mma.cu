@@ -374,22 +374,14 @@ __global__ void __launch_bounds__(kWarps * 32)
     attn::cp_async_commit();
     attn::cp_async_wait<0>();
     __syncwarp();
-    float acc[2][4] = {};
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t af[4];
-      attn::load_a<D>(af, rt, 0, kk, lane);
-      attn::Mma<bf16>::run(acc[kk & 1], af, qf[kk][0], qf[kk][1]);
-    }
+    float c[4];
+    tile_scores<D>(rt, qf, lane, c);
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int row = r0 + 8 * half;
       const int rh = __shfl_sync(kFull, eh, row), rs = __shfl_sync(kFull, slot, row);
       const int col = rh - 2 * (lane & 3);
-      // The bf16 search's sum for this row and head: acc[0] + acc[1], as in exact_search.
-      const float c0 = acc[0][2 * half] + acc[1][2 * half];
-      const float c1 = acc[0][2 * half + 1] + acc[1][2 * half + 1];
-      if (col == 0 || col == 1) buf[rs].y = __float_as_int(col == 0 ? c0 : c1);
+      if (col == 0 || col == 1) buf[rs].y = __float_as_int(c[2 * half + col]);
     }
     __syncwarp();
   }

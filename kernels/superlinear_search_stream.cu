@@ -437,24 +437,15 @@ __global__ void __launch_bounds__(kWarps * 32) rescore_kernel(SuperlinearParams 
     if (j + kStages - 1 < ntiles) load(j + kStages - 1);
     attn::cp_async_commit();
     if (j < 0) continue;
-    const uint32_t tile = tiles + (j % kStages) * tile_bytes<D>();
-    float acc[2][4] = {};
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t af[4];
-      attn::load_a<D>(af, tile, 0, kk, lane);
-      attn::Mma<bf16>::run(acc[kk & 1], af, qf[kk][0], qf[kk][1]);
-    }
+    float c[4];
+    tile_scores<D>(tiles + (j % kStages) * tile_bytes<D>(), qf, lane, c);
     const int base = j * kRows;
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int tr = (lane >> 2) + 8 * half;
       const int ro = base + tr < total ? s_owner[base + tr] : -8;
       const int col = ro - 2 * (lane & 3);
-      // exact_search's sum for this K row and Qs row: acc[0] + acc[1].
-      const float c0 = acc[0][2 * half] + acc[1][2 * half];
-      const float c1 = acc[0][2 * half + 1] + acc[1][2 * half + 1];
-      if (col == 0 || col == 1) s_score[base + tr] = col == 0 ? c0 : c1;
+      if (col == 0 || col == 1) s_score[base + tr] = c[2 * half + col];
     }
   }
   attn::cp_async_wait<0>();
