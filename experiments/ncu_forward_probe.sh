@@ -7,7 +7,8 @@
 # SL_NCU_L (default 64K) and SL_NCU_GQA (default 8) pick the case; SL_NCU_SEARCH=0 skips the
 # search's profile; SL_SEARCH_KERNEL=int8 profiles the int8 search (search_q8_kernel; Note [int8
 # search]) instead of the bf16 one, SL_SEARCH_KERNEL=stream the stream search's kernel
-# (search_stream_kernel; Note [stream search]). The tile kernel is in the speed-of-light list too;
+# (search_stream_kernel; Note [stream search]). SL_NCU_KERNEL (a regex) names another kernel to
+# profile in its place (e.g. rescore_kernel). The tile kernel is in the speed-of-light list too;
 # SL_NCU_STAGES=0 skips that list.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +20,7 @@ if [ "${SL_NCU_SEARCH:-1}" = 1 ]; then
 ncu --clock-control none --section SpeedOfLight --section MemoryWorkloadAnalysis \
   --section Occupancy --section SchedulerStats --section WarpStateStats --section LaunchStats \
   --section InstructionStats --section SourceCounters \
-  -k regex:'search_(mma|q8|stream)_kernel' --launch-count 1 -o /tmp/search "${bench[@]}" > "$OUT/ncu-run.log" 2>&1
+  -k regex:"${SL_NCU_KERNEL:-search_(mma|q8|stream)_kernel}" --launch-count 1 -o /tmp/search "${bench[@]}" > "$OUT/ncu-run.log" 2>&1
 ncu --import /tmp/search.ncu-rep --page details > "$OUT/search-details.txt" 2>&1
 ncu --import /tmp/search.ncu-rep --page source --print-source sass --csv > /tmp/sass.csv 2>&1
 python3 - "$OUT" <<'PY'

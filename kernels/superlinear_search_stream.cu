@@ -47,21 +47,28 @@ namespace {
 // Memory: the records ((D + 16) bytes per K row) and 40 bytes per query row, freed after.
 // Measured (H200, balanced, B = 1, 16 heads, D = 128, GQA 1; forward ms, bf16 search -> stream,
 // same call): 4K 0.39 -> 0.29, 16K 1.84 -> 1.06, 64K 10.5 -> 5.40, 1M 670 -> 301 (the int8
-// search: 544). At 64K the stream kernel takes 2.1 ms (~9.7 GB of records from L2), the rescoring
-// 0.58 (5.6 survivors per row; 11% of rows fill the list, 0.7% go back to exact_search). Nsight
-// Compute (before the value-only lists and the four chains) found it bound by issue and latency,
-// not L2 (34%): one block of 16 warps per SM (127 registers, 221 KB of ring). At GQA 8 the bf16
-// search stays faster (64K: 1.16 against 2.9 ms; one K row read already serves eight heads).
-// Steps and measurements: experiments/results/2026-11-29-h200-forward-stages.md, session 16.
-// Next (not tried): at 64K the stream kernel moves ~9.7 GB of records in 2.1 ms, ~4.5 TB/s, about
-// what the gathering searches got from L2, so fewer bytes is the lever. More queries per block
-// share more rows, but the registers (127, one query per thread) and the ring (3 x 512 records,
-// 221 KB) are full. A cluster of two blocks with multicast bulk copies would read each row from
-// L2 once for 1024 queries; with one stripe ahead the ring then holds 1024 + 513 records at 64K
-// (221 KB), but more where the gap passes 512 (beyond 64K). The rescoring (0.58 ms at 64K) could
-// run in two rounds: a row's list is ordered by upper bound, so after its first k the k-th bf16
-// score prunes the rest (store the bounds with the anchors).
+// search: 544); since, 64K 5.29-5.33 (the table read a stripe early, the rescoring's loads up
+// front: rescoring 0.58 -> 0.50 ms). At 64K the stream kernel takes 2.07 ms (~9.7 GB of records
+// from L2), the rescoring 0.50 (5.6 survivors per row; 11% of rows fill the list, 0.7% go back to
+// exact_search). Nsight Compute at 64K: 0.41 instructions issued per scheduler, 159 per warp and
+// stripe (of them ~35 the upper-bound list's insertion, taken in 83% of warp-stripes), 16 warps
+// per SM (127 registers then, 221 KB of ring), L2 46%; stall samples barrier 22%, fixed latency
+// 18%, shared-memory loads 12%. Without the barrier (the last warp done with a stripe issues the
+// next copy: experiments/attic/stripe-handoff.patch) it was 7% slower. At GQA 8 the bf16 search
+// stays faster (64K: 1.16 against 2.9 ms; one K row read already serves eight heads). Steps and
+// measurements: experiments/results/2026-11-29-h200-forward-stages.md, sessions 16 and 17.
+// Next (not tried): at 64K the stream kernel moves ~9.7 GB of records in 2.1 ms, ~4.5 TB/s (at 1M
+// ~1.3 TB in 171 ms, so L2 can give more), and each (query, stripe) reads its 144-byte record
+// from shared memory (25.7 GB at 64K: ~0.8 ms of the SM's shared-memory bandwidth). More queries
+// per block share more rows, but the registers (128, one query per thread) and the ring (3 x 512
+// records, 221 KB) are full. A cluster of two blocks with multicast bulk copies would read each
+// row from L2 once for 1024 queries; with one stripe ahead the ring then holds 1024 + 513 records
+// at 64K (221 KB), but more where the gap passes 512 (beyond 64K). The rescoring (0.50 ms at 64K:
+// latency-bound, 16 warps per SM by shared memory, long-scoreboard and fixed-latency stalls 59%
+// of the samples) could run in two rounds: a row's list is ordered by upper bound, so after its
+// first k the k-th bf16 score prunes the rest (store the bounds with the anchors).
 constexpr int kStreamQueries = 512, kAhead = 2, kKeep = 8;
+static_assert(kKeep % 4 == 0, "rescore_kernel loads a row's anchors 16 bytes at a time");
 constexpr int kOverflow = 1 << 30;  // status bit: the list was full (Note [stream search])
 
 // Stripe offset o(s + 1 + j), clamped to int32.
@@ -124,14 +131,16 @@ __global__ void stripe_table_kernel(SuperlinearConfig cfg, int n, int32_t* table
 
 // Where a stripe's rows sit: keys A .. A + bq - 1 at ring positions V .. V + bq - 1 (mod cap);
 // its first m keys are the ones the previous stripe did not have.
+// The next stripe's offset is loaded a stripe early (nx), off the loop's critical path.
 struct StripeCursor {
   int64_t A;
-  int V, m, j, o;
+  int V, m, j, o, nx;
   __device__ __forceinline__ void start(int64_t t0, const int32_t* table, int bq) {
-    j = 0, o = table[0], A = t0 + 1 - o, V = 0, m = bq;
+    j = 0, o = table[0], nx = table[1], A = t0 + 1 - o, V = 0, m = bq;
   }
   __device__ __forceinline__ void next(const int32_t* table, int bq, int cap) {
-    const int on = table[j + 1];
+    const int on = nx;
+    nx = table[j + 2];
     const int64_t gap = int64_t(on) - o;
     o = on;
     ++j;
@@ -281,7 +290,7 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
   StripeCursor cur, ahead;
   cur.start(t0, table, bq);
   ahead = cur;
-  // Stripe j < nmax has table[j + 1], so a cursor may always step past it.
+  // Stripe j < nmax has table[j + 2], so a cursor may always step past it.
   if (tid == 0)
     for (int x = 0; x < kAhead && x < nmax; ++x) {
       issue_stripe<D>(ahead, recs, p.Lkv, ring, cap, bars + 8 * x);
@@ -383,10 +392,31 @@ __global__ void __launch_bounds__(kWarps * 32) rescore_kernel(SuperlinearParams 
   if (r0 >= rows) return;
   unsigned char* region = smem + wib * rescore_region_bytes<D>();
   const int64_t r = p.Hq / p.Hkv;
-  // Lanes 0..7: row r0 + lane, its survivors and the key rows' base of its KV head.
+  // Lanes 0..7: row r0 + lane, its survivors and the key rows' base of its KV head. The loads
+  // that do not depend on each other go first: the Qs fragments, each row's status and its kKeep
+  // anchors (the entries past its count are not used).
   const int64_t row = r0 + (lane & 7);
   const bool mine = lane < 8 && row < rows;
-  const int st = mine ? sa.status[row] : 0;
+  // B fragments: column n = lane / 4 is row r0 + n.
+  uint32_t qf[D / 16][2];
+  {
+    const int64_t rn = r0 + (lane >> 2);
+    const bool ok = rn < rows;
+    const uint16_t* q = static_cast<const uint16_t*>(p.qs) + (ok ? rn : 0) * D + 2 * (lane & 3);
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      qf[kk][0] = ok ? *reinterpret_cast<const uint32_t*>(q + 16 * kk) : 0u;
+      qf[kk][1] = ok ? *reinterpret_cast<const uint32_t*>(q + 16 * kk + 8) : 0u;
+    }
+  }
+  int st = 0;
+  int4 kv[kKeep / 4] = {};
+  if (mine) {
+    st = sa.status[row];
+    const int4* kp = reinterpret_cast<const int4*>(sa.keep + row * kKeep);
+#pragma unroll
+    for (int x = 0; x < kKeep / 4; ++x) kv[x] = kp[x];
+  }
   const int cnt = st > 0 ? st & (kOverflow - 1) : 0;
   const int64_t hrow = (row / p.Lq) % p.Hq, brow = row / (p.Lq * p.Hq);
   const int32_t kvbase = int32_t((brow * p.Hkv + hrow / r) * p.Lkv);
@@ -401,24 +431,14 @@ __global__ void __launch_bounds__(kWarps * 32) rescore_kernel(SuperlinearParams 
   int32_t* s_anchor = reinterpret_cast<int32_t*>(region + kStages * tile_bytes<D>());
   int32_t* s_owner = s_anchor + 8 * kKeep;
   float* s_score = reinterpret_cast<float*>(s_owner + 8 * kKeep);
-  for (int x = 0; x < cnt; ++x) {
-    s_anchor[off + x] = sa.keep[row * kKeep + x];
-    s_owner[off + x] = lane;
+#pragma unroll
+  for (int x = 0; x < kKeep; ++x) {
+    const int4 v4 = kv[x / 4];
+    const int32_t a = (x & 3) == 0 ? v4.x : (x & 3) == 1 ? v4.y : (x & 3) == 2 ? v4.z : v4.w;
+    if (x < cnt) s_anchor[off + x] = a, s_owner[off + x] = lane;
   }
   __syncwarp();
 
-  // B fragments: column n = lane / 4 is row r0 + n.
-  uint32_t qf[D / 16][2];
-  {
-    const int64_t rn = r0 + (lane >> 2);
-    const bool ok = rn < rows;
-    const uint16_t* q = static_cast<const uint16_t*>(p.qs) + (ok ? rn : 0) * D + 2 * (lane & 3);
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      qf[kk][0] = ok ? *reinterpret_cast<const uint32_t*>(q + 16 * kk) : 0u;
-      qf[kk][1] = ok ? *reinterpret_cast<const uint32_t*>(q + 16 * kk + 8) : 0u;
-    }
-  }
   const uint16_t* keys = static_cast<const uint16_t*>(p.k);
   const uint32_t tiles = attn::smem_addr(region);
   const int ntiles = (total + kRows - 1) / kRows;
@@ -496,8 +516,9 @@ template <int D>
 int64_t stream_smem_bytes(int bq) {
   return int64_t(kAhead + 1) * bq * record_bytes<D>() + 8 * (kAhead + 1) + 8;
 }
+// Stripe j < nmax reads table[j + 2] (StripeCursor::next).
 inline int stream_table(const SuperlinearParams& p) {
-  return int(num_candidates(p.cfg, p.q_start + p.Lq)) + 1;
+  return int(num_candidates(p.cfg, p.q_start + p.Lq)) + 2;
 }
 
 template <int D, int K>
