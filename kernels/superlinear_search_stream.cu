@@ -34,25 +34,27 @@ namespace {
 // eight consecutive rows in distinct banks.
 // Selection: each thread scores its candidate with dp4a (exact int32 in four chains), keeps the k
 // largest lower bounds s~ - e (its k-th, thr, is at most the k-th bf16 score) and the kKeep
-// largest upper bounds s~ + e among candidates whose upper bound reaches thr, and the largest
-// upper bound it had to drop. Values alone order both lists (one compare per slot; a tie only
-// keeps more). Survivors: the list's entries with s~ + e >= the final thr; every candidate of the
-// bf16 top-k is one of them unless the list was full and a dropped bound reached thr.
-// rescore_kernel scores the survivors again with the bf16 search's mma, 16 K rows by 8 query
-// rows per product (each row's result depends on its own K row and Qs row only), and writes the
-// top-k under ranks_before: the bf16 search's anchors and scores, bit for bit. A full list is
-// settled there too: a dropped candidate's bf16 score is at most its bound, the list's k-th bf16
-// score at most the true k-th, so a dropped bound strictly below it cannot rank. Rows still
-// open (ties, non-finite inputs) go through exact_search.
-// Memory: the records ((D + 16) bytes per K row) and 40 bytes per query row, freed after.
-// Measured (H200, balanced, B = 1, 16 heads, D = 128, GQA 1; forward ms, bf16 search -> stream,
-// same call): 4K 0.39 -> 0.29, 16K 1.84 -> 1.06, 64K 10.5 -> 5.40, 1M 670 -> 301 (the int8
-// search: 544); since, 64K 5.29-5.33 (the table read a stripe early, the rescoring's loads up
-// front: rescoring 0.58 -> 0.50 ms). At 64K the stream kernel takes 2.07 ms (~9.7 GB of records
-// from L2), the rescoring 0.50 (5.6 survivors per row; 11% of rows fill the list, 0.7% go back to
-// exact_search). Nsight Compute at 64K: 0.41 instructions issued per scheduler, 159 per warp and
-// stripe (of them ~35 the upper-bound list's insertion, taken in 83% of warp-stripes), 16 warps
-// per SM (127 registers then, 221 KB of ring), L2 46%; stall samples barrier 22%, fixed latency
+// largest upper bounds s~ + e among candidates whose upper bound reaches thr (as bound keys,
+// Note [bound keys]), and the largest one it had to drop. Values alone order both lists (one
+// compare per slot; a tie only keeps more). Survivors: the list's entries with s~ + e >= the final
+// thr; every candidate of the bf16 top-k is one of them unless the list was full and a dropped
+// bound reached thr. rescore_kernel scores the survivors again with the bf16 search's mma, 16 K
+// rows by 8 query rows per product (each row's result depends on its own K row and Qs row only),
+// and writes the top-k under ranks_before: the bf16 search's anchors and scores, bit for bit. A
+// full list is settled there too: a dropped candidate's bf16 score is at most its bound, the list's
+// k-th bf16 score at most the true k-th, so a dropped bound strictly below it cannot rank. Rows
+// still open (ties, non-finite inputs) go through exact_search. Memory: the records ((D + 16) bytes
+// per K row) and 56 bytes per query row, freed after. Measured (H200, balanced, B = 1, 16 heads, D
+// = 128, GQA 1; forward ms, bf16 search -> stream, same call): 4K 0.39 -> 0.29, 16K 1.84 -> 1.06,
+// 64K 10.5 -> 5.40, 1M 670 -> 301 (the int8 search: 544). Since (A/B in one call each): the table
+// read a stripe early and the rescoring's loads up front, 64K 5.35 -> 5.29 (rescoring 0.58 -> 0.50
+// ms); bound keys with 12 entries (Note [bound keys]), 64K 5.29 -> 5.07, 1M 301 -> 284: rows that
+// fill the list 11% -> 0.8% at 64K (22% -> 3.4% at 1M), rows back to exact_search 6945 -> 67
+// (292867 -> 5583), rescoring 0.51 -> 0.35 ms (23.8 -> 7.1 at 1M). At 64K the stream kernel
+// takes 2.03 ms (~9.7 GB of records from L2), the rescoring 0.35 (5.8 survivors per row). Nsight
+// Compute at 64K (8 entries of (bound, anchor)): 0.41 instructions issued per scheduler, 159 per
+// warp and stripe (of them ~35 the upper-bound list's insertion, taken in 83% of warp-stripes), 16
+// warps per SM (127 registers, 221 KB of ring), L2 46%; stall samples barrier 22%, fixed latency
 // 18%, shared-memory loads 12%. Without the barrier (the last warp done with a stripe issues the
 // next copy: experiments/attic/stripe-handoff.patch) it was 7% slower. At GQA 8 the bf16 search
 // stays faster (64K: 1.16 against 2.9 ms; one K row read already serves eight heads). Steps and
@@ -63,13 +65,53 @@ namespace {
 // per block share more rows, but the registers (128, one query per thread) and the ring (3 x 512
 // records, 221 KB) are full. A cluster of two blocks with multicast bulk copies would read each
 // row from L2 once for 1024 queries; with one stripe ahead the ring then holds 1024 + 513 records
-// at 64K (221 KB), but more where the gap passes 512 (beyond 64K). The rescoring (0.50 ms at 64K:
+// at 64K (221 KB), but more where the gap passes 512 (beyond 64K). The rescoring (0.35 ms at 64K:
 // latency-bound, 16 warps per SM by shared memory, long-scoreboard and fixed-latency stalls 59%
-// of the samples) could run in two rounds: a row's list is ordered by upper bound, so after its
-// first k the k-th bf16 score prunes the rest (store the bounds with the anchors).
-constexpr int kStreamQueries = 512, kAhead = 2, kKeep = 8;
+// of the samples before the bound keys) could run in two rounds: a row's list is ordered by upper
+// bound, so after its first k the k-th bf16 score prunes the rest (store the bounds with the
+// anchors).
+constexpr int kStreamQueries = 512, kAhead = 2, kKeep = 12;
 static_assert(kKeep % 4 == 0, "rescore_kernel loads a row's anchors 16 bytes at a time");
 constexpr int kOverflow = 1 << 30;  // status bit: the list was full (Note [stream search])
+
+// Note [bound keys]
+// The upper-bound list holds one 32-bit key per entry, not a (bound, anchor) pair: the bound's
+// bits in an order-preserving unsigned form, rounded up to a multiple of 2^bits, with the stripe
+// index j in the low `bits` bits (bits = what the call's stripe count needs; the anchor is t + 1
+// - o(s + 1 + j) from the stripe table). A key decodes to at least its bound, so the list only
+// keeps more survivors than exact bounds would; keys order as their bounds do, up to ties within
+// a rounding step. Half the registers per entry and one compare and two selects per slot let the
+// list hold kKeep = 12 where it held 8 (a full list goes back to the bf16 search unless its
+// exact scores settle it).
+__device__ __forceinline__ uint32_t ordered_bits(float f) {
+  const uint32_t b = __float_as_uint(f);
+  return (b & 0x80000000u) != 0u ? ~b : (b | 0x80000000u);
+}
+__device__ __forceinline__ float ordered_value(uint32_t u) {
+  return __uint_as_float((u & 0x80000000u) != 0u ? (u & 0x7fffffffu) : ~u);
+}
+__device__ __forceinline__ uint32_t bound_key(float hi, int j, uint32_t mask) {
+  return ((ordered_bits(hi) + mask) & ~mask) | uint32_t(j);
+}
+
+// A sorted (descending) list of N keys; key 0 is an empty slot (below every key of a finite
+// bound).
+template <int N>
+struct KeyList {
+  uint32_t k[N];
+  __device__ __forceinline__ void clear() {
+#pragma unroll
+    for (int x = 0; x < N; ++x) k[x] = 0u;
+  }
+  __device__ __forceinline__ void insert(uint32_t key) {
+    bool before[N];
+#pragma unroll
+    for (int x = 0; x < N; ++x) before[x] = key > k[x];
+#pragma unroll
+    for (int x = N - 1; x > 0; --x) k[x] = before[x - 1] ? k[x - 1] : (before[x] ? key : k[x]);
+    if (before[0]) k[0] = key;
+  }
+};
 
 // Stripe offset o(s + 1 + j), clamped to int32.
 __device__ __forceinline__ int32_t table_offset(const SuperlinearConfig& cfg, int64_t j) {
@@ -122,6 +164,7 @@ struct StreamArgs {
   unsigned long long* stats;  // profiling (or null): survivors, rows overflowed, rows redone
   const int32_t* table;       // o(s + 1 + j) for every stripe j of the call (stripe_table_kernel)
   int bq, cap;                // queries per block and head, ring rows
+  uint32_t key_mask;          // 2^bits - 1: the stripe index's bits in a bound key
 };
 
 __global__ void stripe_table_kernel(SuperlinearConfig cfg, int n, int32_t* table) {
@@ -300,10 +343,12 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
   // low: the k largest lower bounds s~ - e (the k-th, thr, bounds the k-th bf16 score from
   // below); up: the largest upper bounds s~ + e among candidates that reached thr.
   TopK<K, true> low;
-  TopK<kKeep, true> up;
+  KeyList<kKeep> up;
   low.clear();
   up.clear();
-  float thr = -INFINITY, dropped = -INFINITY;
+  float thr = -INFINITY;
+  uint32_t dropped = 0u;  // the largest key not kept (Note [bound keys])
+  const uint32_t mask = sa.key_mask;
   int stage = 0;
   unsigned parity = 0;
   for (int j = 0; j < nmax; ++j) {
@@ -340,11 +385,12 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
           low.insert(lo, 0);
           thr = low.s[K - 1];
         }
-        if (hi > up.s[kKeep - 1]) {
-          dropped = fmaxf(dropped, up.s[kKeep - 1]);
-          up.insert(hi, int32_t(cur.A + qi));
+        const uint32_t key = bound_key(hi, j, mask);
+        if (key > up.k[kKeep - 1]) {
+          dropped = max(dropped, up.k[kKeep - 1]);
+          up.insert(key);
         } else {
-          dropped = fmaxf(dropped, hi);
+          dropped = max(dropped, key);
         }
       }
     }
@@ -356,14 +402,14 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
   int cnt = 0;
 #pragma unroll
   for (int x = 0; x < kKeep; ++x)
-    if (up.a[x] >= 0 && up.s[x] >= thr) {
-      sa.keep[row * kKeep + x] = up.a[x];
+    if (up.k[x] != 0u && ordered_value(up.k[x]) >= thr) {
+      sa.keep[row * kKeep + x] = int32_t(t + 1 - table[up.k[x] & mask]);
       cnt = x + 1;
     }
   // A full list (a candidate with s~ + e >= thr was dropped) is settled after rescoring if the
   // largest dropped upper bound is below the list's own k-th bf16 score (rescore_kernel).
-  const bool over = !bad && dropped >= thr;
-  if (over) sa.dropped[row] = dropped;
+  const bool over = !bad && dropped != 0u && ordered_value(dropped) >= thr;
+  if (over) sa.dropped[row] = ordered_value(dropped);
   sa.status[row] = bad ? -1 : (over ? cnt | kOverflow : cnt);
   if (sa.stats != nullptr) {
     const int sum = __reduce_add_sync(__activemask(), cnt);
@@ -520,6 +566,15 @@ int64_t stream_smem_bytes(int bq) {
 inline int stream_table(const SuperlinearParams& p) {
   return int(num_candidates(p.cfg, p.q_start + p.Lq)) + 2;
 }
+// The bits a bound key gives the stripe index (Note [bound keys]): at least 1, at most
+// kMaxKeyBits.
+constexpr int kMaxKeyBits = 16;
+inline int key_bits(const SuperlinearParams& p) {
+  const int64_t n = num_candidates(p.cfg, p.q_start + p.Lq);
+  int b = 1;
+  while (b < 31 && (int64_t(1) << b) < n) ++b;
+  return b;
+}
 
 template <int D, int K>
 void launch_stream(const SuperlinearParams& p, const StreamArgs& sa, cudaStream_t s,
@@ -556,7 +611,8 @@ void launch_stream_k(const SuperlinearParams& p, const StreamArgs& sa, cudaStrea
 
 bool search_stream_supported(const SuperlinearParams& p) {
 #if defined(SL_CUDA_SM90A)
-  if (!search_mma_supported(p) || p.Hq / p.Hkv > kStreamQueries / 32) return false;
+  if (!search_mma_supported(p) || p.Hq / p.Hkv > kStreamQueries / 32 || key_bits(p) > kMaxKeyBits)
+    return false;
   int dev = 0, major = 0;
   SL_CUDA_CHECK(cudaGetDevice(&dev));
   SL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
@@ -610,6 +666,7 @@ void launch_search_stream(const SuperlinearParams& p, int device, cudaStream_t s
   sa.bq = stream_bq(p.Hq / p.Hkv);
   sa.cap = (kAhead + 1) * sa.bq;
   const int n_table = stream_table(p);
+  sa.key_mask = (1u << key_bits(p)) - 1u;
   Tensor table = scratch(int64_t(n_table) * 4, dev);
   sa.table = static_cast<const int32_t*>(table.data_ptr());
   stripe_table_kernel<<<unsigned((n_table + 255) / 256), 256, 0, s>>>(
