@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "kernels/superlinear_bound_keys.h"
 #include "kernels/superlinear_search_cuda.cuh"
 
 namespace sl::kernels::slcuda {
@@ -34,65 +35,46 @@ namespace {
 // eight consecutive rows in distinct banks.
 // Selection: each thread scores its candidate with dp4a (exact int32 in four chains), keeps the k
 // largest lower bounds s~ - e (its k-th, thr, is at most the k-th bf16 score) and the kKeep
-// largest upper bounds s~ + e among candidates whose upper bound reaches thr (as bound keys,
-// Note [bound keys]), and the largest one it had to drop. Values alone order both lists (one
-// compare per slot; a tie only keeps more). Survivors: the list's entries with s~ + e >= the final
-// thr; every candidate of the bf16 top-k is one of them unless the list was full and a dropped
-// bound reached thr. rescore_kernel scores the survivors again with the bf16 search's mma, 16 K
-// rows by 8 query rows per product (each row's result depends on its own K row and Qs row only),
-// and writes the top-k under ranks_before: the bf16 search's anchors and scores, bit for bit. A
-// full list is settled there too: a dropped candidate's bf16 score is at most its bound, the list's
-// k-th bf16 score at most the true k-th, so a dropped bound strictly below it cannot rank. Rows
-// still open (ties, non-finite inputs) go through exact_search. Memory: the records ((D + 16) bytes
-// per K row) and 56 bytes per query row, freed after. Measured (H200, balanced, B = 1, 16 heads, D
-// = 128, GQA 1; forward ms, bf16 search -> stream, same call): 4K 0.39 -> 0.29, 16K 1.84 -> 1.06,
-// 64K 10.5 -> 5.40, 1M 670 -> 301 (the int8 search: 544). Since (A/B in one call each): the table
-// read a stripe early and the rescoring's loads up front, 64K 5.35 -> 5.29 (rescoring 0.58 -> 0.50
-// ms); bound keys with 12 entries (Note [bound keys]), 64K 5.29 -> 5.07, 1M 301 -> 284: rows that
-// fill the list 11% -> 0.8% at 64K (22% -> 3.4% at 1M), rows back to exact_search 6945 -> 67
-// (292867 -> 5583), rescoring 0.51 -> 0.35 ms (23.8 -> 7.1 at 1M). At 64K the stream kernel
-// takes 2.03 ms (~9.7 GB of records from L2), the rescoring 0.35 (5.8 survivors per row). Nsight
-// Compute at 64K (8 entries of (bound, anchor)): 0.41 instructions issued per scheduler, 159 per
-// warp and stripe (of them ~35 the upper-bound list's insertion, taken in 83% of warp-stripes), 16
-// warps per SM (127 registers, 221 KB of ring), L2 46%; stall samples barrier 22%, fixed latency
-// 18%, shared-memory loads 12%. Without the barrier (the last warp done with a stripe issues the
-// next copy: experiments/attic/stripe-handoff.patch) it was 7% slower. At GQA 8 the bf16 search
-// stays faster (64K: 1.16 against 2.9 ms; one K row read already serves eight heads). Steps and
-// measurements: experiments/results/2026-11-29-h200-forward-stages.md, sessions 16 and 17.
-// Next (not tried): at 64K the stream kernel moves ~9.7 GB of records in 2.1 ms, ~4.5 TB/s (at 1M
-// ~1.3 TB in 171 ms, so L2 can give more), and each (query, stripe) reads its 144-byte record
-// from shared memory (25.7 GB at 64K: ~0.8 ms of the SM's shared-memory bandwidth). More queries
-// per block share more rows, but the registers (128, one query per thread) and the ring (3 x 512
-// records, 221 KB) are full. A cluster of two blocks with multicast bulk copies would read each
-// row from L2 once for 1024 queries; with one stripe ahead the ring then holds 1024 + 513 records
-// at 64K (221 KB), but more where the gap passes 512 (beyond 64K). The rescoring (0.35 ms at 64K:
-// latency-bound, 16 warps per SM by shared memory, long-scoreboard and fixed-latency stalls 59%
-// of the samples before the bound keys) could run in two rounds: a row's list is ordered by upper
-// bound, so after its first k the k-th bf16 score prunes the rest (store the bounds with the
-// anchors).
+// largest upper bounds s~ + e among candidates whose upper bound reaches thr, as bound keys (Note
+// [bound keys]), and the largest key it had to drop. Values alone order both lists (one compare
+// per slot; a tie only keeps more). Survivors: the list's entries whose key reaches thr; every
+// candidate of the bf16 top-k is one of them unless the list was full and a dropped key reached
+// thr.
+// rescore_kernel scores the survivors again with the bf16 search's mma, 16 K rows by 8 query
+// rows per product (each row's result depends on its own K row and Qs row only), and writes the
+// top-k under ranks_before: the bf16 search's anchors and scores, bit for bit. A full list is
+// settled there too: a dropped candidate's bf16 score is at most its bound, the list's k-th bf16
+// score at most the true k-th, so a dropped bound strictly below it cannot rank. Rows still
+// open (ties, non-finite inputs) go through exact_search.
+// Memory: the records ((D + 16) bytes per K row) and 56 bytes per query row, freed after.
+// Measured (H200, balanced, B = 1, 16 heads, D = 128, GQA 1; forward ms, bf16 search -> stream,
+// same call): 4K 0.39 -> 0.29, 16K 1.84 -> 1.06, 64K 10.5 -> 5.40, 1M 670 -> 301 (the int8
+// search: 544). Since, A/B in one call each: the table read a stripe early and the rescoring's
+// loads up front, 64K 5.35 -> 5.29 (rescoring 0.58 -> 0.50 ms); bound keys, 12 where the list
+// held 8 (bound, anchor) pairs, 64K 5.29 -> 5.07 and 1M 301 -> 284: rows that fill the list 11%
+// -> 0.8% at 64K (22% -> 3.4% at 1M), rows back to exact_search 6945 -> 67 (292867 -> 5583),
+// rescoring 0.51 -> 0.35 ms (23.8 -> 7.1 at 1M). At 64K the stream kernel takes 2.03 ms (~9.7 GB
+// of records from L2), the rescoring 0.35 (5.8 survivors per row).
+// Nsight Compute at 64K (8 (bound, anchor) pairs): 0.41 instructions issued per scheduler, 159
+// per warp and stripe (~35 of them the upper-bound list's insertion, run in 83% of warp-stripes),
+// 16 warps per SM (127 registers, 221 KB of ring), L2 46%; stall samples barrier 22%, fixed
+// latency 18%, shared-memory loads 12%. Without the barrier (the last warp done with a stripe
+// issues the next copy: experiments/attic/stripe-handoff.patch) it was 7% slower. At GQA 8 the
+// bf16 search stays faster (64K: 1.16 against 2.9 ms; one K row read already serves eight
+// heads). Steps and measurements: experiments/results/2026-11-29-h200-forward-stages.md,
+// sessions 16 and 17.
+// Next (not tried): at 64K the stream kernel moves ~9.7 GB of records in 2.0 ms, ~4.8 TB/s (at
+// 1M ~1.3 TB in 170 ms, so L2 can give more), and each (query, stripe) reads its 144-byte record
+// from shared memory (25.7 GB at 64K: ~0.8 ms of the SM's shared-memory bandwidth). More
+// queries per block share more rows, but the registers (127, one query per thread) and the ring
+// (3 x 512 records, 221 KB) are full. A cluster of two blocks with multicast bulk copies would
+// read each row from L2 once for 1024 queries; with one stripe ahead the ring then holds 1024 +
+// 513 records at 64K (221 KB), but more where the gap passes 512 (beyond 64K). Scoring on
+// tensor cores (int8 mma, one useful diagonal entry per query and stripe) saves the dp4a but
+// not the loads, and leaves each lane's score in another lane.
 constexpr int kStreamQueries = 512, kAhead = 2, kKeep = 12;
 static_assert(kKeep % 4 == 0, "rescore_kernel loads a row's anchors 16 bytes at a time");
 constexpr int kOverflow = 1 << 30;  // status bit: the list was full (Note [stream search])
-
-// Note [bound keys]
-// The upper-bound list holds one 32-bit key per entry, not a (bound, anchor) pair: the bound's
-// bits in an order-preserving unsigned form, rounded up to a multiple of 2^bits, with the stripe
-// index j in the low `bits` bits (bits = what the call's stripe count needs; the anchor is t + 1
-// - o(s + 1 + j) from the stripe table). A key decodes to at least its bound, so the list only
-// keeps more survivors than exact bounds would; keys order as their bounds do, up to ties within
-// a rounding step. Half the registers per entry and one compare and two selects per slot let the
-// list hold kKeep = 12 where it held 8 (a full list goes back to the bf16 search unless its
-// exact scores settle it).
-__device__ __forceinline__ uint32_t ordered_bits(float f) {
-  const uint32_t b = __float_as_uint(f);
-  return (b & 0x80000000u) != 0u ? ~b : (b | 0x80000000u);
-}
-__device__ __forceinline__ float ordered_value(uint32_t u) {
-  return __uint_as_float((u & 0x80000000u) != 0u ? (u & 0x7fffffffu) : ~u);
-}
-__device__ __forceinline__ uint32_t bound_key(float hi, int j, uint32_t mask) {
-  return ((ordered_bits(hi) + mask) & ~mask) | uint32_t(j);
-}
 
 // A sorted (descending) list of N keys; key 0 is an empty slot (below every key of a finite
 // bound).
@@ -385,7 +367,7 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
           low.insert(lo, 0);
           thr = low.s[K - 1];
         }
-        const uint32_t key = bound_key(hi, j, mask);
+        const uint32_t key = bound_key(hi, uint32_t(j), mask);
         if (key > up.k[kKeep - 1]) {
           dropped = max(dropped, up.k[kKeep - 1]);
           up.insert(key);
@@ -399,17 +381,20 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
   }
 
   if (!valid) return;
+  // Keys compare in integers (Note [bound keys]): one at least ordered_bits(thr) had a bound
+  // that reached thr or a rounding step below it.
+  const uint32_t thr_bits = ordered_bits(thr);
   int cnt = 0;
 #pragma unroll
   for (int x = 0; x < kKeep; ++x)
-    if (up.k[x] != 0u && ordered_value(up.k[x]) >= thr) {
-      sa.keep[row * kKeep + x] = int32_t(t + 1 - table[up.k[x] & mask]);
+    if (up.k[x] != 0u && up.k[x] >= thr_bits) {
+      sa.keep[row * kKeep + x] = int32_t(t + 1 - table[key_stripe(up.k[x], mask)]);
       cnt = x + 1;
     }
   // A full list (a candidate with s~ + e >= thr was dropped) is settled after rescoring if the
   // largest dropped upper bound is below the list's own k-th bf16 score (rescore_kernel).
-  const bool over = !bad && dropped != 0u && ordered_value(dropped) >= thr;
-  if (over) sa.dropped[row] = ordered_value(dropped);
+  const bool over = !bad && dropped != 0u && dropped >= thr_bits;
+  if (over) sa.dropped[row] = key_value(dropped);
   sa.status[row] = bad ? -1 : (over ? cnt | kOverflow : cnt);
   if (sa.stats != nullptr) {
     const int sum = __reduce_add_sync(__activemask(), cnt);
@@ -566,16 +551,10 @@ int64_t stream_smem_bytes(int bq) {
 inline int stream_table(const SuperlinearParams& p) {
   return int(num_candidates(p.cfg, p.q_start + p.Lq)) + 2;
 }
-// The bits a bound key gives the stripe index (Note [bound keys]): at least 1, at most
-// kMaxKeyBits.
-constexpr int kMaxKeyBits = 16;
-inline int key_bits(const SuperlinearParams& p) {
-  const int64_t n = num_candidates(p.cfg, p.q_start + p.Lq);
-  int b = 1;
-  while (b < 31 && (int64_t(1) << b) < n) ++b;
-  return b;
+// The bits a bound key gives the stripe index (Note [bound keys]).
+inline int stream_key_bits(const SuperlinearParams& p) {
+  return key_bits(num_candidates(p.cfg, p.q_start + p.Lq));
 }
-
 template <int D, int K>
 void launch_stream(const SuperlinearParams& p, const StreamArgs& sa, cudaStream_t s,
                    cuda::Event* between) {
@@ -611,7 +590,8 @@ void launch_stream_k(const SuperlinearParams& p, const StreamArgs& sa, cudaStrea
 
 bool search_stream_supported(const SuperlinearParams& p) {
 #if defined(SL_CUDA_SM90A)
-  if (!search_mma_supported(p) || p.Hq / p.Hkv > kStreamQueries / 32 || key_bits(p) > kMaxKeyBits)
+  if (!search_mma_supported(p) || p.Hq / p.Hkv > kStreamQueries / 32 ||
+      stream_key_bits(p) > kMaxKeyBits)
     return false;
   int dev = 0, major = 0;
   SL_CUDA_CHECK(cudaGetDevice(&dev));
@@ -666,7 +646,7 @@ void launch_search_stream(const SuperlinearParams& p, int device, cudaStream_t s
   sa.bq = stream_bq(p.Hq / p.Hkv);
   sa.cap = (kAhead + 1) * sa.bq;
   const int n_table = stream_table(p);
-  sa.key_mask = (1u << key_bits(p)) - 1u;
+  sa.key_mask = (1u << stream_key_bits(p)) - 1u;
   Tensor table = scratch(int64_t(n_table) * 4, dev);
   sa.table = static_cast<const int32_t*>(table.data_ptr());
   stripe_table_kernel<<<unsigned((n_table + 255) / 256), 256, 0, s>>>(
