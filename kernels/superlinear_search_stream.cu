@@ -300,6 +300,9 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
   unsigned char* tail = smem + cap * RB;
   const uint32_t bars = attn::smem_addr(tail);
   int* s_nmax = reinterpret_cast<int*>(tail + 8 * (kAhead + 1));
+  // Each stage's ring position V, written by thread 0 before its copy's mbarrier arrive
+  // (released by it) and read after the wait: the consumers keep no cursor of their own.
+  int* s_pos = s_nmax + 1;
   if (tid == 0) {
     for (int x = 0; x <= kAhead; ++x) mbar_init(bars + 8 * x, 1);
     mbar_init_fence();
@@ -312,12 +315,12 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
   const int nmax = *s_nmax;
 
   const unsigned char* recs = sa.recs + bg * p.Lkv * RB;
-  StripeCursor cur, ahead;
-  cur.start(t0, table, bq);
-  ahead = cur;
-  // Stripe j < nmax has table[j + 2], so a cursor may always step past it.
+  StripeCursor ahead;
+  ahead.start(t0, table, bq);
+  // Stripe j < nmax has table[j + 2], so the cursor may always step past it.
   if (tid == 0)
     for (int x = 0; x < kAhead && x < nmax; ++x) {
+      s_pos[x] = ahead.V;
       issue_stripe<D>(ahead, recs, p.Lkv, ring, cap, bars + 8 * x);
       ahead.next(table, bq, cap);
     }
@@ -338,12 +341,13 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
     if (tid == 0 && j + kAhead < nmax) {  // `ahead` is at stripe j + kAhead
       int st = stage + kAhead;
       if (st > kAhead) st -= kAhead + 1;
+      s_pos[st] = ahead.V;
       issue_stripe<D>(ahead, recs, p.Lkv, ring, cap, bars + 8 * st);
       ahead.next(table, bq, cap);
     }
     mbar_wait(bars + 8 * stage, parity);
     if (j < n) {
-      int slot = cur.V + qi;
+      int slot = s_pos[stage] + qi;
       if (slot >= cap) slot -= cap;
       const unsigned char* kr = smem + slot * RB;
       // Four independent chains (integer sums are exact in any order).
@@ -376,7 +380,6 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
         }
       }
     }
-    cur.next(table, bq, cap);
     if (++stage > kAhead) stage = 0, parity ^= 1u;
   }
 
@@ -545,7 +548,7 @@ inline int stream_bq(int64_t r) {
 }
 template <int D>
 int64_t stream_smem_bytes(int bq) {
-  return int64_t(kAhead + 1) * bq * record_bytes<D>() + 8 * (kAhead + 1) + 8;
+  return int64_t(kAhead + 1) * bq * record_bytes<D>() + 8 * (kAhead + 1) + 4 * (kAhead + 2);
 }
 // Stripe j < nmax reads table[j + 2] (StripeCursor::next).
 inline int stream_table(const SuperlinearParams& p) {
