@@ -264,6 +264,24 @@ __device__ __forceinline__ void tile_scores(uint32_t tile, const uint32_t (&qf)[
   for (int e = 0; e < 4; ++e) c[e] = acc[0][e] + acc[1][e];
 }
 
+// The warps' cp.async pipeline over a job's tiles: load(j) starts tile j's copies into stage
+// j % kStages, kStages - 1 tiles ahead (a group is committed every step, empty or not, so the
+// wait for kStages - 2 groups always names tile j's); body(j) runs once tile j has landed and
+// returns false to stop early. Every copy has landed on return.
+template <class Load, class Body>
+__device__ __forceinline__ void staged_tiles(int ntiles, Load&& load, Body&& body) {
+  for (int j = 1 - kStages; j < ntiles; ++j) {
+    if (j >= 0) {
+      attn::cp_async_wait<kStages - 2>();
+      __syncwarp();
+    }
+    if (j + kStages - 1 < ntiles) load(j + kStages - 1);
+    attn::cp_async_commit();
+    if (j >= 0 && !body(j)) break;
+  }
+  attn::cp_async_wait<0>();
+}
+
 template <int D>
 constexpr int exact_region_bytes() {
   return kStages * (tile_bytes<D>() + kRows * int(sizeof(int32_t)));
@@ -290,14 +308,7 @@ __device__ void exact_search(const SuperlinearParams& p, const WarpJob& w,
   TopK<K> top;
   top.clear();
 
-  for (int j = 1 - kStages; j < w.ntiles; ++j) {
-    if (j >= 0) {
-      attn::cp_async_wait<kStages - 2>();
-      __syncwarp();
-    }
-    if (j + kStages - 1 < w.ntiles) load(j + kStages - 1);
-    attn::cp_async_commit();
-    if (j < 0) continue;
+  staged_tiles(w.ntiles, load, [&](int j) {
     const int st = j % kStages;
     float c[4];
     tile_scores<D>(tiles + st * tile_bytes<D>(), qf, lane, c);
@@ -306,14 +317,14 @@ __device__ void exact_search(const SuperlinearParams& p, const WarpJob& w,
     float ts;
     int32_t ta;
     head_threshold(top, ts, ta);
-    if (!head_ok) continue;
+    if (!head_ok) return true;
     const int32_t* an = anch + st * kRows;
     offer(even ? c[0] : c[1], an[r0], top, ts, ta);
     offer(even ? c[2] : c[3], an[r0 + 8], top, ts, ta);
     offer(give0, an[r1], top, ts, ta);
     offer(give2, an[r1 + 8], top, ts, ta);
-  }
-  attn::cp_async_wait<0>();
+    return true;
+  });
 
   merge_xor(8, top);
   merge_xor(16, top);

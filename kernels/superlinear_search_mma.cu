@@ -290,14 +290,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 
   TopK<K> top;
   top.clear();
-  for (int j = 1 - kStages; j < job.ntiles; ++j) {
-    if (j >= 0) {
-      attn::cp_async_wait<kStages - 2>();
-      __syncwarp();
-    }
-    if (j + kStages - 1 < job.ntiles) load(j + kStages - 1);
-    attn::cp_async_commit();
-    if (j < 0) continue;
+  staged_tiles(job.ntiles, load, [&](int j) {
     const unsigned char* stg = region + (j % kStages) * q8_stage_bytes<D>();
     const uint32_t tile = attn::smem_addr(stg);
     int acc[4] = {0, 0, 0, 0};
@@ -333,10 +326,10 @@ __global__ void __launch_bounds__(kWarps * 32)
     const unsigned heads = __reduce_or_sync(kFull, near ? 1u << hh : 0u);
     if (heads != 0) {
       compact(cnt, buf, heads, ts - e2, lane);
-      if (__any_sync(kFull, lane < kHeads && cnt[hh] > kCap)) break;
+      if (__any_sync(kFull, lane < kHeads && cnt[hh] > kCap)) return false;
     }
-  }
-  attn::cp_async_wait<0>();
+    return true;
+  });
   merge_xor(8, top);
   merge_xor(16, top);
   __syncwarp();

@@ -483,14 +483,7 @@ __global__ void __launch_bounds__(kWarps * 32) rescore_kernel(SuperlinearParams 
     gather_rows<D>(tiles + (j % kStages) * tile_bytes<D>(), keys,
                    x < total ? kb + s_anchor[x] : kNoAnchor, lane);
   };
-  for (int j = 1 - kStages; j < ntiles; ++j) {
-    if (j >= 0) {
-      attn::cp_async_wait<kStages - 2>();
-      __syncwarp();
-    }
-    if (j + kStages - 1 < ntiles) load(j + kStages - 1);
-    attn::cp_async_commit();
-    if (j < 0) continue;
+  staged_tiles(ntiles, load, [&](int j) {
     float c[4];
     tile_scores<D>(tiles + (j % kStages) * tile_bytes<D>(), qf, lane, c);
     const int base = j * kRows;
@@ -501,8 +494,8 @@ __global__ void __launch_bounds__(kWarps * 32) rescore_kernel(SuperlinearParams 
       const int col = ro - 2 * (lane & 3);
       if (col == 0 || col == 1) s_score[base + tr] = c[2 * half + col];
     }
-  }
-  attn::cp_async_wait<0>();
+    return true;
+  });
   __syncwarp();
   bool done = false;
   if (mine && st >= 0) {
