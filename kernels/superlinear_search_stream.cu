@@ -53,25 +53,31 @@ namespace {
 // loads up front, 64K 5.35 -> 5.29 (rescoring 0.58 -> 0.50 ms); bound keys, 12 where the list
 // held 8 (bound, anchor) pairs, 64K 5.29 -> 5.07 and 1M 301 -> 284: rows that fill the list 11%
 // -> 0.8% at 64K (22% -> 3.4% at 1M), rows back to exact_search 6945 -> 67 (292867 -> 5583),
-// rescoring 0.51 -> 0.35 ms (23.8 -> 7.1 at 1M). At 64K the stream kernel takes 2.03 ms (~9.7 GB
-// of records from L2), the rescoring 0.35 (5.8 survivors per row).
+// rescoring 0.51 -> 0.35 ms (23.8 -> 7.1 at 1M); each stage's ring position in shared memory
+// (no cursor per thread), stream kernel 2.07 -> 2.02 ms at 64K. At 64K the stream kernel takes
+// 2.03 ms (~9.7 GB of records from L2), the rescoring 0.35 (5.8 survivors per row).
 // Nsight Compute at 64K (8 (bound, anchor) pairs): 0.41 instructions issued per scheduler, 159
 // per warp and stripe (~35 of them the upper-bound list's insertion, run in 83% of warp-stripes),
 // 16 warps per SM (127 registers, 221 KB of ring), L2 46%; stall samples barrier 22%, fixed
-// latency 18%, shared-memory loads 12%. Without the barrier (the last warp done with a stripe
-// issues the next copy: experiments/attic/stripe-handoff.patch) it was 7% slower. At GQA 8 the
-// bf16 search stays faster (64K: 1.16 against 2.9 ms; one K row read already serves eight
-// heads). Steps and measurements: experiments/results/2026-11-29-h200-forward-stages.md,
-// sessions 16 and 17.
-// Next (not tried): at 64K the stream kernel moves ~9.7 GB of records in 2.0 ms, ~4.8 TB/s (at
-// 1M ~1.3 TB in 170 ms, so L2 can give more), and each (query, stripe) reads its 144-byte record
-// from shared memory (25.7 GB at 64K: ~0.8 ms of the SM's shared-memory bandwidth). More
-// queries per block share more rows, but the registers (127, one query per thread) and the ring
-// (3 x 512 records, 221 KB) are full. A cluster of two blocks with multicast bulk copies would
-// read each row from L2 once for 1024 queries; with one stripe ahead the ring then holds 1024 +
-// 513 records at 64K (221 KB), but more where the gap passes 512 (beyond 64K). Scoring on
-// tensor cores (int8 mma, one useful diagonal entry per query and stripe) saves the dp4a but
-// not the loads, and leaves each lane's score in another lane.
+// latency 18%, shared-memory loads 12%. At 1M: L2 83% busy, 0.24 issued per scheduler, 39% of
+// the stall samples waiting for a stripe's copy: there the kernel is bound by L2.
+// Measured and dropped (experiments/attic/): without the barrier (the last warp done with a
+// stripe issues the next copy) 7% slower; two blocks of 256 queries per SM, 3-6% slower (twice
+// the L2 traffic at 64K); each lane holding one key for the list back until a warp-wide
+// insertion, no change. At GQA 8 the bf16 search stays faster (64K: 1.16 against 2.9 ms; one K
+// row read already serves eight heads). Steps and measurements:
+// experiments/results/2026-11-29-h200-forward-stages.md, sessions 16 to 18.
+// Next (not tried): fewer bytes per candidate at 1M, which bounds cheaper than a row's own
+// (D + 16)-byte record do not give (experiments/stream_bounds_model.py: the meta bounded per
+// head saves 8% and overflows the list for 17% of rows; a first int4 pass sends a fifth of the
+// candidates to a gather). At 64K each (query, stripe) reads its record from shared memory
+// (25.7 GB: ~0.8 ms of the SM's shared-memory bandwidth). More queries per block share more
+// rows, but the registers (127, one query per thread) and the ring (3 x 512 records, 221 KB) are
+// full. A cluster of two blocks with multicast bulk copies would read each row from L2 once for
+// 1024 queries; with one stripe ahead the ring then holds 1024 + 513 records at 64K (221 KB),
+// but more where the gap passes 512 (beyond 64K). Scoring on tensor cores (int8 mma, one useful
+// diagonal entry per query and stripe) saves the dp4a but not the loads, and leaves each lane's
+// score in another lane.
 constexpr int kStreamQueries = 512, kAhead = 2, kKeep = 12;
 static_assert(kKeep % 4 == 0, "rescore_kernel loads a row's anchors 16 bytes at a time");
 constexpr int kOverflow = 1 << 30;  // status bit: the list was full (Note [stream search])
