@@ -54,8 +54,11 @@ namespace {
 // held 8 (bound, anchor) pairs, 64K 5.29 -> 5.07 and 1M 301 -> 284: rows that fill the list 11%
 // -> 0.8% at 64K (22% -> 3.4% at 1M), rows back to exact_search 6945 -> 67 (292867 -> 5583),
 // rescoring 0.51 -> 0.35 ms (23.8 -> 7.1 at 1M); each stage's ring position in shared memory
-// (no cursor per thread), stream kernel 2.07 -> 2.02 ms at 64K. At 64K the stream kernel takes
-// 2.03 ms (~9.7 GB of records from L2), the rescoring 0.35 (5.8 survivors per row).
+// (no cursor per thread), stream kernel 2.07 -> 2.02 ms at 64K; that position read before
+// the copy's wait rather than after, 2.03 -> 1.95 ms (64K forward 5.06 -> 5.00). At 64K the
+// stream kernel takes 1.95 ms (~9.7 GB of records from L2), the rescoring 0.35 (5.8 survivors
+// per row). Its floor there is shared memory: 25.8 GB of record loads and 9.7 GB of copies, ~1.06
+// ms at 128 bytes per clock per SM (Nsight Compute: L1 and shared memory 44% busy at 2.02 ms).
 // Nsight Compute at 64K (8 (bound, anchor) pairs): 0.41 instructions issued per scheduler, 159
 // per warp and stripe (~35 of them the upper-bound list's insertion, run in 83% of warp-stripes),
 // 16 warps per SM (127 registers, 221 KB of ring), L2 46%; stall samples barrier 22%, fixed
@@ -64,8 +67,10 @@ namespace {
 // Measured and dropped (experiments/attic/): without the barrier (the last warp done with a
 // stripe issues the next copy) 7% slower; two blocks of 256 queries per SM, 3-6% slower (twice
 // the L2 traffic at 64K); each lane holding one key for the list back until a warp-wide
-// insertion, no change. At GQA 8 the bf16 search stays faster (64K: 1.16 against 2.9 ms; one K
-// row read already serves eight heads). Steps and measurements:
+// insertion, no change; each stripe's offers made one stripe late, after the next record's
+// loads (ptxas keeps the products ahead of them: 127 registers), no change. At GQA 8 the bf16
+// search stays faster (64K: 1.16 against 2.9 ms; one K row read already serves eight heads).
+// Steps and measurements:
 // experiments/results/2026-11-29-h200-forward-stages.md, sessions 16 to 18.
 // Next (not tried): fewer bytes per candidate at 1M, which bounds cheaper than a row's own
 // (D + 16)-byte record do not give (experiments/stream_bounds_model.py: the meta bounded per
@@ -351,10 +356,12 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
       issue_stripe<D>(ahead, recs, p.Lkv, ring, cap, bars + 8 * st);
       ahead.next(table, bq, cap);
     }
+    // Stripe j's position was written before the barrier of iteration j - 1 (or before the
+    // loop): the barrier above made it visible, so it is read before the copy's wait.
+    int slot = s_pos[stage] + qi;
+    if (slot >= cap) slot -= cap;
     mbar_wait(bars + 8 * stage, parity);
     if (j < n) {
-      int slot = s_pos[stage] + qi;
-      if (slot >= cap) slot -= cap;
       const unsigned char* kr = smem + slot * RB;
       // Four independent chains (integer sums are exact in any order).
       int acc[4] = {0, 0, 0, 0};
