@@ -311,8 +311,8 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
   unsigned char* tail = smem + cap * RB;
   const uint32_t bars = attn::smem_addr(tail);
   int* s_nmax = reinterpret_cast<int*>(tail + 8 * (kAhead + 1));
-  // Each stage's ring position V, written by thread 0 before its copy's mbarrier arrive
-  // (released by it) and read after the wait: the consumers keep no cursor of their own.
+  // Each stage's ring position V, written by thread 0 when it issues the stage's copy, at least
+  // one block barrier before any thread reads it: the consumers keep no cursor of their own.
   int* s_pos = s_nmax + 1;
   if (tid == 0) {
     for (int x = 0; x <= kAhead; ++x) mbar_init(bars + 8 * x, 1);
