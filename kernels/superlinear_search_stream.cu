@@ -629,7 +629,8 @@ void launch_search_stream(const SuperlinearParams& p, int device, cudaStream_t s
   const bool timed = std::getenv("SL_SPAN_PROFILE") != nullptr;
   std::vector<cuda::Event> ev(timed ? 4 : 0);
   if (timed) ev[0].record(s);
-  Tensor recs = scratch(heads * p.Lkv * (p.D + 16), dev), hstat = scratch(heads * 12, dev);
+  const int rb = p.D == 64 ? record_bytes<64>() : record_bytes<128>();
+  Tensor recs = scratch(heads * p.Lkv * rb, dev), hstat = scratch(heads * 12, dev);
   {
     unsigned* hs = static_cast<unsigned*>(hstat.data_ptr());
     unsigned char* rc = static_cast<unsigned char*>(recs.data_ptr());
