@@ -340,6 +340,21 @@ __device__ __forceinline__ uint32_t pack_s8(const int (&v)[4]) {
          uint32_t(v[3] & 0xff) << 24;
 }
 
+// Four Qs values in int8 with the row's scale sq (inv = 1 / sq, or 0): their squares are added
+// to n2 and their rounding errors' squares to e2 (Note [int8 search]: |q| and e_q).
+__device__ __forceinline__ uint32_t quantise_q4(const float* x, float sq, float inv, float& n2,
+                                                float& e2) {
+  int v[4];
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    v[e] = max(-127, min(127, __float2int_rn(x[e] * inv)));
+    const float d = x[e] - sq * float(v[e]);
+    n2 = fmaf(x[e], x[e], n2);
+    e2 = fmaf(d, d, e2);
+  }
+  return pack_s8(v);
+}
+
 // One of the eight threads of a K row (E = D / 8 values each): its values in int8 with the row's
 // scale sk (inv = 1 / sk, or 0), and over the row's eight threads the squared norms of the
 // residual x - sk k8 (err) and of sk k8 (kn).

@@ -222,16 +222,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int kk = 0; kk < D / 32; ++kk)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        int iv[4];
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const float xv = v[kk][4 * h + e];
-          iv[e] = max(-127, min(127, __float2int_rn(xv * inv)));
-          const float d = xv - sq * float(iv[e]);
-          n2 = fmaf(xv, xv, n2);
-          e2 = fmaf(d, d, e2);
-        }
-        q8f[kk][h] = head < job.nh ? pack_s8(iv) : 0u;
+        const uint32_t w = quantise_q4(v[kk] + 4 * h, sq, inv, n2, e2);
+        q8f[kk][h] = head < job.nh ? w : 0u;
       }
     n2 += __shfl_xor_sync(kFull, n2, 1);
     n2 += __shfl_xor_sync(kFull, n2, 2);

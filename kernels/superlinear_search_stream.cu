@@ -150,7 +150,7 @@ __device__ __forceinline__ void bulk_copy(uint32_t dst, const void* src, unsigne
 
 struct StreamArgs {
   const unsigned char* recs;  // [B Hkv Lkv] records (record_bytes)
-  const unsigned* hstat;
+  const unsigned* hstat;      // [B Hkv]: the largest |k| of each head, as f32 bits
   int32_t* keep;              // [rows, kKeep]: the survivors' anchors
   int32_t* status;            // [rows]: survivors (| kOverflow), or -1: left to the bf16 search
   float* dropped;             // [rows]: the largest upper bound not kept (kOverflow rows)
@@ -194,9 +194,10 @@ constexpr int record_bytes() {
   return D + 16;
 }
 
-// Eight threads per K row write its record (E = D / 8 elements each); hstat[3 h] takes the
+// Eight threads per K row write its record (E = D / 8 elements each); hstat[h] takes the
 // largest |k| bits of head h (NaN and inf bits sort above every finite value), so that a head
-// with a non-finite key is left to the bf16 search; hstat[3 h + 1], [3 h + 2] stay 0.
+// with a non-finite key is left to the bf16 search (one word per head: the records carry the
+// rest of the bound per row).
 template <int D>
 __global__ void quantize_records_kernel(const uint16_t* k, int64_t rows_per_head, unsigned* hstat,
                                         unsigned char* rec) {
@@ -228,7 +229,7 @@ __global__ void quantize_records_kernel(const uint16_t* k, int64_t rows_per_head
       *reinterpret_cast<uint2*>(dst + sub * E) = make_uint2(packed[0], packed[1]);
     if (sub == 0) *reinterpret_cast<float4*>(dst + D) = make_float4(su, sqrtf(err), sqrtf(kn), 0.f);
   }
-  block_max_into(ok ? mb : 0u, hstat + 3 * h);
+  block_max_into(ok ? mb : 0u, hstat + h);
 }
 
 template <int D>
@@ -283,22 +284,11 @@ __global__ void __launch_bounds__(kStreamQueries, 1)
       float x[16];
       load_vec<bf16, 16>(q + 16 * c, x);
 #pragma unroll
-      for (int w = 0; w < 4; ++w) {
-        int iv[4];
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const float xv = x[4 * w + e];
-          iv[e] = max(-127, min(127, __float2int_rn(xv * inv)));
-          const float d = xv - sq * float(iv[e]);
-          n2 = fmaf(xv, xv, n2);
-          e2q = fmaf(d, d, e2q);
-        }
-        q8[4 * c + w] = pack_s8(iv);
-      }
+      for (int w = 0; w < 4; ++w) q8[4 * c + w] = quantise_q4(x + 4 * w, sq, inv, n2, e2q);
     }
   }
   const float nq = sqrtf(n2), eq = sqrtf(e2q);
-  const float kmax = __uint_as_float(sa.hstat[3 * bg]);
+  const float kmax = __uint_as_float(sa.hstat[bg]);
   // NaN anywhere in the Qs row makes n2 NaN (fmaxf would skip it).
   const bool bad =
       valid && !(nq <= 3.402823466e38f && eq <= 3.402823466e38f && kmax <= 3.402823466e38f);
@@ -630,11 +620,11 @@ void launch_search_stream(const SuperlinearParams& p, int device, cudaStream_t s
   std::vector<cuda::Event> ev(timed ? 4 : 0);
   if (timed) ev[0].record(s);
   const int rb = p.D == 64 ? record_bytes<64>() : record_bytes<128>();
-  Tensor recs = scratch(heads * p.Lkv * rb, dev), hstat = scratch(heads * 12, dev);
+  Tensor recs = scratch(heads * p.Lkv * rb, dev), hstat = scratch(heads * 4, dev);
   {
     unsigned* hs = static_cast<unsigned*>(hstat.data_ptr());
     unsigned char* rc = static_cast<unsigned char*>(recs.data_ptr());
-    SL_CUDA_CHECK(cudaMemsetAsync(hs, 0, size_t(heads) * 12, s));
+    SL_CUDA_CHECK(cudaMemsetAsync(hs, 0, size_t(heads) * 4, s));
     const uint16_t* k = static_cast<const uint16_t*>(p.k);
     const dim3 grid(unsigned((p.Lkv * 8 + 255) / 256), unsigned(heads));
     if (p.D == 64)
