@@ -41,6 +41,14 @@ __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool p
   const int n = pred ? 16 : 0;
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n));
 }
+// cp_async16 with the source size n (16, or 0 to zero-fill), issued only where `issue` holds:
+// a predicate in the instruction, not a branch (Note [loads under the products]).
+__device__ __forceinline__ void cp_async16_if(uint32_t dst, const void* src, int n, bool issue) {
+  asm volatile(
+      "{\n .reg .pred p;\n setp.ne.b32 p, %3, 0;\n"
+      " @p cp.async.cg.shared.global [%0], [%1], 16, %2;\n}\n" ::"r"(dst),
+      "l"(src), "r"(n), "r"(int(issue)));
+}
 // The same without a source size: the whole 16 bytes, always (no zero fill). Its source address
 // can take a constant offset in the instruction (Note [whole-tile loads]).
 __device__ __forceinline__ void cp_async16_full(uint32_t dst, const void* src) {

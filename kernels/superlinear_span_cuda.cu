@@ -277,12 +277,13 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_kernel(SpanArgs a, uint
 //
 // Note [wgmma span pipeline]
 // The K and V blocks rotate through three 16 KB slots (at D = 128): during key block kb, slot ks
-// holds K[kb], vs holds V[kb] and the third is free. K[kb + 1] goes into the free slot at the top
-// of the iteration, and V[kb + 1] into K[kb]'s slot once every warp's S = Q K[kb]^T is done (the
-// barrier that also publishes V[kb] before P V). So K[kb + 1] has a whole iteration to land and
-// V[kb + 1] most of two, and each wait (cp.async groups, oldest first) names only the block it
-// needs. The single-V-buffer order of the mma.sync kernel issued V[kb + 1] after P V[kb] and
-// waited for it at the next iteration's top, which exposed its latency once per key block.
+// holds K[kb], vs holds V[kb] and the third is free. K[kb + 1] goes into the free slot while S =
+// Q K[kb]^T is in flight, and V[kb + 1] into K[kb]'s slot while P V[kb] is (every warp's S is
+// done by the barrier that also publishes V[kb] before P V; Note [loads under the products]).
+// So K[kb + 1] and V[kb + 1] each have about an iteration to land, and each wait (cp.async
+// groups, oldest first) names only the block it needs. The single-V-buffer order of the mma.sync
+// kernel issued V[kb + 1] after P V[kb] and waited for it at the next iteration's top, which
+// exposed its latency once per key block.
 // Measured and dropped (H200, 64K GQA 8, forward 4.18-4.20 ms with tiles 2.08;
 // experiments/results/2026-11-28-h200-90f81ea-span-tile-variants.md):
 // - FA3's intra-warpgroup overlap (S of kb, then P V of kb - 1, the softmax under it). ptxas
@@ -300,6 +301,31 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_kernel(SpanArgs a, uint
 // - The softmax's row max and sum as trees of depth 4: tiles unchanged (2.065 ms).
 // Selected at run time on compute capability 9.x when the build has sm_90a code
 // (span_wgmma_enabled()); SL_SPAN_WGMMA=0 selects the mma.sync kernel (a testing knob).
+//
+// Note [loads under the products]
+// The tile's next K and V blocks are loaded while a product is in flight (between its commit and
+// its wait), so that issuing them leaves the chain S, softmax, P V of each key block. ptxas
+// serialises the wgmmas (C7520) if a branch runs under one in flight, so this load has none:
+// every copy is predicated in the instruction (`issue`: false on the tile's last key block) and
+// rows at or past `valid` are zero-filled. Before, each load was issued after its barrier and
+// ahead of its product. H200, one call (experiments/results/2026-11-29-h200-forward-stages.md,
+// session 19): tiles at 64K 1.988 -> 1.956 ms (GQA 1) and 1.795 -> 1.781 (GQA 8), at 1M 95.5 ->
+// 94.4 and 104.2 -> 101.8; 158 registers (147 before), still three blocks per SM.
+template <int D>
+__device__ __forceinline__ void load_panel_flight(uint32_t smem, const uint16_t* base, bool issue,
+                                                  int valid) {
+  constexpr int kChunks = D / 8, kStep = kThreads / kChunks;
+  const int row0 = int(threadIdx.x) / kChunks, chunk = int(threadIdx.x) % kChunks;
+  const uint32_t dst = smem + panel_offset<kBN>(row0, chunk);
+  const uint16_t* src = base + row0 * D + chunk * 8;
+#pragma unroll
+  for (int j = 0; j < kBN / kStep; ++j) {
+    const bool ok = row0 + j * kStep < valid;
+    cp_async16_if(dst + uint32_t(j * kStep * 128), ok ? src + j * kStep * D : base, ok ? 16 : 0,
+                  issue);
+  }
+}
+
 template <int D>
 constexpr int span_wgmma_smem_bytes() {
   return 1024 + (kTile + 3 * kBN) * D * 2 + kTile * (int(sizeof(int2)) + 4 + 8);
@@ -372,10 +398,6 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
     __syncthreads();  // K[kb] visible; every warp is done with the free slot (V[kb - 1])
     const bool next = kb + 1 < kb0 + nb;
     const int nk = (kb + 1) * kBN;
-    if (next) {
-      load_tile<kBN, D, kThreads, true>(slot(fs), kbase + int64_t(nk) * D, D, int(p.Lkv) - nk);
-      cp_async_commit();
-    }
 
     float s[kBN / 8][4];
     wg::fence();
@@ -383,6 +405,9 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
     for (int kk = 0; kk < D / 16; ++kk)
       wg::mma_ss_n64(s, wg::step_k<kTile>(dq, kk), wg::step_k<kBN>(dslot(ks, 16), kk), kk > 0);
     wg::commit();
+    // Note [loads under the products]: K[kb + 1] into the free slot while S is in flight.
+    load_panel_flight<D>(slot(fs), kbase + int64_t(nk) * D, next, int(p.Lkv) - nk);
+    cp_async_commit();
     wg::wait<0>();
     wg::fence_regs(s);
 
@@ -395,21 +420,17 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
       pa[kk][2] = Mma<bf16>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
       pa[kk][3] = Mma<bf16>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
     }
-    if (next)
-      cp_async_wait<1>();  // V[kb]; K[kb + 1] may still be in flight
-    else
-      cp_async_wait<0>();
+    cp_async_wait<1>();  // V[kb]; K[kb + 1] may still be in flight
     wg::fence_proxy_async();
     __syncthreads();  // V[kb] visible; every warp is done with K[kb]
-    if (next) {
-      load_tile<kBN, D, kThreads, true>(slot(ks), vbase + int64_t(nk) * D, D, int(p.Lkv) - nk);
-      cp_async_commit();
-    }
     wg::fence();
 #pragma unroll
     for (int kk = 0; kk < kBN / 16; ++kk)
       wg::mma_rs<D>(o, pa[kk], wg::step_mn(dslot(vs, kBN * 128), kk));
     wg::commit();
+    // V[kb + 1] into K[kb]'s slot while P V is in flight.
+    load_panel_flight<D>(slot(ks), vbase + int64_t(nk) * D, next, int(p.Lkv) - nk);
+    cp_async_commit();
     wg::wait<0>();
     wg::fence_regs(o);
     const int freed = vs;
@@ -552,15 +573,15 @@ __global__ void fill_kernel(float* x, int64_t n, float v) {
 // one 16-byte record per pair, and the counts were cleared before each chunk: pair kernel 101
 // us, scatter 87, tile keys (from the records, 8 bytes more per pair read) 23 against 16; the
 // build stage 0.30 -> 0.27 ms. Since, the pair kernel keeps its pair's 4-byte bucket instead of
-// the 8-byte key the scatter computed the bucket from again (build stage 0.24 ms as before). The order of a
-// bucket's pairs changed (the slots now follow the pair kernel's atomics, not the scatter's): the
-// tiles' time did not (an A/B on one card, forward at 64K and 1M GQA 8, within 0.5%). The tile
-// kernels read a tile's records in one step (Note [tile records]). Against CUB's radix sort, scans
-// and marks (13 kernels; SpanTiles, which the backward keeps: its dK/dV sums need a stable order),
-// H200, one call each, 64K GQA 8: the build 0.36 -> 0.33 ms and the tiles 2.06 -> 1.95 ms,
-// forward 4.06 -> 3.98 ms; 1M GQA 8: forward 221.5 -> 219.9 ms. The build is less than its kernels'
-// sum would say because most of it is launches: in a forward of several chunks the host queues a
-// chunk's build while the previous chunk's tiles run.
+// the 8-byte key the scatter computed the bucket from again (build stage 0.24 ms as before). The
+// order of a bucket's pairs changed (the slots now follow the pair kernel's atomics, not the
+// scatter's): the tiles' time did not (an A/B on one card, forward at 64K and 1M GQA 8, within
+// 0.5%). The tile kernels read a tile's records in one step (Note [tile records]). Against CUB's
+// radix sort, scans and marks (13 kernels; SpanTiles, which the backward keeps: its dK/dV sums need
+// a stable order), H200, one call each, 64K GQA 8: the build 0.36 -> 0.33 ms and the tiles 2.06
+// -> 1.95 ms, forward 4.06 -> 3.98 ms; 1M GQA 8: forward 221.5 -> 219.9 ms. The build is less than
+// its kernels' sum would say because most of it is launches: in a forward of several chunks the
+// host queues a chunk's build while the previous chunk's tiles run.
 //
 // Note [tile records]
 // A record carries what a tile needs of its pair, in sorted order: with a sorted index into
