@@ -61,16 +61,17 @@ run_suite() {
 # The A/B scripts' measurement (experiments/pending_ab.sh, experiments/env_ab.sh), under the
 # environment settings given (VAR=value ..., none for the build as it is): `bench attention`
 # twice at SL_AB_L (default 64K,1M), GQA 1 and 8, printing the rows' L, GQA, keys/query, search
-# GFLOP, fwd ms, fwd TFLOP/s and bwd ms; then a profiled forward at 64K and 1M (SL_SPAN_PROFILE=1)
-# printing each case's last stage times and, for the int8 search, its fallback and rescoring
-# counts.
+# GFLOP, search kernel, fwd ms, fwd TFLOP/s, bwd ms, bwd TFLOP/s, and the same from kept partials;
+# then a profiled run at 64K and 1M (SL_SPAN_PROFILE=1) printing each case's last forward and
+# backward stage times and, for the int8 and stream searches, their counters.
 ab_bench() {
   for _ in 1 2; do
     env "$@" ./build-device/superlinear bench attention --L "${SL_AB_L:-64K,1M}" --gqa 1,8 \
       --no-dense --out /tmp/ab > /dev/null 2>&1 || echo "bench failed"
-    grep -E "^\| [0-9]" /tmp/ab/attention.md | cut -d'|' -f2-8
+    grep -E "^\| [0-9]" /tmp/ab/attention.md | cut -d'|' -f2-12
   done
   env "$@" SL_SPAN_PROFILE=1 ./build-device/superlinear bench attention --L 64K,1M \
     --gqa 1,8 --no-dense --out /tmp/abp 2>&1 |
-    awk '/int8 search|stream search/ {i = $0} /forward stages/ {f = $0} /done/ {print; print f; if (i != "") print i; i = ""}'
+    awk '/int8 search|stream search/ {i = $0} /forward stages/ {f = $0} /backward stages/ {b = $0}
+      /done/ {print; print f; if (b != "") print b; if (i != "") print i; i = ""; b = ""}'
 }
