@@ -61,7 +61,7 @@ run_suite() {
 # The A/B scripts' measurement (experiments/pending_ab.sh, experiments/env_ab.sh), under the
 # environment settings given (VAR=value ..., none for the build as it is): `bench attention`
 # twice at SL_AB_L (default 64K,1M), GQA 1 and 8, printing the rows' L, GQA, keys/query, search
-# GFLOP, search kernel, fwd ms, fwd TFLOP/s, bwd ms, bwd TFLOP/s, and the same from kept partials;
+# GFLOP, search kernel, fwd ms, fwd TFLOP/s, bwd ms, bwd TFLOP/s, peak MiB, forward workspace MiB;
 # then a profiled run at 64K and 1M (SL_SPAN_PROFILE=1) printing each case's last forward and
 # backward stage times and, for the int8 and stream searches, their counters.
 ab_bench() {

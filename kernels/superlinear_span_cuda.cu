@@ -196,6 +196,57 @@ __device__ __forceinline__ void write_span_outputs(const float (&o)[D / 8][4], c
   }
 }
 
+// Note [staged outputs]
+// write_span_outputs stores each pair's output row as 4-byte pieces: 32 stores per thread, each
+// warp store touching 16 bytes of 8 rows. Here a warp packs its 16 rows into a scratch of D * 32
+// bytes in shared memory first (chunk c of row r at chunk c ^ (r % 8): the 4-byte writes of a
+// store instruction fall in 32 distinct banks) and then writes whole rows, 16 bytes per lane
+// (two 256-byte rows per store instruction at D = 128). The scratch is the tile's Q panels,
+// free once every warp's last product is done (a block barrier: the warpgroup's wgmma read every
+// row of Q); each warp takes its own quarter and reads only that, so a warp barrier orders its
+// writes and reads. H200, one call (experiments/results/2026-11-29-h200-forward-stages.md,
+// session 19, call 3): tiles at 64K 1.957 -> 1.742 ms (GQA 1) and 1.781 -> 1.557 (GQA 8), at 1M
+// 90.2 -> 90.0 and 99.0 -> 95.7; the forward at 64K 4.95 -> 4.73 ms (GQA 1) and 3.535 -> 3.32
+// (GQA 8). The mma.sync kernel keeps write_span_outputs.
+template <int D>
+__device__ __forceinline__ void write_span_outputs_staged(const float (&o)[D / 8][4],
+                                                          const float (&m)[2], const float (&l)[2],
+                                                          const int32_t* slp, const SpanArgs& a,
+                                                          uint16_t* os, uint32_t scratch,
+                                                          int lane) {
+  constexpr int kRowBytes = D * 2, kChunks = D / 8;
+  const int warp = int(threadIdx.x) >> 5;
+  __syncthreads();  // every warp's last products are done with Q (the block's wgmma read all rows)
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+    const float lj = quad_sum(l[j]);
+    const int r = (lane >> 2) + 8 * j;
+    const float inv = lj > 0.f ? 1.f / lj : 0.f;
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      const uint32_t at = scratch + uint32_t(r * kRowBytes + ((n ^ (r & 7)) << 4) + 4 * (lane & 3));
+      const uint32_t v = Mma<bf16>::pack(o[n][2 * j] * inv, o[n][2 * j + 1] * inv);
+      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(at), "r"(v));
+    }
+    const int32_t lp = slp[warp * 16 + r];
+    if ((lane & 3) == 0 && lp >= 0)
+      static_cast<float*>(a.p.lse_s)[a.p0 + lp] =
+          lj > 0.f ? (m[j] + __log2f(lj)) * 0.6931471805599453f : -INFINITY;
+  }
+  __syncwarp();
+  constexpr int kRowsPerStore = 32 / kChunks;
+#pragma unroll
+  for (int i = 0; i < 16 / kRowsPerStore; ++i) {
+    const int r = i * kRowsPerStore + lane / kChunks, c = lane % kChunks;
+    const int32_t lp = slp[warp * 16 + r];
+    uint4 v;
+    asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "r"(scratch + uint32_t(r * kRowBytes + ((c ^ (r & 7)) << 4))));
+    if (lp >= 0) *reinterpret_cast<uint4*>(os + int64_t(lp) * D + c * 8) = v;
+  }
+}
+
 // One tile: up to 64 pairs with one footprint; warp w owns pairs 16 w .. 16 w + 15.
 template <int D>
 __global__ void __launch_bounds__(kThreads, 3) span_tile_kernel(SpanArgs a, uint16_t* os) {
@@ -438,7 +489,7 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
   }
   cp_async_wait<0>();
 
-  write_span_outputs<D>(o, m, l, slp, a, os, warp, lane);
+  write_span_outputs_staged<D>(o, m, l, slp, a, os, sq + uint32_t(warp * 16 * D * 2), lane);
 }
 
 // Merge (spec §8) in two kernels.
