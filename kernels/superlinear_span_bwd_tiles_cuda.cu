@@ -331,6 +331,131 @@ __global__ void __launch_bounds__(kThreads, kDq ? 2 : 3)
   write_tile_outputs<D, kDq>(acc, dq, pr, ys, dq_pair);
 }
 
+// Note [y from P V]
+// The y pass needs y = sum_u P_u dP_u per pair, dP_u = dO . V_u. That is dO . O with O = sum_u
+// P_u V_u the pair's normalised span output (P from the forward's lse_s), which is how the kept
+// partials get it (Note [kept partials]) and how flash attention's backward gets its row term.
+// On wgmma this kernel computes O as the forward's tiles do, S = Q K^T then O += P V per key
+// block, with their pipeline (three K/V slots, each block's next K and V loaded under its
+// products: Notes [wgmma span pipeline], [loads under the products]) and three blocks per SM,
+// but without the online softmax (P is final: no running max, no rescale). The tile's dO rows
+// are gathered into the free slot during its last key block, and y is each row's dot of O with
+// dO. The S and dP form (span_tile_bwd_wgmma_kernel<D, false>) held one K/V buffer at three
+// blocks per SM, so each block's next K/V had only the softmax to land in. Rounding: P enters
+// P V in bf16, as in the forward (the S and dP form kept P in f32).
+template <int D>
+__global__ void __launch_bounds__(kThreads, 3)
+    span_y_pv_wgmma_kernel(SpanArgs a, SlotTable st, const uint16_t* dout, float* ys) {
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  constexpr uint32_t kTileBytes = kTile * D * 2;  // kTile == kBN
+  const uint32_t sq = smem_addr(smem_raw) + (1024 - smem_addr(smem_raw) % 1024) % 1024;
+  auto slot = [&](int i) { return sq + uint32_t((1 + i) * kTileBytes); };
+  const wg::Desc dq = wg::desc(sq, 16, 1024);
+  auto dslot = [&](int i, uint32_t leading) {
+    wg::Desc d = wg::desc(sq, leading, 1024);
+    d.lo += (1 + i) * (kTileBytes >> 4);
+    return d;
+  };
+  const SuperlinearParams& p = a.p;
+  const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
+  const int64_t t = blockIdx.x;
+  const Footprint fp = footprint(a.tile_key[t], a.kb_stride);
+  const int kb0 = fp.kb0, nb = fp.nb;
+  // Thread i gathers half of tile row i / 2 (as gather_row): Q now, dO in the last key block.
+  const int gr = int(threadIdx.x) >> 1, half = int(threadIdx.x) & 1;
+  const int32_t row = st.row[t * kTile + gr];
+  const int64_t off = row >= 0 ? int64_t(row) * D : 0;
+  const uint16_t* qa = static_cast<const uint16_t*>(p.qa);
+#pragma unroll
+  for (int j = 0; j < D / 16; ++j) {
+    const int c = 2 * j + half;
+    cp_async16(sq + panel_offset<kTile>(gr, c), qa + off + c * 8, row >= 0);
+  }
+  const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + fp.bg * p.Lkv * D;
+  const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + fp.bg * p.Lkv * D;
+  int ks = 0, vs = 1, fs = 2;
+  load_tile<kBN, D, kThreads, true>(slot(ks), kbase + int64_t(kb0) * kBN * D, D,
+                                    int(p.Lkv) - kb0 * kBN);
+  cp_async_commit();
+  load_tile<kBN, D, kThreads, true>(slot(vs), vbase + int64_t(kb0) * kBN * D, D,
+                                    int(p.Lkv) - kb0 * kBN);
+  cp_async_commit();
+  const PairRows pr = pair_rows(st, t);
+  const float sl2 = rsqrtf(float(D)) * kLog2e;
+  float o[D / 8][4];
+#pragma unroll
+  for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+
+  for (int kb = kb0; kb < kb0 + nb; ++kb) {
+    cp_async_wait<1>();  // Q and K[kb]; V[kb] may still be in flight
+    wg::fence_proxy_async();
+    __syncthreads();  // K[kb] visible; every warp is done with the free slot
+    const bool next = kb + 1 < kb0 + nb;
+    const int nk = (kb + 1) * kBN;
+    float s[kBN / 8][4];
+    wg::fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk)
+      wg::mma_ss_n64(s, wg::step_k<kTile>(dq, kk), wg::step_k<kBN>(dslot(ks, 16), kk), kk > 0);
+    wg::commit();
+    // Under S: K[kb + 1] into the free slot, or in the last key block the dO rows.
+    load_panel_flight<D>(slot(fs), kbase + int64_t(nk) * D, next, int(p.Lkv) - nk);
+#pragma unroll
+    for (int j = 0; j < D / 16; ++j) {
+      const int c = 2 * j + half;
+      cp_async16_if(slot(fs) + panel_offset<kTile>(gr, c), dout + off + c * 8, row >= 0 ? 16 : 0,
+                    !next);
+    }
+    cp_async_commit();
+    wg::wait<0>();
+    wg::fence_regs(s);
+
+    span_probs(s, pr, kb * kBN, sl2);
+    uint32_t pa[kBN / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < kBN / 16; ++kk) {
+      pa[kk][0] = Mma<bf16>::pack(s[2 * kk][0], s[2 * kk][1]);
+      pa[kk][1] = Mma<bf16>::pack(s[2 * kk][2], s[2 * kk][3]);
+      pa[kk][2] = Mma<bf16>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      pa[kk][3] = Mma<bf16>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+    }
+    cp_async_wait<1>();  // V[kb]; the free slot's copies may still be in flight
+    wg::fence_proxy_async();
+    __syncthreads();  // V[kb] visible; every warp is done with K[kb]
+    wg::fence();
+#pragma unroll
+    for (int kk = 0; kk < kBN / 16; ++kk)
+      wg::mma_rs<D>(o, pa[kk], wg::step_mn(dslot(vs, kBN * 128), kk));
+    wg::commit();
+    load_panel_flight<D>(slot(ks), vbase + int64_t(nk) * D, next, int(p.Lkv) - nk);
+    cp_async_commit();
+    wg::wait<0>();
+    wg::fence_regs(o);
+    const int freed = vs;
+    vs = ks, ks = fs, fs = freed;
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // the dO rows (now in slot ks) visible to every warp
+
+  // y = O . dO per row: this thread's columns n * 8 + 2 (lane % 4) + {0, 1} of its two rows.
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+    const int r = warp * 16 + (lane >> 2) + 8 * j;
+    float acc = 0.f;
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      uint32_t v;
+      asm volatile("ld.shared.b32 %0, [%1];\n"
+                   : "=r"(v)
+                   : "r"(slot(ks) + panel_offset<kTile>(r, n) + 4 * (lane & 3)));
+      const float2 d = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&v));
+      acc = fmaf(o[n][2 * j], d.x, fmaf(o[n][2 * j + 1], d.y, acc));
+    }
+    const float y = quad_sum(acc);
+    if (pr.lp[j] >= 0 && (lane & 3) == 0) ys[pr.lp[j]] = y;
+  }
+}
+
 // The first i in [0, n) with x[i] >= v (n if none) for ascending x: one thread's binary search.
 __device__ __forceinline__ int64_t lower_bound_key(const uint64_t* x, int64_t n, uint64_t v) {
   int64_t lo = 0, hi = n;
@@ -630,6 +755,14 @@ void launch_tiles(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, 
   int device = 0;
   SL_CUDA_CHECK(cudaGetDevice(&device));
   if (span_wgmma_enabled(device)) {
+    if constexpr (!kDq) {                             // Note [y from P V]
+      constexpr int smem = 1024 + 4 * kTile * D * 2;  // Q and three K/V slots
+      SL_CUDA_CHECK(cudaFuncSetAttribute(span_y_pv_wgmma_kernel<D>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+      span_y_pv_wgmma_kernel<D><<<unsigned(n_tiles), kThreads, smem, s>>>(a, st, dout, ys);
+      SL_CUDA_LAUNCH_CHECK();
+      return;
+    }
     constexpr int smem = 1024 + (2 + 2 * bwd_tile_stages(kDq)) * kTile * D * 2;
     SL_CUDA_CHECK(cudaFuncSetAttribute(span_tile_bwd_wgmma_kernel<D, kDq>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
