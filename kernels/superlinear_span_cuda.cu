@@ -351,8 +351,32 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_kernel(SpanArgs a, uint
 // - The proxy fence costs 2% (tiles 2.04 ms without it, which is not correct code).
 // - The softmax's row max and sum as trees of depth 4: tiles unchanged (2.065 ms).
 // Selected at run time on compute capability 9.x when the build has sm_90a code
-// (span_wgmma_enabled()); SL_SPAN_WGMMA=0 selects the mma.sync kernel (a testing knob). Its
-// loads: Note [loads under the products] (kernels/superlinear_span_cuda.cuh).
+// (span_wgmma_enabled()); SL_SPAN_WGMMA=0 selects the mma.sync kernel (a testing knob).
+//
+// Note [loads under the products]
+// The tile's next K and V blocks are loaded while a product is in flight (between its commit and
+// its wait), so that issuing them leaves the chain S, softmax, P V of each key block. ptxas
+// serialises the wgmmas (C7520) if a branch runs under one in flight, so this load has none:
+// every copy is predicated in the instruction (`issue`: false on the tile's last key block) and
+// rows at or past `valid` are zero-filled. Before, each load was issued after its barrier and
+// ahead of its product. H200, one call (experiments/results/2026-11-29-h200-forward-stages.md,
+// session 19): tiles at 64K 1.988 -> 1.956 ms (GQA 1) and 1.795 -> 1.781 (GQA 8), at 1M 95.5 ->
+// 94.4 and 104.2 -> 101.8; 158 registers (147 before), still three blocks per SM.
+template <int D>
+__device__ __forceinline__ void load_panel_flight(uint32_t smem, const uint16_t* base, bool issue,
+                                                  int valid) {
+  constexpr int kChunks = D / 8, kStep = kThreads / kChunks;
+  const int row0 = int(threadIdx.x) / kChunks, chunk = int(threadIdx.x) % kChunks;
+  const uint32_t dst = smem + panel_offset<kBN>(row0, chunk);
+  const uint16_t* src = base + row0 * D + chunk * 8;
+#pragma unroll
+  for (int j = 0; j < kBN / kStep; ++j) {
+    const bool ok = row0 + j * kStep < valid;
+    cp_async16_if(dst + uint32_t(j * kStep * 128), ok ? src + j * kStep * D : base, ok ? 16 : 0,
+                  issue);
+  }
+}
+
 template <int D>
 constexpr int span_wgmma_smem_bytes() {
   return 1024 + (kTile + 3 * kBN) * D * 2 + kTile * (int(sizeof(int2)) + 4 + 8);
