@@ -172,42 +172,19 @@ __device__ __forceinline__ void span_softmax_block(float (&s)[kBN / 8][4], float
   }
 }
 
-// A tile's results: each real pair's normalised output row (bf16, os[lp]) and its lse.
-template <int D>
-__device__ __forceinline__ void write_span_outputs(const float (&o)[D / 8][4], const float (&m)[2],
-                                                   const float (&l)[2], const int32_t* slp,
-                                                   const SpanArgs& a, uint16_t* os, int warp,
-                                                   int lane) {
-#pragma unroll
-  for (int j = 0; j < 2; ++j) {
-    const float lj = quad_sum(l[j]);
-    const int r = warp * 16 + (lane >> 2) + 8 * j;
-    const int32_t lp = slp[r];
-    if (lp < 0) continue;
-    const float inv = lj > 0.f ? 1.f / lj : 0.f;
-    uint16_t* orow = os + int64_t(lp) * D;
-#pragma unroll
-    for (int n = 0; n < D / 8; ++n)
-      *reinterpret_cast<uint32_t*>(orow + n * 8 + 2 * (lane & 3)) =
-          Mma<bf16>::pack(o[n][2 * j] * inv, o[n][2 * j + 1] * inv);
-    if ((lane & 3) == 0)
-      static_cast<float*>(a.p.lse_s)[a.p0 + lp] =
-          lj > 0.f ? (m[j] + __log2f(lj)) * 0.6931471805599453f : -INFINITY;
-  }
-}
-
 // Note [staged outputs]
-// write_span_outputs stores each pair's output row as 4-byte pieces: 32 stores per thread, each
-// warp store touching 16 bytes of 8 rows. Here a warp packs its 16 rows into a scratch of D * 32
-// bytes in shared memory first (chunk c of row r at chunk c ^ (r % 8): the 4-byte writes of a
-// store instruction fall in 32 distinct banks) and then writes whole rows, 16 bytes per lane
-// (two 256-byte rows per store instruction at D = 128). The scratch is the tile's Q panels,
-// free once every warp's last product is done (a block barrier: the warpgroup's wgmma read every
-// row of Q); each warp takes its own quarter and reads only that, so a warp barrier orders its
-// writes and reads. H200, one call (experiments/results/2026-11-29-h200-forward-stages.md,
-// session 19, call 3): tiles at 64K 1.957 -> 1.742 ms (GQA 1) and 1.781 -> 1.557 (GQA 8), at 1M
-// 90.2 -> 90.0 and 99.0 -> 95.7; the forward at 64K 4.95 -> 4.73 ms (GQA 1) and 3.535 -> 3.32
-// (GQA 8). The mma.sync kernel keeps write_span_outputs.
+// A tile's results: each real pair's normalised output row (bf16, os[lp]) and its lse. Stored
+// from the accumulator layout directly, each row went out as 4-byte pieces: 32 stores per
+// thread, each warp store touching 16 bytes of 8 rows. Instead a warp packs its 16 rows into a
+// scratch of D * 32 bytes in shared memory first (chunk c of row r at chunk c ^ (r % 8): the
+// 4-byte writes of a store instruction fall in 32 distinct banks) and then writes whole rows, 16
+// bytes per lane (two 256-byte rows per store instruction at D = 128). The scratch is the
+// tile's Q tile, free once every warp's last product is done (a block barrier: the wgmma
+// kernel's warpgroup reads every row of Q); each warp takes its own quarter and reads only that,
+// so a warp barrier orders its writes and reads. H200, one call
+// (experiments/results/2026-11-29-h200-forward-stages.md, session 19, call 3): tiles at 64K 1.957
+// -> 1.742 ms (GQA 1) and 1.781 -> 1.557 (GQA 8), at 1M 90.2 -> 90.0 and 99.0 -> 95.7; the forward
+// at 64K 4.95 -> 4.73 ms (GQA 1) and 3.535 -> 3.32 (GQA 8). Both tile kernels use it.
 template <int D>
 __device__ __forceinline__ void write_span_outputs_staged(const float (&o)[D / 8][4],
                                                           const float (&m)[2], const float (&l)[2],
@@ -314,7 +291,7 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_kernel(SpanArgs a, uint
   }
   cp_async_wait<0>();
 
-  write_span_outputs<D>(o, m, l, slp, a, os, warp, lane);
+  write_span_outputs_staged<D>(o, m, l, slp, a, os, sq + uint32_t(warp * 16 * D * 2), lane);
 }
 
 // Note [wgmma span tiles]
