@@ -580,15 +580,22 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
   float* ys_ptr = span_out ? nullptr : ys.data<float>();
   uint16_t* dqs = static_cast<uint16_t*>(bp.dqs);
 
-  // Note [slot tables]: 28 bytes per tile row, sized per chunk from its tile count.
+  // Note [slot tables]: 28 bytes per tile row and 8 per tile, sized per chunk from its tile
+  // count.
   Tensor slot_mem;
   auto slot_table = [&](const SpanArgs& a, int64_t n_tiles, const RowTerms* rt) {
-    const int64_t slots = n_tiles * kTile;
-    if (slot_mem.numel() < slots * 7) slot_mem = Tensor::empty({slots * 7}, DType::I32, dev);
+    const int64_t slots = n_tiles * kTile, words = slots * 7 + 2 * n_tiles;
+    if (slot_mem.numel() < words) slot_mem = Tensor::empty({words}, DType::I32, dev);
     int32_t* base = slot_mem.data<int32_t>();
     float* f = reinterpret_cast<float*>(base);
-    SlotTable st{base,          base + slots,     f + 2 * slots,   f + 3 * slots,
-                 f + 4 * slots, base + 5 * slots, base + 6 * slots};
+    SlotTable st{base,
+                 base + slots,
+                 f + 2 * slots,
+                 f + 3 * slots,
+                 f + 4 * slots,
+                 base + 5 * slots,
+                 base + 6 * slots,
+                 reinterpret_cast<int2*>(base + 7 * slots)};
     bwd_slot_table(a, n_tiles, rt ? rt->g : nullptr, rt ? rt->y : nullptr, rt ? rt->v0 : 0, st, s);
     return st;
   };

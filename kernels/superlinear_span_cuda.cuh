@@ -68,6 +68,9 @@ struct SlotTable {
   float* lse2;       // lse_s log2(e); padding: inf
   float *c1, *c2;    // the gate terms (0 before they exist, and for padding)
   int32_t *lo, *hi;  // span bounds; padding: 1, 0 (empty)
+  // Per tile (tiles entries): the largest lo and the smallest hi of its pairs (Note [inside
+  // blocks]); a key block inside [x, y] is inside every pair's span.
+  int2* inside;
 };
 
 // The backward's tile passes (kernels/superlinear_span_bwd_tiles_cuda.cu), D in {64, 128}:
