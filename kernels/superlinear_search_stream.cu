@@ -70,9 +70,12 @@ namespace {
 // insertion, no change; each stripe's offers made one stripe late, after the next record's
 // loads (ptxas keeps the products ahead of them: 127 registers), no change; each stripe's
 // record loaded into registers before the barrier, copies three stripes ahead, 9% slower at 64K
-// and 2% at 1M (experiments/attic/record-ahead.patch). At GQA 8 the bf16 search stays faster
+// and 2% at 1M (experiments/attic/record-ahead.patch); two queries per thread in blocks of 256
+// threads (the barrier, the copy's wait and the ring position paid once per two queries; 26%
+// fewer loop instructions per query), 4% slower at 64K and the same at 1M
+// (experiments/attic/stream-two-queries-per-thread.patch). At GQA 8 the bf16 search stays faster
 // (64K: 1.16 against 2.9 ms; one K row read already serves eight heads). Steps and
-// measurements: experiments/results/2026-11-29-h200-forward-stages.md, sessions 16 to 19.
+// measurements: experiments/results/2026-11-29-h200-forward-stages.md, sessions 16 to 20.
 // Next (not tried): fewer bytes per candidate at 1M, which bounds cheaper than a row's own
 // (D + 16)-byte record do not give (experiments/stream_bounds_model.py: the meta bounded per
 // head saves 8% and overflows the list for 17% of rows; a first int4 pass sends a fifth of the
