@@ -20,7 +20,7 @@ if [ "${SL_NCU_SEARCH:-1}" = 1 ]; then
 ncu --clock-control none --section SpeedOfLight --section MemoryWorkloadAnalysis \
   --section Occupancy --section SchedulerStats --section WarpStateStats --section LaunchStats \
   --section InstructionStats --section SourceCounters \
-  -k regex:"${SL_NCU_KERNEL:-search_(mma|q8|stream)_kernel}" --launch-count 1 -o /tmp/search "${bench[@]}" > "$OUT/ncu-run.log" 2>&1
+  -k regex:"${SL_NCU_KERNEL:-search_(mma|q8|stream)_kernel}" --launch-count 1 -f -o /tmp/search "${bench[@]}" > "$OUT/ncu-run.log" 2>&1
 ncu --import /tmp/search.ncu-rep --page details > "$OUT/search-details.txt" 2>&1
 ncu --import /tmp/search.ncu-rep --page source --print-source sass --csv > /tmp/sass.csv 2>&1
 python3 - "$OUT" <<'PY'
