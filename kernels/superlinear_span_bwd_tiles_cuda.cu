@@ -60,7 +60,8 @@ __device__ __forceinline__ float2 gate_coefs(const SuperlinearParams& p, int64_t
 // the wgmma kernel at D = 128: 766 instructions in the loop with both paths, ~560 on the inside
 // path against 676 before; 250 registers, no spills. H200, against its reverse in one call
 // (dK/dV stage ms): 64K GQA 1 4.909 -> 4.878, GQA 8 3.776 -> 3.550; 1M GQA 1 244.3 -> 243.7,
-// GQA 8 342.2 -> 331.7. At GQA 1 the pass waits on its Q and dO rows more than on the mask.
+// GQA 8 342.2 -> 331.7. That GQA 1 gains little suggests its pass waits on something else (its
+// Q and dO gathers, likely; not profiled).
 // Blocks of 256 threads (four whole tiles; a warp holds half of one).
 __global__ void __launch_bounds__(256)
     slot_table_kernel(SpanArgs a, const float* g, const float* y, int64_t y_v0, int64_t n_tiles,
@@ -163,7 +164,8 @@ __device__ __forceinline__ PairRows pair_rows(const SlotTable& st, int64_t t) {
 // forward's (span_softmax_block): only where some row of the warp has keys of the block outside
 // its span, one 64-bit range per row and a bit test per score. Before, every score of every
 // block took two compares and their combination as selects (P2R / PLOP3 / LOP3: ~170 of the y
-// pass's ~740 SASS instructions per key block).
+// pass's ~740 SASS instructions per key block). H200 (forward-stages, session 20, call 1): y pass
+// 0-2% faster than without (3.495 -> 3.488 ms at 64K GQA 1, 116.2 -> 114.2 at 1M GQA 1).
 __device__ __forceinline__ void span_probs(float (&s)[kBN / 8][4], const PairRows& pr, int k0,
                                            float sl2) {
   const int lane = int(threadIdx.x) & 31;
