@@ -660,10 +660,10 @@ __global__ void __launch_bounds__(kThreads)
   // accumulator registers still live, so its loads went out a few at a time (Nsight Compute at
   // 64K GQA 1: ~16% of the pass's stall samples on those adds). Rows are D + 8 floats apart, so
   // that a warp's float2 writes of eight rows fall in distinct banks. Same arithmetic (dK by
-  // fmaf with 1/sqrt(D), dV added), same bits. H200, against the
-  // fragments' read-modify-writes in one call (dK/dV stage ms; forward-stages, session 20,
-  // call 6): 64K GQA 1 4.829 -> 4.197, GQA 8 3.727 -> 3.610; 1M GQA 1 248.0 -> 237.6, GQA 8
-  // 333.1 -> 328.0. The mma.sync kernel no longer spills at D = 128.
+  // fmaf with 1/sqrt(D), dV added), same bits. H200, against the fragments' read-modify-writes
+  // in one call (dK/dV stage ms; forward-stages, session 20, call 6): 64K GQA 1 4.829 -> 4.197,
+  // GQA 8 3.727 -> 3.610; 1M GQA 1 248.0 -> 237.6, GQA 8 333.1 -> 328.0. The mma.sync kernel no
+  // longer spills at D = 128.
   constexpr int kStride = D + 8, kVec = kBN * D / 4 / kThreads;
   static_assert(2 * kBN * kStride * 4 <= 6 * kTile * D * 2, "the staging fits the tiles' space");
   float* sdk = reinterpret_cast<float*>(smem);
