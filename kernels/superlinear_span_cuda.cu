@@ -186,13 +186,13 @@ __device__ __forceinline__ void span_softmax_block(float (&s)[kBN / 8][4], float
 // -> 1.742 ms (GQA 1) and 1.781 -> 1.557 (GQA 8), at 1M 90.2 -> 90.0 and 99.0 -> 95.7; the forward
 // at 64K 4.95 -> 4.73 ms (GQA 1) and 3.535 -> 3.32 (GQA 8). Both tile kernels use it.
 template <int D>
-__device__ __forceinline__ void write_span_outputs_staged(const float (&o)[D / 8][4],
-                                                          const float (&m)[2], const float (&l)[2],
-                                                          const int32_t* slp, const SpanArgs& a,
-                                                          uint16_t* os, uint32_t scratch,
-                                                          int lane) {
+__device__ __forceinline__ void write_span_outputs(const float (&o)[D / 8][4], const float (&m)[2],
+                                                   const float (&l)[2], const int32_t* slp,
+                                                   const SpanArgs& a, uint16_t* os, uint32_t sq,
+                                                   int lane) {
   constexpr int kRowBytes = D * 2, kChunks = D / 8;
   const int warp = int(threadIdx.x) >> 5;
+  const uint32_t scratch = sq + uint32_t(warp * 16 * kRowBytes);  // this warp's quarter of Q
   __syncthreads();  // every warp's last products are done with Q (the block's wgmma read all rows)
 #pragma unroll
   for (int j = 0; j < 2; ++j) {
@@ -291,7 +291,7 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_kernel(SpanArgs a, uint
   }
   cp_async_wait<0>();
 
-  write_span_outputs_staged<D>(o, m, l, slp, a, os, sq + uint32_t(warp * 16 * D * 2), lane);
+  write_span_outputs<D>(o, m, l, slp, a, os, sq, lane);
 }
 
 // Note [wgmma span tiles]
@@ -466,7 +466,7 @@ __global__ void __launch_bounds__(kThreads, 3) span_tile_wgmma_kernel(SpanArgs a
   }
   cp_async_wait<0>();
 
-  write_span_outputs_staged<D>(o, m, l, slp, a, os, sq + uint32_t(warp * 16 * D * 2), lane);
+  write_span_outputs<D>(o, m, l, slp, a, os, sq, lane);
 }
 
 // Merge (spec §8) in two kernels.
