@@ -94,6 +94,29 @@ __device__ __forceinline__ void lane_elems(const uint16_t* row, int lane, float 
     x[2 * i] = __uint_as_float(w[i] << 16), x[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
 }
 
+// Elements lane * E .. lane * E + E - 1 of an f32 row, in one load (E = 2 or 4).
+template <int E>
+__device__ __forceinline__ void lane_elems_f32(const float* row, int lane, float (&x)[E]) {
+  static_assert(E == 2 || E == 4, "D = 64 or 128");
+  if constexpr (E == 4) {
+    const float4 v = *reinterpret_cast<const float4*>(row + lane * E);
+    x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
+  } else {
+    const float2 v = *reinterpret_cast<const float2*>(row + lane * E);
+    x[0] = v.x, x[1] = v.y;
+  }
+}
+// x as bf16 into elements lane * E .. of a row, in one store (the rounding of to_bf16).
+template <int E>
+__device__ __forceinline__ void lane_store_bf16(uint16_t* row, int lane, const float (&x)[E]) {
+  static_assert(E == 2 || E == 4, "D = 64 or 128");
+  if constexpr (E == 4)
+    *reinterpret_cast<uint2*>(row + lane * E) =
+        make_uint2(Mma<bf16>::pack(x[0], x[1]), Mma<bf16>::pack(x[2], x[3]));
+  else
+    *reinterpret_cast<uint32_t*>(row + lane * E) = Mma<bf16>::pack(x[0], x[1]);
+}
+
 // Row terms of each query row of the chunk (one warp per row; lane per E = D / 32 elements):
 // the gate from the saved scores or, without them, from scores computed again (Note [saved for
 // backward] in kernels/superlinear.h); y_j from ys (this chunk's y pass) or, when the forward
@@ -188,8 +211,7 @@ __global__ void __launch_bounds__(256, 5)
     for (int e = 0; e < E; ++e) dq[e] = fmaf(ds, kr[e], dq[e]);
   }
   if (lane == 0 && rt.alpha) rt.alpha[row] = alpha, rt.alpha_y[row] = alpha_y;
-#pragma unroll
-  for (int e = 0; e < E; ++e) dqs[row * D + lane * E + e] = to_bf16(dq[e]);
+  lane_store_bf16<E>(dqs + row * D, lane, dq);
 }
 
 // dQa of each row of the chunk: its pairs' dQ in slot order, plus the window's (one warp per row).
@@ -206,18 +228,16 @@ __global__ void dq_rows_kernel(SpanArgs a, const float* dq_pair, const uint16_t*
   for (int e = 0; e < E; ++e) acc[e] = 0.f;
   if (dq_w) {
     const Row r = locate_row(p, row);
-    const uint16_t* src = dq_w + ((r.b * p.Lq + r.i) * p.Hq + r.h) * D;
-#pragma unroll
-    for (int e = 0; e < E; ++e) acc[e] = bf16_at(src, lane * E + e);
+    lane_elems<E>(dq_w + ((r.b * p.Lq + r.i) * p.Hq + r.h) * D, lane, acc);
   }
   for (int j = 0; j < k; ++j) {
     if (p.anchors[row * k + j] < 0) continue;
-    const float* src = dq_pair + (row * k + j - a.p0) * D + lane * E;
+    float x[E];
+    lane_elems_f32<E>(dq_pair + (row * k + j - a.p0) * D, lane, x);
 #pragma unroll
-    for (int e = 0; e < E; ++e) acc[e] += src[e];
+    for (int e = 0; e < E; ++e) acc[e] += x[e];
   }
-#pragma unroll
-  for (int e = 0; e < E; ++e) dqa[row * D + lane * E + e] = to_bf16(acc[e]);
+  lane_store_bf16<E>(dqa + row * D, lane, acc);
 }
 
 // ---- dK/dV by key range (Note [dK/dV by key range]) ----
@@ -264,7 +284,15 @@ __global__ void window_keys_kernel(SuperlinearParams p, int64_t bg0, int64_t n_k
 // One warp per key of blocks y0 .. y0 + n_y - 1 (local key x = (y - y0) 64 + u % 64): dK = acc
 // + sum over the pairs anchored at the key (sorted positions offsets[o] .. offsets[o + 1] - 1,
 // in pair order, o = x, or (bg - bg0) Lkv + u for anchor_index's offsets: by_group) of dscore
-// Qs (dscore_of) + window; dV = acc + window.
+// Qs (dscore_of) + window; dV = acc + window. Each lane reads and writes its E elements of a
+// row in one access (Note [finish vectors]).
+//
+// Note [finish vectors]
+// Here, in dq_rows_kernel and in rows_kernel's dQs, each lane's E = D / 32 elements were read
+// as E scalar f32 (or bf16) loads and written as E two-byte stores per row; now one 16- or
+// 8-byte access each (lane_elems, lane_elems_f32, lane_store_bf16), the same sums in the same
+// order and the same rounding. H200, session 21 (A/B in one call): finish 0.861 -> 0.811 ms at
+// 64K GQA 1, 16.4 -> 15.6 at 1M GQA 1; ties at GQA 8 (0.500 / 0.504, 13.2 / 13.4).
 template <int D>
 __global__ void finish_range_kernel(SuperlinearParams p, int64_t bg0, int64_t n_kb, int64_t y0,
                                     int64_t n_y, const float* dk_acc, const float* dv_acc,
@@ -279,30 +307,28 @@ __global__ void finish_range_kernel(SuperlinearParams p, int64_t bg0, int64_t n_
   const int lane = int(threadIdx.x) & 31, k = p.cfg.k;
   const int64_t b = bg / p.Hkv, g = bg % p.Hkv, w = bg * p.Lkv + u;
   float dkx[E], dvx[E];
-#pragma unroll
-  for (int e = 0; e < E; ++e) {
-    dkx[e] = dk_acc[x * D + lane * E + e];
-    dvx[e] = dv_acc[x * D + lane * E + e];
-  }
+  lane_elems_f32<E>(dk_acc + x * D, lane, dkx);
+  lane_elems_f32<E>(dv_acc + x * D, lane, dvx);
   const uint16_t* qs = static_cast<const uint16_t*>(p.qs);
   const int64_t o = by_group ? (bg - bg0) * p.Lkv + u : x;
   for (int32_t i = offsets[o]; i < offsets[o + 1]; ++i) {
     const int64_t v = pairs[i];
     const float ds = dscore_of(rt, k, v);
-    const uint16_t* q = qs + (v / k) * D + lane * E;
+    float q[E];
+    lane_elems<E>(qs + (v / k) * D, lane, q);
 #pragma unroll
-    for (int e = 0; e < E; ++e) dkx[e] = fmaf(ds, bf16_at(q, e), dkx[e]);
+    for (int e = 0; e < E; ++e) dkx[e] = fmaf(ds, q[e], dkx[e]);
   }
   if (dk_w) {
-    const int64_t off = ((b * p.Lkv + u) * p.Hkv + g) * D + lane * E;
+    const int64_t off = ((b * p.Lkv + u) * p.Hkv + g) * D;
+    float wk[E], wv[E];
+    lane_elems<E>(dk_w + off, lane, wk);
+    lane_elems<E>(dv_w + off, lane, wv);
 #pragma unroll
-    for (int e = 0; e < E; ++e) dkx[e] += bf16_at(dk_w, off + e), dvx[e] += bf16_at(dv_w, off + e);
+    for (int e = 0; e < E; ++e) dkx[e] += wk[e], dvx[e] += wv[e];
   }
-#pragma unroll
-  for (int e = 0; e < E; ++e) {
-    dk[w * D + lane * E + e] = to_bf16(dkx[e]);
-    dv[w * D + lane * E + e] = to_bf16(dvx[e]);
-  }
+  lane_store_bf16<E>(dk + w * D, lane, dkx);
+  lane_store_bf16<E>(dv + w * D, lane, dvx);
 }
 
 // alpha * dO in the window attention's [B, Lq, Hq, D] layout.
@@ -356,6 +382,17 @@ __global__ void window_dout_kernel(SuperlinearParams p, const uint16_t* dout, co
 // runs per chunk of rows on the dQ pass's tiles; only longer sets (1M tokens at GQA 8: 1.4 GiB)
 // take ranges. SL_DKV_RANGE_BLOCKS forces ranges of at most that many blocks (a testing knob:
 // the GPU tests force ranges of one and of three blocks).
+//
+// Note [first writer stores]
+// The f32 accumulators were cleared (a memset) before the first dK/dV launch of a set or range,
+// which then read those zeros back: at 64K GQA 1 about 1 GiB written and 1 GiB read for
+// nothing, since that first launch (every block of the set or range, Note [dK/dV by key range])
+// is also the only one there when a set is one chunk of rows. Now the first launch stores 0 +
+// its sum (the same bits as adding to a cleared row) into every row of its blocks, including
+// blocks no tile reaches; later launches add. Only a set or range where no launch had tiles is
+// still cleared, for the finish. H200, session 21 (A/B in one call): dK/dV 4.236 -> 3.970 ms at
+// 64K GQA 1, 3.538 -> 3.509 at 64K GQA 8, backward 11.80 -> 11.45; ties at 1M (239.5 / 239.8
+// GQA 1, 331.0 / 332.1 GQA 8), where the first launch is one of several chunks of rows.
 constexpr int64_t kWholeSetBytes = int64_t(1) << 30;
 
 // A size of the ranges: its default, or the sandbox's setting of environment variable `name`.
@@ -389,7 +426,9 @@ class DkvRanges {
                                              std::max(kWholeSetBytes, kv_bytes / 2);
   }
 
-  using Dkv = std::function<void(const int32_t*, int64_t, int64_t, int64_t, float*, float*)>;
+  // Adds (or, with its last argument, writes: Note [first writer stores]) a slice's dK and dV
+  // to the range's accumulators; false when the slice has no tiles (nothing launched).
+  using Dkv = std::function<bool(const int32_t*, int64_t, int64_t, int64_t, float*, float*, bool)>;
   using Finish = std::function<void(const int32_t*, const int32_t*, bool, int64_t, int64_t,
                                     const float*, const float*)>;
 
@@ -410,8 +449,9 @@ class DkvRanges {
     count_ = Tensor::empty({1}, DType::I64, dev);
   }
 
-  // Whether sets are taken whole: then the caller clears the accumulators (clear), adds each
-  // chunk's dK/dV to them (blocks 0 .. n_bg n_kb - 1 of the set), and run only finishes.
+  // Whether sets are taken whole: then the caller's first dK/dV launch of a set writes the
+  // accumulators and later chunks add to them (blocks 0 .. n_bg n_kb - 1 of the set; Note [first
+  // writer stores]; clear only where no chunk had tiles), and run only finishes.
   bool whole() const { return whole_; }
   float* dk_acc() { return acc_.data<float>(); }
   float* dv_acc() { return acc_.data<float>() + max_blocks_ * kBN * p_.D; }
@@ -455,11 +495,15 @@ class DkvRanges {
       const auto [w0, w1] = window(y0, y1);
       const int64_t n_sel = count(y0, y1), n_y = y1 - y0;
       const int32_t* sorted = select(bg0, v0, n, w0, w1, n_sel, s);
-      const size_t acc_bytes = size_t(n_y * kBN * p_.D) * 4;
-      SL_CUDA_CHECK(cudaMemsetAsync(dk_acc, 0, acc_bytes, s));
-      SL_CUDA_CHECK(cudaMemsetAsync(dv_acc, 0, acc_bytes, s));
+      bool fresh = true;  // Note [first writer stores]
       for (int64_t off = 0; off < n_sel; off += cap_)
-        dkv(sorted + off, std::min(cap_, n_sel - off), y0, n_y, dk_acc, dv_acc);
+        if (dkv(sorted + off, std::min(cap_, n_sel - off), y0, n_y, dk_acc, dv_acc, fresh))
+          fresh = false;
+      if (fresh) {  // no slice had tiles: the finish reads zeros
+        const size_t acc_bytes = size_t(n_y * kBN * p_.D) * 4;
+        SL_CUDA_CHECK(cudaMemsetAsync(dk_acc, 0, acc_bytes, s));
+        SL_CUDA_CHECK(cudaMemsetAsync(dv_acc, 0, acc_bytes, s));
+      }
       finish(sorted, offsets_.data<int32_t>() + (y0 - w0) * kBN, false, y0, n_y, dk_acc, dv_acc);
       y0 = y1;
     }
@@ -685,7 +729,7 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
       pass1(set, set + 1);
       last = built;
     }
-    if (ranges.whole()) ranges.clear(s);
+    bool fresh = true;  // Note [first writer stores]: the set's accumulators not yet written
     for (int64_t c = per_set - 1; c >= 0; --c) {
       const auto [row0, nrows] = chunk_rows(set, c);
       if (!last) n_tiles = tiles.build(p, row0 * k, nrows * k, a, s);
@@ -699,19 +743,23 @@ void run_backward(const SuperlinearBackwardParams& bp, int device, cudaStream_t 
           a, dq_pair.data<float>(), dq_w, static_cast<uint16_t*>(bp.dqa), row0, nrows);
       SL_CUDA_LAUNCH_CHECK();
       timer.mark(4);
-      if (ranges.whole() && n_tiles > 0)
+      if (ranges.whole() && n_tiles > 0) {
         bwd_dkv(a, st, dout, n_tiles, tiles.max_nb(), bg0, 0, n_bg * tiles.n_kb(), ranges.dk_acc(),
-                ranges.dv_acc(), s);
+                ranges.dv_acc(), fresh, s);
+        fresh = false;
+      }
       timer.mark(5);
     }
+    if (ranges.whole() && fresh) ranges.clear(s);
     ranges.run(
         bg0, n_bg, s,
         [&](const int32_t* list, int64_t n_list, int64_t y0, int64_t n_y, float* dk_acc,
-            float* dv_acc) {
+            float* dv_acc, bool store) {
           const int64_t nt = tiles.build(p, 0, n_list, a, s, list);
-          if (nt == 0) return;
+          if (nt == 0) return false;
           const SlotTable st = slot_table(a, nt, &rt);
-          bwd_dkv(a, st, dout, nt, tiles.max_nb(), bg0, y0, n_y, dk_acc, dv_acc, s);
+          bwd_dkv(a, st, dout, nt, tiles.max_nb(), bg0, y0, n_y, dk_acc, dv_acc, store, s);
+          return true;
         },
         [&](const int32_t* pairs, const int32_t* offsets, bool by_group, int64_t y0, int64_t n_y,
             const float* dk_acc, const float* dv_acc) {

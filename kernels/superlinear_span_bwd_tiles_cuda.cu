@@ -436,7 +436,7 @@ __device__ __forceinline__ int64_t block_lower_bound(const uint64_t* x, int64_t 
 template <int D, bool kWg>
 __global__ void __launch_bounds__(kThreads)
     span_dkv_kernel(SpanArgs a, SlotTable st, const uint16_t* dout, int64_t n_tiles, int max_nb,
-                    int64_t bg0, int64_t y0, float* dk_acc, float* dv_acc) {
+                    int64_t bg0, int64_t y0, float* dk_acc, float* dv_acc, bool store) {
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   unsigned char* smem = kWg ? smem_raw + (1024 - smem_addr(smem_raw) % 1024) % 1024 : smem_raw;
   const uint32_t s_k = smem_addr(smem), s_v = s_k + kBN * D * 2;
@@ -460,7 +460,22 @@ __global__ void __launch_bounds__(kThreads)
   };
   int64_t scan = find(first);
   const int64_t t_end = find(last + 1);
-  if (scan >= t_end) return;
+  // Note [first writer stores]: with `store` the block writes its rows whether or not any tile
+  // reaches it.
+  const int rows = min(kBN, int(p.Lkv - k0));
+  auto zero_rows = [&]() {
+    for (int i = int(threadIdx.x); i < kBN * D / 4; i += kThreads) {
+      const int r = i / (D / 4), c = (i % (D / 4)) * 4;
+      if (r >= rows) continue;
+      const int64_t at = (int64_t(blockIdx.x) * kBN + r) * D + c;
+      *reinterpret_cast<float4*>(dk_acc + at) = make_float4(0.f, 0.f, 0.f, 0.f);
+      *reinterpret_cast<float4*>(dv_acc + at) = make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+  };
+  if (scan >= t_end) {
+    if (store) zero_rows();
+    return;
+  }
 
   // The next live tiles (footprint reaching this block) of [scan, t_end), in tile order, into
   // s_list: one candidate per thread per step, compacted with ballots.
@@ -650,7 +665,10 @@ __global__ void __launch_bounds__(kThreads)
     cp_async_wait<0>();
     __syncthreads();  // every warp is done with both buffers before the next list is staged
   }
-  if (!any) return;
+  if (!any) {
+    if (store) zero_rows();
+    return;
+  }
 
   // Note [staged dK/dV]
   // The block's dK and dV rows are added to the f32 accumulators through shared memory (free
@@ -682,7 +700,6 @@ __global__ void __launch_bounds__(kThreads)
   }
   __syncthreads();
   const float scale = rsqrtf(float(D));
-  const int rows = min(kBN, int(p.Lkv - k0));
 #pragma unroll
   for (int pass = 0; pass < 2; ++pass) {
     float* acc = (pass == 0 ? dk_acc : dv_acc) + int64_t(blockIdx.x) * kBN * D;
@@ -691,7 +708,9 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int m = 0; m < kVec; ++m) {
       const int i = int(threadIdx.x) + m * kThreads, r = i / (D / 4), c = (i % (D / 4)) * 4;
-      if (r < rows) x[m] = *reinterpret_cast<const float4*>(acc + r * D + c);
+      // Note [first writer stores]: 0 + x, the bits a cleared accumulator gave.
+      x[m] = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (r < rows && !store) x[m] = *reinterpret_cast<const float4*>(acc + r * D + c);
     }
 #pragma unroll
     for (int m = 0; m < kVec; ++m) {
@@ -742,7 +761,7 @@ void launch_tiles(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, 
 template <int D>
 void launch_dkv(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, int64_t n_tiles,
                 int max_nb, int64_t bg0, int64_t y0, int64_t n_y, float* dk_acc, float* dv_acc,
-                cudaStream_t s) {
+                bool store, cudaStream_t s) {
   int device = 0;
   SL_CUDA_CHECK(cudaGetDevice(&device));
   const bool wgmma = span_wgmma_enabled(device);
@@ -750,7 +769,7 @@ void launch_dkv(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, in
   auto kernel = wgmma ? span_dkv_kernel<D, true> : span_dkv_kernel<D, false>;
   SL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   kernel<<<unsigned(n_y), kThreads, smem, s>>>(a, st, dout, n_tiles, max_nb, bg0, y0, dk_acc,
-                                               dv_acc);
+                                               dv_acc, store);
   SL_CUDA_LAUNCH_CHECK();
 }
 }  // namespace
@@ -767,10 +786,10 @@ void bwd_dq_tiles(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, 
 }
 void bwd_dkv(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, int64_t n_tiles,
              int max_nb, int64_t bg0, int64_t y0, int64_t n_y, float* dk_acc, float* dv_acc,
-             cudaStream_t s) {
+             bool store, cudaStream_t s) {
   if (a.p.D == 64)
-    return launch_dkv<64>(a, st, dout, n_tiles, max_nb, bg0, y0, n_y, dk_acc, dv_acc, s);
-  launch_dkv<128>(a, st, dout, n_tiles, max_nb, bg0, y0, n_y, dk_acc, dv_acc, s);
+    return launch_dkv<64>(a, st, dout, n_tiles, max_nb, bg0, y0, n_y, dk_acc, dv_acc, store, s);
+  launch_dkv<128>(a, st, dout, n_tiles, max_nb, bg0, y0, n_y, dk_acc, dv_acc, store, s);
 }
 
 }  // namespace sl::kernels::slcuda

@@ -80,7 +80,8 @@ struct SlotTable {
 // - the dQ pass: dq_pair[lp] = sum_u P_u (c1 dP_u - c2) K_u / sqrt(D), f32;
 // - the dK/dV pass: adds dK / sqrt(D) and dV of the chunk's tiles to the f32 accumulators
 //   [n_y * 64, D] of the key blocks y0 .. y0 + n_y - 1, block y being block y % n_kb of group
-//   bg0 + y / n_kb.
+//   bg0 + y / n_kb; with `store` it writes them instead (0 + its sum; every row of every block,
+//   reached by a tile or not: Note [first writer stores] in kernels/superlinear_span_bwd_cuda.cu).
 void bwd_slot_table(const SpanArgs& a, int64_t n_tiles, const float* g, const float* y,
                     int64_t y_v0, const SlotTable& st, cudaStream_t s);
 void bwd_y_tiles(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, int64_t n_tiles,
@@ -89,7 +90,7 @@ void bwd_dq_tiles(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, 
                   float* dq_pair, cudaStream_t s);
 void bwd_dkv(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, int64_t n_tiles,
              int max_nb, int64_t bg0, int64_t y0, int64_t n_y, float* dk_acc, float* dv_acc,
-             cudaStream_t s);
+             bool store, cudaStream_t s);
 
 namespace {
 
