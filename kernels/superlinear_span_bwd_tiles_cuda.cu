@@ -3,6 +3,7 @@
 // tile: 64 pairs of one footprint against its key blocks) and the dK/dV pass (one block per
 // (batch, KV head, 64-key block), walking the chunk's tiles that reach it in tile order).
 #include <climits>
+#include <cstdlib>
 
 #include "kernels/superlinear_span_cuda.cuh"
 
@@ -17,10 +18,13 @@ template <int D>
 constexpr int tile_smem_bytes() {
   return 6 * kTile * D * 2;  // Q, dO, K[2], V[2]
 }
-template <int D>
+// kDkvGroups: key blocks (warpgroups) per dK/dV block (Note [dK/dV block pairs]).
+template <int D, bool kWg, int kDkvGroups, int kDkvThreads = kDkvGroups* kThreads>
 constexpr int dkv_smem_bytes() {
-  // K, V, Q[2], dO[2], the five slot terms [5][2][kTile], live tiles, warp counts
-  return 6 * kTile * D * 2 + 5 * 2 * kTile * 4 + kList * 4 + kWarps * 4;
+  // K and V of each key block, Q[2], dO[2], the five slot terms [5][2][kTile], live tiles, warp
+  // counts, the walk's segments
+  return (2 * kDkvGroups + 4) * kTile * D * 2 + 5 * 2 * kTile * 4 + kList * 4 +
+         kDkvThreads / 32 * 4 + 2 * kDkvGroups * 8;
 }
 
 // Pair r of the tile starting at sorted position s0 (-1 past the end of its run).
@@ -110,6 +114,20 @@ __device__ __forceinline__ void gather_row(int32_t row, const uint16_t* qa, cons
     const uint32_t at = kPanels ? panel_offset<kTile>(r, c) : tile_offset<D>(r, c);
     cp_async16(sq + at, qa + off + c * 8, row >= 0);
     cp_async16(sdo + at, dout + off + c * 8, row >= 0);
+  }
+}
+
+// One array's half of gather_row for the dK/dV pass: thread lt (0 .. 127) of a warpgroup
+// gathers row lt / 2 of the tile from src (Q or dO; row < 0: zeros) into dst.
+template <int D, bool kPanels>
+__device__ __forceinline__ void gather_one(int32_t row, const uint16_t* src, uint32_t dst, int lt) {
+  const int r = lt >> 1, half = lt & 1;
+  const int64_t off = row >= 0 ? int64_t(row) * D : 0;
+#pragma unroll
+  for (int j = 0; j < D / 16; ++j) {
+    const int c = 2 * j + half;
+    const uint32_t at = kPanels ? panel_offset<kTile>(r, c) : tile_offset<D>(r, c);
+    cp_async16(dst + at, src + off + c * 8, row >= 0);
   }
 }
 
@@ -418,107 +436,197 @@ __device__ __forceinline__ int64_t block_lower_bound(const uint64_t* x, int64_t 
 // to 432 ms (GQA 1) and from 573 to 378 ms (GQA 8). The y and dQ passes' mask is a select too
 // (it branched around each exp2): 327 -> 279 ms for the dQ pass at 1M GQA 1. Since the tile
 // loads were unrolled (Note [unrolled tile loads]) ptxas spilled 8 bytes in the mma.sync kernel
-// at D = 128, and nothing since the staged epilogue (Note [staged dK/dV]); the wgmma kernel
-// (Note [wgmma dK/dV]), which Hopper runs, needs 252 registers and spills nothing.
+// at D = 128, nothing after the staged epilogue (Note [staged dK/dV]), and 92 bytes since the
+// walk is shared with the block pairs (Note [dK/dV block pairs]); the wgmma kernels (Note [wgmma
+// dK/dV]), which Hopper runs, need 252 registers (245 for pairs) and spill nothing.
 
-// dK/dV of one 64-key block y = y0 + blockIdx.x (bg = bg0 + y / n_kb, block y % n_kb) from the
-// chunk's tiles that cover it; adds dK / sqrt(D) and dV to the f32 accumulator rows
-// blockIdx.x * 64 .. + 63 of the launch's key range (Note [dK/dV by key range] in
+// dK/dV of kDkvGroups consecutive 64-key blocks y = y0 + kDkvGroups blockIdx.x + w (bg = bg0 +
+// y / n_kb, block y % n_kb; w < n_y - kDkvGroups blockIdx.x), one per warpgroup w, from the
+// chunk's tiles that cover them; adds dK / sqrt(D) and dV to the f32 accumulator rows
+// (y - y0) * 64 .. + 63 of the launch's key range (Note [dK/dV by key range] in
 // kernels/superlinear_span_bwd_cuda.cu). kWg: the products on wgmma (Note [wgmma dK/dV]), the
 // tiles in panels.
 //
 // Note [wgmma dK/dV]
-// The block's keys are the warpgroup's 64 rows: S^T = K Q^T and dP^T = V dO^T are m64n64k16
+// A block's keys are the warpgroup's 64 rows: S^T = K Q^T and dP^T = V dO^T are m64n64k16
 // products from shared memory (K, V, Q, dO all K-major panels) in one group; dV += (c1 P)^T dO
 // and dK += dS^T Q take P^T and dS^T from registers and read dO and Q MN-major from the same
 // panels, dV's group running while dS^T is formed. Everything else (tile lists, staging, terms,
 // masks, the accumulators' write-back) is the mma.sync kernel's.
-template <int D, bool kWg>
-__global__ void __launch_bounds__(kThreads)
+//
+// Note [dK/dV block pairs]
+// Each key block gathers the Q and dO rows of every tile that reaches it (32 KB per tile and
+// block at D = 128). A block of two warpgroups instead takes two consecutive key blocks, walks
+// the tiles that reach either (in tile order: the two key ranges, the second from where the
+// first ends), stages each such tile once (warpgroup 0 gathers Q, warpgroup 1 dO), and each
+// warpgroup computes only the tiles that reach its own key block: the same products in the
+// same order per key block, so the same bits (the GPU tests compare them), with the gathers of
+// tiles reaching both shared. Two warpgroups at 245 registers and 137 KB of shared memory per
+// SM, against two blocks of one warpgroup (252 registers, 99 KB each).
+// H200, D = 128, 16 heads, balanced; dK/dV stage ms, one key block -> pairs, two runs each in
+// one call (results/2026-11-29-h200-forward-stages.md, session 21):
+//   64K   GQA 1 4.07/3.98 -> 4.53/4.51, GQA 8 3.53/3.54 -> 3.80/3.77, GQA 16 3.55/3.43 -> 3.82/3.81
+//   256K  GQA 1 29.1/29.8 -> 31.8/31.4, GQA 8 31.2/30.2 -> 32.0/30.5, GQA 16 30.4/29.9 -> 32.0/31.2
+//   1M    GQA 1 240.3/240.3 -> 235.8/233.7, GQA 8 321.8/322.7 -> 261.1/259.3,
+//         GQA 16 460.6/459.7 -> 340.7/340.8 (backward 806 -> 675 ms).
+// Up to 256K the two warpgroups' coupling (one waits at each tile's barrier while the other
+// computes a tile that misses its block, and the SM runs one walk instead of two independent
+// ones) costs more than the shared gathers save; at 1M the gathers dominate (likely: Q and dO
+// rows come from HBM there, and GQA 8 and 16 take key ranges, Note [dK/dV by key range]). So
+// pairs from kDkvPairsMinKeys keys on (lengths between 256K and 1M not measured);
+// SL_DKV_PAIRS=0 or 1 forces either (a testing knob). The mma.sync kernel keeps one key block
+// per block (the walk's state would spill more at its 255 registers; it spills 92 bytes at
+// D = 128 through the shared walk code).
+constexpr int64_t kDkvPairsMinKeys = int64_t(1) << 20;
+template <int D, bool kWg, int kDkvGroups, int kDkvThreads = kDkvGroups* kThreads>
+__global__ void __launch_bounds__(kDkvThreads)
     span_dkv_kernel(SpanArgs a, SlotTable st, const uint16_t* dout, int64_t n_tiles, int max_nb,
-                    int64_t bg0, int64_t y0, float* dk_acc, float* dv_acc, bool store) {
+                    int64_t bg0, int64_t y0, int64_t n_y, float* dk_acc, float* dv_acc,
+                    bool store) {
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   unsigned char* smem = kWg ? smem_raw + (1024 - smem_addr(smem_raw) % 1024) % 1024 : smem_raw;
-  const uint32_t s_k = smem_addr(smem), s_v = s_k + kBN * D * 2;
-  auto s_q = [&](int buf) { return s_v + uint32_t((1 + buf) * kTile * D * 2); };
-  auto s_do = [&](int buf) { return s_v + uint32_t((3 + buf) * kTile * D * 2); };
+  constexpr uint32_t kTileBytes = kTile * D * 2;
+  const int grp = int(threadIdx.x) / kThreads, lt = int(threadIdx.x) % kThreads;
+  const int warp = int(threadIdx.x) >> 5, wwarp = lt >> 5, lane = int(threadIdx.x) & 31;
+  // K and V of key block g, then Q[2] and dO[2].
+  const uint32_t s_base = smem_addr(smem);
+  auto s_kg = [&](int g) { return s_base + uint32_t(2 * g) * kTileBytes; };
+  auto s_vg = [&](int g) { return s_base + uint32_t(2 * g + 1) * kTileBytes; };
+  const uint32_t s_k = s_kg(grp), s_v = s_vg(grp);
+  auto s_q = [&](int buf) { return s_base + uint32_t(2 * kDkvGroups + buf) * kTileBytes; };
+  auto s_do = [&](int buf) { return s_base + uint32_t(2 * kDkvGroups + 2 + buf) * kTileBytes; };
   // The slot terms lse2, c1, c2, lo, hi of the two staged tiles: term i of buffer b at
   // s_terms + (2 i + b) * kTile.
-  float* s_terms = reinterpret_cast<float*>(smem + 6 * kTile * D * 2);
+  float* s_terms = reinterpret_cast<float*>(smem + (2 * kDkvGroups + 4) * kTileBytes);
   int32_t* s_list = reinterpret_cast<int32_t*>(s_terms + 5 * 2 * kTile);
   int32_t* s_count = s_list + kList;
+  int64_t* s_seg = reinterpret_cast<int64_t*>(s_count + kDkvThreads / 32);
   const uint64_t* tile_key = a.tile_key;
-
   const SuperlinearParams& p = a.p;
-  const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
-  const int64_t y = y0 + blockIdx.x, bg = bg0 + y / a.n_kb;
-  const int kb = int(y % a.n_kb), k0 = kb * kBN;
-  const uint64_t first = uint64_t(bg * a.kb_stride + max(0, kb - max_nb + 1)) << 8;
-  const uint64_t last = (uint64_t(bg * a.kb_stride + kb) << 8) | 255u;
+
+  // Key block g of this block: group bg, block kb; absent (false) past the launch's n_y
+  // blocks. Computed where used, so that nothing of it stays in registers through the loop.
+  struct KeyBlock {
+    int64_t bg;
+    int kb;
+    bool has;
+  };
+  auto key_block = [&](int g) {
+    const int64_t yl = int64_t(kDkvGroups) * blockIdx.x + g, y = y0 + yl;
+    return KeyBlock{bg0 + y / a.n_kb, int(y % a.n_kb), yl < n_y};
+  };
+  const KeyBlock own = key_block(grp);
+  const int kb = own.kb, k0 = kb * kBN;
   auto find = [&](uint64_t v) {
     return kWg ? block_lower_bound(tile_key, n_tiles, v) : lower_bound_key(tile_key, n_tiles, v);
   };
-  int64_t scan = find(first);
-  const int64_t t_end = find(last + 1);
-  // Note [first writer stores]: with `store` the block writes its rows whether or not any tile
-  // reaches it.
-  const int rows = min(kBN, int(p.Lkv - k0));
-  auto zero_rows = [&]() {
-    for (int i = int(threadIdx.x); i < kBN * D / 4; i += kThreads) {
-      const int r = i / (D / 4), c = (i % (D / 4)) * 4;
-      if (r >= rows) continue;
-      const int64_t at = (int64_t(blockIdx.x) * kBN + r) * D + c;
-      *reinterpret_cast<float4*>(dk_acc + at) = make_float4(0.f, 0.f, 0.f, 0.f);
-      *reinterpret_cast<float4*>(dv_acc + at) = make_float4(0.f, 0.f, 0.f, 0.f);
+  // The tiles reaching key block g lie in [lo_g, hi_g) of the tile order; the walk takes
+  // [lo_0, hi_0), then [max(lo_1, hi_0), hi_1) (the ranges are in tile order: a later block of
+  // the same group, or a later group). Kept in shared memory (s_seg: lo, hi per key block),
+  // read once per list, so that they hold no registers through the loop.
+  int64_t total = 0;
+  {
+    int64_t prev_hi = 0;
+#pragma unroll
+    for (int g = 0; g < kDkvGroups; ++g) {
+      const KeyBlock kg = key_block(g);
+      const uint64_t first = uint64_t(kg.bg * a.kb_stride + max(0, kg.kb - max_nb + 1)) << 8;
+      const uint64_t last = (uint64_t(kg.bg * a.kb_stride + kg.kb) << 8) | 255u;
+      int64_t lo = kg.has ? find(first) : 0, hi = kg.has ? find(last + 1) : 0;
+      if (g > 0) lo = max(lo, prev_hi), hi = max(hi, lo);
+      if (threadIdx.x == 0) s_seg[2 * g] = lo, s_seg[2 * g + 1] = hi;
+      total += hi - lo;
+      prev_hi = hi;
     }
-  };
-  if (scan >= t_end) {
-    if (store) zero_rows();
+  }
+  __syncthreads();  // s_seg
+  if (total == 0) {
+    // Note [first writer stores]: with `store` the present key blocks' rows are written anyway.
+    if (store)
+      for (int g = 0; g < kDkvGroups; ++g) {
+        const KeyBlock kg = key_block(g);
+        if (!kg.has) continue;
+        const int rows_g = min(kBN, int(p.Lkv - int64_t(kg.kb) * kBN));
+        const int64_t base = (int64_t(kDkvGroups) * blockIdx.x + g) * kBN * D;
+        for (int i = int(threadIdx.x); i < rows_g * D / 4; i += kDkvThreads) {
+          *reinterpret_cast<float4*>(dk_acc + base + 4 * i) = make_float4(0.f, 0.f, 0.f, 0.f);
+          *reinterpret_cast<float4*>(dv_acc + base + 4 * i) = make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+      }
     return;
   }
+  auto tile_at = [&](int64_t pos) {  // position pos of the walk, as a tile index
+#pragma unroll
+    for (int g = 0; g < kDkvGroups; ++g) {
+      const int64_t len = s_seg[2 * g + 1] - s_seg[2 * g];
+      if (pos < len) return s_seg[2 * g] + pos;
+      pos -= len;
+    }
+    return int64_t(-1);
+  };
 
-  // The next live tiles (footprint reaching this block) of [scan, t_end), in tile order, into
-  // s_list: one candidate per thread per step, compacted with ballots.
+  // The next tiles of the walk that reach a key block of this block, in order, into s_list as
+  // the tile index with bit 30 + g set where it reaches key block g: one candidate per thread
+  // per step, compacted with ballots.
+  int64_t scan = 0;
   auto fill_list = [&]() {
     int n_list = 0;
-    while (scan < t_end && n_list + kThreads <= kList) {
-      const int64_t t = scan + threadIdx.x;
-      bool live = false;
-      if (t < t_end) {
+    while (scan < total && n_list + kDkvThreads <= kList) {
+      const int64_t pos = scan + threadIdx.x;
+      uint32_t reach = 0u;
+      int64_t t = -1;
+      if (pos < total) {
+        t = tile_at(pos);
         const Footprint f = footprint(tile_key[t], a.kb_stride);
-        live = f.kb0 + f.nb - 1 >= kb;
+#pragma unroll
+        for (int g = 0; g < kDkvGroups; ++g) {
+          const KeyBlock kg = key_block(g);
+          if (kg.has && f.bg == kg.bg && f.kb0 <= kg.kb && f.kb0 + f.nb - 1 >= kg.kb)
+            reach |= 1u << (30 + g);
+        }
       }
+      const bool live = reach != 0u;
       const unsigned ballot = __ballot_sync(0xffffffffu, live);
       if (lane == 0) s_count[warp] = __popc(ballot);
       __syncthreads();
-      int before = n_list, total = n_list;
-      for (int w = 0; w < kWarps; ++w) {
+      int before = n_list, sum = n_list;
+      for (int w = 0; w < kDkvThreads / 32; ++w) {
         before += w < warp ? s_count[w] : 0;
-        total += s_count[w];
+        sum += s_count[w];
       }
-      if (live) s_list[before + __popc(ballot & ((1u << lane) - 1u))] = int32_t(t);
-      n_list = total;
-      scan += kThreads;
+      if (live)
+        s_list[before + __popc(ballot & ((1u << lane) - 1u))] = int32_t(uint32_t(t) | reach);
+      n_list = sum;
+      scan += kDkvThreads;
       __syncthreads();
     }
     return n_list;
   };
+  constexpr uint32_t kTileBits = (1u << 30) - 1u;
+  auto tile_of = [&](int32_t e) { return int64_t(uint32_t(e) & kTileBits); };
 
-  const uint16_t* kbase = static_cast<const uint16_t*>(p.k) + bg * p.Lkv * D;
-  const uint16_t* vbase = static_cast<const uint16_t*>(p.v) + bg * p.Lkv * D;
-  if constexpr (kWg) {
-    load_tile<kBN, D, kThreads, true>(s_k, kbase + int64_t(k0) * D, D, int(p.Lkv) - k0);
-    load_tile<kBN, D, kThreads, true>(s_v, vbase + int64_t(k0) * D, D, int(p.Lkv) - k0);
-  } else {
-    load_tile<kBN, D, kThreads>(s_k, kbase + int64_t(k0) * D, D, int(p.Lkv) - k0);
-    load_tile<kBN, D, kThreads>(s_v, vbase + int64_t(k0) * D, D, int(p.Lkv) - k0);
+  // Both key blocks' K and V, by every thread.
+#pragma unroll
+  for (int g = 0; g < kDkvGroups; ++g) {
+    const KeyBlock kg = key_block(g);
+    if (!kg.has) continue;
+    const int kg0 = kg.kb * kBN;
+    const uint16_t* kb_ptr = static_cast<const uint16_t*>(p.k) + (kg.bg * p.Lkv + kg0) * D;
+    const uint16_t* vb_ptr = static_cast<const uint16_t*>(p.v) + (kg.bg * p.Lkv + kg0) * D;
+    load_tile<kBN, D, kDkvThreads, kWg>(s_kg(g), kb_ptr, D, int(p.Lkv) - kg0);
+    load_tile<kBN, D, kDkvThreads, kWg>(s_vg(g), vb_ptr, D, int(p.Lkv) - kg0);
   }
 
-  // Stages tile `tile` into buffer buf with cp.async only (Note [slot tables]); `row` is this
-  // thread's gather row of that tile, loaded one tile ahead.
+  // Stages tile `tile` into buffer buf with cp.async only (Note [slot tables]): warpgroup 0
+  // gathers the Q rows, warpgroup 1 the dO rows; `row` is this thread's gather row of that tile,
+  // loaded one tile ahead.
   const uint16_t* qa = static_cast<const uint16_t*>(p.qa);
+  static_assert(kDkvGroups <= 2, "one warpgroup gathers Q and dO, or each one of them");
   auto stage = [&](int64_t tile, int buf, int32_t row) {
-    gather_row<D, kWg>(row, qa, dout, s_q(buf), s_do(buf));
+    if constexpr (kDkvGroups == 1)
+      gather_row<D, kWg>(row, qa, dout, s_q(buf), s_do(buf));
+    else
+      gather_one<D, kWg>(row, grp == 0 ? qa : dout, grp == 0 ? s_q(buf) : s_do(buf), lt);
     const int c = int(threadIdx.x), term = c / (kTile / 4), q = 4 * (c % (kTile / 4));
     if (term < 5) {
       const void* src = term == 0   ? static_cast<const void*>(st.lse2)
@@ -530,7 +638,7 @@ __global__ void __launch_bounds__(kThreads)
                  static_cast<const float*>(src) + tile * kTile + q, true);
     }
   };
-  auto row_of = [&](int64_t tile) { return st.row[tile * kTile + (threadIdx.x >> 1)]; };
+  auto row_of = [&](int32_t e) { return st.row[tile_of(e) * kTile + (lt >> 1)]; };
 
   float dk[D / 8][4], dv[D / 8][4];
 #pragma unroll
@@ -538,28 +646,31 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int e = 0; e < 4; ++e) dk[n][e] = dv[n][e] = 0.f;
   const float sl2 = rsqrtf(float(D)) * kLog2e;
-  const int krow = warp * 16 + (lane >> 2);  // this thread's keys: k0 + krow, k0 + krow + 8
+  const int krow = wwarp * 16 + (lane >> 2);  // this thread's keys: k0 + krow, k0 + krow + 8
+  const uint32_t mine = 1u << (30 + grp);
 
-  bool any = false;
-  while (scan < t_end) {
+  bool any = false;  // some tile reached this warpgroup's key block
+  while (scan < total) {
     const int n_list = fill_list();
     if (n_list == 0) continue;
-    any = true;
-    stage(s_list[0], 0, row_of(s_list[0]));
+    stage(tile_of(s_list[0]), 0, row_of(s_list[0]));
     cp_async_commit();
     int32_t row_next = n_list > 1 ? row_of(s_list[1]) : -1;
-    int2 in_next = st.inside[s_list[0]];
+    int2 in_next = st.inside[tile_of(s_list[0])];
     for (int it = 0; it < n_list; ++it) {
       const int buf = it & 1;
-      // Note [inside blocks]: block-uniform, so the branch below does not diverge.
+      const bool reach = (uint32_t(s_list[it]) & mine) != 0u;  // warpgroup-uniform
+      // Note [inside blocks]: warpgroup-uniform, so the branch below does not diverge.
       const bool inside = k0 >= in_next.x && k0 + kBN - 1 <= in_next.y;
       cp_async_wait<0>();
       if constexpr (kWg) wg::fence_proxy_async();
       __syncthreads();
-      if (it + 1 < n_list) stage(s_list[it + 1], buf ^ 1, row_next);
+      if (it + 1 < n_list) stage(tile_of(s_list[it + 1]), buf ^ 1, row_next);
       cp_async_commit();
       if (it + 2 < n_list) row_next = row_of(s_list[it + 2]);
-      if (it + 1 < n_list) in_next = st.inside[s_list[it + 1]];
+      if (it + 1 < n_list) in_next = st.inside[tile_of(s_list[it + 1])];
+      if (!reach) continue;
+      any = true;
       const float* lse2 = s_terms + buf * kTile;
       const float* c1 = s_terms + (2 + buf) * kTile;
       const float* c2 = s_terms + (4 + buf) * kTile;
@@ -568,7 +679,6 @@ __global__ void __launch_bounds__(kThreads)
       // Note [dK/dV registers]: this thread's pairs are columns n * 8 + 2 (lane % 4) + {0, 1};
       // their terms are read as float2 / int2 where used, and the span mask is branch-free.
       auto col = [&](int n) { return n * 8 + 2 * (lane & 3); };
-
       // S^T = K Q^T: 16 keys x 64 pairs per warp; P^T in place.
       float s[kTile / 8][4], dpt[kTile / 8][4];
       if constexpr (kWg) {
@@ -576,7 +686,7 @@ __global__ void __launch_bounds__(kThreads)
         wg::mma_scores_pair<D>(s, wg::desc(s_k, 16, 1024), wg::desc(s_q(buf), 16, 1024), dpt,
                                wg::desc(s_v, 16, 1024), wg::desc(s_do(buf), 16, 1024));
       } else {
-        mma_a_nk<bf16, D, kTile>(s, s_k, warp * 16, s_q(buf), lane);
+        mma_a_nk<bf16, D, kTile>(s, s_k, wwarp * 16, s_q(buf), lane);
       }
       if (kWg && inside) {  // Note [inside blocks]
 #pragma unroll
@@ -649,7 +759,7 @@ __global__ void __launch_bounds__(kThreads)
           }
         }
         // dP^T = V dO^T, then dS^T = P^T (c1 dP^T - c2) in place.
-        mma_a_nk<bf16, D, kTile>(dpt, s_v, warp * 16, s_do(buf), lane);
+        mma_a_nk<bf16, D, kTile>(dpt, s_v, wwarp * 16, s_do(buf), lane);
 #pragma unroll
         for (int n = 0; n < kTile / 8; ++n) {
           const float2 a = *reinterpret_cast<const float2*>(c1 + col(n));
@@ -665,62 +775,64 @@ __global__ void __launch_bounds__(kThreads)
     cp_async_wait<0>();
     __syncthreads();  // every warp is done with both buffers before the next list is staged
   }
-  if (!any) {
-    if (store) zero_rows();
-    return;
-  }
-
+  cp_async_wait<0>();  // the K/V copies, where no list had a tile
   // Note [staged dK/dV]
-  // The block's dK and dV rows are added to the f32 accumulators through shared memory (free
+  // A key block's dK and dV rows are added to the f32 accumulators through shared memory (free
   // once the last list's barrier has passed): each warp writes its fragments there, then every
-  // thread moves whole 16-byte pieces, all of its loads in flight before its adds and stores.
-  // From the fragments directly, each thread read and wrote 64 float2 pieces with the 128
+  // thread of the warpgroup moves whole 16-byte pieces, all of its loads in flight before its
+  // adds and stores; dK for both key blocks first, then dV (both at once would not fit). From
+  // the fragments directly, each thread read and wrote 64 float2 pieces with the 128
   // accumulator registers still live, so its loads went out a few at a time (Nsight Compute at
   // 64K GQA 1: ~16% of the pass's stall samples on those adds). Rows are D + 8 floats apart, so
   // that a warp's float2 writes of eight rows fall in distinct banks. Same arithmetic (dK by
   // fmaf with 1/sqrt(D), dV added), same bits. H200, against the fragments' read-modify-writes
-  // in one call (dK/dV stage ms; forward-stages, session 20, call 6): 64K GQA 1 4.829 -> 4.197,
-  // GQA 8 3.727 -> 3.610; 1M GQA 1 248.0 -> 237.6, GQA 8 333.1 -> 328.0. The mma.sync kernel no
-  // longer spills at D = 128.
+  // in one call (one key block per block; dK/dV stage ms; forward-stages, session 20, call 6):
+  // 64K GQA 1 4.829 -> 4.197, GQA 8 3.727 -> 3.610; 1M GQA 1 248.0 -> 237.6, GQA 8 333.1 ->
+  // 328.0. The mma.sync kernel no longer spills at D = 128.
   constexpr int kStride = D + 8, kVec = kBN * D / 4 / kThreads;
-  static_assert(2 * kBN * kStride * 4 <= 6 * kTile * D * 2, "the staging fits the tiles' space");
-  float* sdk = reinterpret_cast<float*>(smem);
-  float* sdv = sdk + kBN * kStride;
-#pragma unroll
-  for (int j = 0; j < 2; ++j) {
-    const int r = krow + 8 * j;
-#pragma unroll
-    for (int n = 0; n < D / 8; ++n) {
-      const int c = n * 8 + 2 * (lane & 3);
-      *reinterpret_cast<float2*>(sdk + r * kStride + c) =
-          make_float2(dk[n][2 * j], dk[n][2 * j + 1]);
-      *reinterpret_cast<float2*>(sdv + r * kStride + c) =
-          make_float2(dv[n][2 * j], dv[n][2 * j + 1]);
-    }
-  }
-  __syncthreads();
+  static_assert(kDkvGroups * kBN * kStride * 4 <= (2 * kDkvGroups + 4) * int(kTileBytes),
+                "the staging fits the tiles' space");
+  float* srows = reinterpret_cast<float*>(smem) + grp * kBN * kStride;
   const float scale = rsqrtf(float(D));
+  const int rows = min(kBN, int(p.Lkv - k0));
+  const int64_t acc_row0 = (int64_t(kDkvGroups) * blockIdx.x + grp) * kBN;
 #pragma unroll
   for (int pass = 0; pass < 2; ++pass) {
-    float* acc = (pass == 0 ? dk_acc : dv_acc) + int64_t(blockIdx.x) * kBN * D;
-    const float* st_rows = pass == 0 ? sdk : sdv;
+    __syncthreads();  // the space is free: the loop's buffers, or the previous pass's rows
+    if (any) {
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const int r = krow + 8 * j;
+#pragma unroll
+        for (int n = 0; n < D / 8; ++n) {
+          const int c = n * 8 + 2 * (lane & 3);
+          *reinterpret_cast<float2*>(srows + r * kStride + c) =
+              pass == 0 ? make_float2(dk[n][2 * j], dk[n][2 * j + 1])
+                        : make_float2(dv[n][2 * j], dv[n][2 * j + 1]);
+        }
+      }
+    }
+    __syncthreads();
+    // Note [first writer stores]: with `store` a key block no tile reached gets 0.
+    if (!own.has || (!any && !store)) continue;
+    float* acc = (pass == 0 ? dk_acc : dv_acc) + acc_row0 * D;
     float4 x[kVec];
 #pragma unroll
     for (int m = 0; m < kVec; ++m) {
-      const int i = int(threadIdx.x) + m * kThreads, r = i / (D / 4), c = (i % (D / 4)) * 4;
+      const int i = lt + m * kThreads, r = i / (D / 4), c = (i % (D / 4)) * 4;
       // Note [first writer stores]: 0 + x, the bits a cleared accumulator gave.
       x[m] = make_float4(0.f, 0.f, 0.f, 0.f);
       if (r < rows && !store) x[m] = *reinterpret_cast<const float4*>(acc + r * D + c);
     }
 #pragma unroll
     for (int m = 0; m < kVec; ++m) {
-      const int i = int(threadIdx.x) + m * kThreads, r = i / (D / 4), c = (i % (D / 4)) * 4;
+      const int i = lt + m * kThreads, r = i / (D / 4), c = (i % (D / 4)) * 4;
       if (r >= rows) continue;
-      const float4 v = *reinterpret_cast<const float4*>(st_rows + r * kStride + c);
-      if (pass == 0) {
+      const float4 v = *reinterpret_cast<const float4*>(srows + r * kStride + c);
+      if (pass == 0 && any) {
         x[m].x = fmaf(v.x, scale, x[m].x), x[m].y = fmaf(v.y, scale, x[m].y);
         x[m].z = fmaf(v.z, scale, x[m].z), x[m].w = fmaf(v.w, scale, x[m].w);
-      } else {
+      } else if (any) {
         x[m].x += v.x, x[m].y += v.y, x[m].z += v.z, x[m].w += v.w;
       }
       *reinterpret_cast<float4*>(acc + r * D + c) = x[m];
@@ -765,11 +877,24 @@ void launch_dkv(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, in
   int device = 0;
   SL_CUDA_CHECK(cudaGetDevice(&device));
   const bool wgmma = span_wgmma_enabled(device);
-  const int smem = dkv_smem_bytes<D>() + (wgmma ? 1024 : 0);
-  auto kernel = wgmma ? span_dkv_kernel<D, true> : span_dkv_kernel<D, false>;
+  SL_CHECK(n_tiles < (int64_t(1) << 30))
+      << "dK/dV pass: " << n_tiles << " tiles in a chunk; its tile lists hold 30 bits";
+  // Note [dK/dV block pairs]: two key blocks per block on wgmma from kDkvPairsMinKeys keys on.
+  const char* env = std::getenv("SL_DKV_PAIRS");
+  const bool pairs =
+      wgmma && (env != nullptr && (env[0] == '0' || env[0] == '1') ? env[0] == '1'
+                                                                   : a.p.Lkv >= kDkvPairsMinKeys);
+  const int groups = pairs ? 2 : 1;
+  auto kernel = pairs   ? span_dkv_kernel<D, true, 2>
+                : wgmma ? span_dkv_kernel<D, true, 1>
+                        : span_dkv_kernel<D, false, 1>;
+  const int smem = pairs   ? dkv_smem_bytes<D, true, 2>() + 1024
+                   : wgmma ? dkv_smem_bytes<D, true, 1>() + 1024
+                           : dkv_smem_bytes<D, false, 1>();
   SL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  kernel<<<unsigned(n_y), kThreads, smem, s>>>(a, st, dout, n_tiles, max_nb, bg0, y0, dk_acc,
-                                               dv_acc, store);
+  const int64_t blocks = (n_y + groups - 1) / groups;
+  kernel<<<unsigned(blocks), unsigned(groups * kThreads), smem, s>>>(
+      a, st, dout, n_tiles, max_nb, bg0, y0, n_y, dk_acc, dv_acc, store);
   SL_CUDA_LAUNCH_CHECK();
 }
 }  // namespace

@@ -167,7 +167,8 @@ Reference reference(const Case& c, const Inputs& in) {
 
 // Environment variable `name` = v for its lifetime (null: unset), then the value it had before:
 // SL_SPAN_CHUNK_PAIRS (Note [span chunks]; unset is one chunk), SL_SPAN_WGMMA (Note [wgmma span
-// tiles]) and SL_SEARCH_KERNEL (Note [int8 search]).
+// tiles]), SL_SEARCH_KERNEL (Note [int8 search]), SL_DKV_RANGE_BLOCKS (Note [dK/dV by key
+// range]) and SL_DKV_PAIRS (Note [dK/dV block pairs]).
 class ScopedEnv {
  public:
   ScopedEnv(const char* name, const char* v) : name_(name) {
@@ -287,7 +288,9 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, SuperlinearGpuChunks, ::testing::Values(DType::
 // reference and is reproducible. The four groups of 600 rows make sets of one group in several
 // chunks (97 pairs), and of three groups then one (5500). Ranges are cut by the pairs they need
 // (97: a range of one block can need more, and takes several slices), and forced to one and
-// to three blocks (SL_DKV_RANGE_BLOCKS), where some ranges hold no anchor at all.
+// to three blocks (SL_DKV_RANGE_BLOCKS), where some ranges hold no anchor at all. dK/dV from
+// blocks of two key blocks (SL_DKV_PAIRS=1, Note [dK/dV block pairs]; odd ranges leave a block's
+// second key block absent) gives the same bits as one key block per block (SL_DKV_PAIRS=0).
 TEST(SuperlinearGpuSpanChunks, ChunkedTensorCorePathMatchesOneChunk) {
   SL_REQUIRE_GPU();
   const DType dt = DType::BF16;
@@ -302,18 +305,24 @@ TEST(SuperlinearGpuSpanChunks, ChunkedTensorCorePathMatchesOneChunk) {
         SCOPED_TRACE(std::string("SL_SPAN_CHUNK_PAIRS=") + pairs +
                      " SL_DKV_RANGE_BLOCKS=" + (blocks ? blocks : "unset"));
         SuperlinearForward many;
-        SuperlinearGrads gm, gm2;
+        SuperlinearGrads gm, gm2, gp;
         {
           ChunkPairs chunks(pairs);
           ScopedEnv range("SL_DKV_RANGE_BLOCKS", blocks);
           many = forward(g, cfg);
-          gm = backward(g, many, cfg);
-          gm2 = backward(g, many, cfg);
+          {
+            ScopedEnv one_block("SL_DKV_PAIRS", "0");
+            gm = backward(g, many, cfg);
+            gm2 = backward(g, many, cfg);
+          }
+          ScopedEnv two_blocks("SL_DKV_PAIRS", "1");
+          gp = backward(g, many, cfg);
         }
         EXPECT_TRUE(AllEqual(many.out, one.out));
         EXPECT_TRUE(AllEqual(many.lse_s, one.lse_s));
         EXPECT_TRUE(AllEqual(many.lse_w, one.lse_w));
         EXPECT_TRUE(SameBits(gm2, gm)) << "chunked backward not reproducible";
+        EXPECT_TRUE(SameBits(gp, gm)) << "dK/dV block pairs changed the bits";
         ExpectGradsClose(gm, rf.grads, dt, rf.n_q, rf.n_kv, "chunked " + cfg.str());
       }
   }
@@ -440,28 +449,30 @@ TEST(SuperlinearGpuGradients, EveryElementIsWritten) {
       {"chunk100_of401_d64_docs", 2, 4, 2, 100, 401, 64, cfg_int(2, 0.5, 3, 3, 2, 1), true},
       {"L300_gqa8_d128", 1, 8, 1, 300, 300, 128, SuperlinearConfig::balanced(), false}};
   for (const Case& c : cases)
-    for (const char* blocks : {static_cast<const char*>(nullptr), "3"}) {
-      SCOPED_TRACE(c.name + " SL_DKV_RANGE_BLOCKS=" + (blocks ? blocks : "unset"));
-      const Inputs in = make_inputs(c, dt, 4242);
-      const Inputs g = convert(in, dt, kGpu);
-      const SuperlinearForward f = forward(g, c.cfg);
-      SuperlinearGrads got;
-      {
-        ChunkPairs chunks("97");
-        ScopedEnv range("SL_DKV_RANGE_BLOCKS", blocks);
-        cuda_alloc::empty_cache(0);
+    for (const char* blocks : {static_cast<const char*>(nullptr), "3"})
+      for (const char* dkv_pairs : {"0", "1"}) {
+        SCOPED_TRACE(c.name + " SL_DKV_RANGE_BLOCKS=" + (blocks ? blocks : "unset") +
+                     " SL_DKV_PAIRS=" + dkv_pairs);
+        const Inputs in = make_inputs(c, dt, 4242);
+        const Inputs g = convert(in, dt, kGpu);
+        const SuperlinearForward f = forward(g, c.cfg);
+        SuperlinearGrads got;
         {
-          std::vector<Tensor> poison;
-          for (int i = 0; i < 8; ++i) {
-            poison.push_back(Tensor::full(g.qa.shape(), NAN, dt, kGpu));
-            poison.push_back(Tensor::full(g.k.shape(), NAN, dt, kGpu));
+          ChunkPairs chunks("97");
+          ScopedEnv range("SL_DKV_RANGE_BLOCKS", blocks), pairs("SL_DKV_PAIRS", dkv_pairs);
+          cuda_alloc::empty_cache(0);
+          {
+            std::vector<Tensor> poison;
+            for (int i = 0; i < 8; ++i) {
+              poison.push_back(Tensor::full(g.qa.shape(), NAN, dt, kGpu));
+              poison.push_back(Tensor::full(g.k.shape(), NAN, dt, kGpu));
+            }
           }
+          got = backward(g, f, c.cfg);
         }
-        got = backward(g, f, c.cfg);
+        const Reference rf = reference(c, in);
+        ExpectGradsClose(got, rf.grads, dt, rf.n_q, rf.n_kv, c.name);
       }
-      const Reference rf = reference(c, in);
-      ExpectGradsClose(got, rf.grads, dt, rf.n_q, rf.n_kv, c.name);
-    }
 }
 
 // Note [saved for backward] (kernels/superlinear.h): on the tensor-core path drop_unsaved drops
