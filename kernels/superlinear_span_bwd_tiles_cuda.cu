@@ -467,13 +467,15 @@ __device__ __forceinline__ int64_t block_lower_bound(const uint64_t* x, int64_t 
 // one call (results/2026-11-29-h200-forward-stages.md, session 21):
 //   64K   GQA 1 4.07/3.98 -> 4.53/4.51, GQA 8 3.53/3.54 -> 3.80/3.77, GQA 16 3.55/3.43 -> 3.82/3.81
 //   256K  GQA 1 29.1/29.8 -> 31.8/31.4, GQA 8 31.2/30.2 -> 32.0/30.5, GQA 16 30.4/29.9 -> 32.0/31.2
+//   512K  GQA 1 82.1/81.7 -> 87.1/85.7, GQA 8 81.3/79.3 -> 86.0/85.0, GQA 16 78.5/77.7 -> 82.7/85.0
 //   1M    GQA 1 240.3/240.3 -> 235.8/233.7, GQA 8 321.8/322.7 -> 261.1/259.3,
 //         GQA 16 460.6/459.7 -> 340.7/340.8 (backward 806 -> 675 ms).
 // Up to 256K the two warpgroups' coupling (one waits at each tile's barrier while the other
 // computes a tile that misses its block, and the SM runs one walk instead of two independent
-// ones) costs more than the shared gathers save; at 1M the gathers dominate (likely: Q and dO
-// rows come from HBM there, and GQA 8 and 16 take key ranges, Note [dK/dV by key range]). So
-// pairs from kDkvPairsMinKeys keys on (lengths between 256K and 1M not measured);
+// ones) costs more than the shared gathers save. At 1M GQA 8 and 16 the pass takes key ranges
+// (Note [dK/dV by key range]) and is 4x its 512K time where GQA 1's (whole sets) is 2.9x; the
+// pairs recover much of that, likely by halving the gathers that the ranges' tiles repeat. So
+// pairs from kDkvPairsMinKeys keys on (512K measured slower, 1M faster at every ratio);
 // SL_DKV_PAIRS=0 or 1 forces either (a testing knob). The mma.sync kernel keeps one key block
 // per block (the walk's state would spill more at its 255 registers; it spills 92 bytes at
 // D = 128 through the shared walk code).
