@@ -99,36 +99,33 @@ __global__ void __launch_bounds__(256)
   st.hi[x] = bd.y;
 }
 
-// Thread i gathers the Q and dO row of tile row i / 2 (one index per thread; lanes 2m, 2m + 1
-// fetch the two halves of each 32-byte sector together) into swizzled tiles; padding rows
-// (row < 0) are zero-filled.
-// kPanels: into wgmma panel tiles (Note [wgmma panels]) instead.
-template <int D, bool kPanels = false>
-__device__ __forceinline__ void gather_row(int32_t row, const uint16_t* qa, const uint16_t* dout,
-                                           uint32_t sq, uint32_t sdo) {
-  const int r = int(threadIdx.x) >> 1, half = int(threadIdx.x) & 1;
-  const int64_t off = row >= 0 ? int64_t(row) * D : 0;
-#pragma unroll
-  for (int j = 0; j < D / 16; ++j) {
-    const int c = 2 * j + half;
-    const uint32_t at = kPanels ? panel_offset<kTile>(r, c) : tile_offset<D>(r, c);
-    cp_async16(sq + at, qa + off + c * 8, row >= 0);
-    cp_async16(sdo + at, dout + off + c * 8, row >= 0);
-  }
-}
-
-// One array's half of gather_row for the dK/dV pass: thread lt (0 .. 127) of a warpgroup
-// gathers row lt / 2 of the tile from src (Q or dO; row < 0: zeros) into dst.
-template <int D, bool kPanels>
-__device__ __forceinline__ void gather_one(int32_t row, const uint16_t* src, uint32_t dst, int lt) {
+// Thread lt (0 .. 127 of a warpgroup) gathers row lt / 2 of a tile from each of the N arrays
+// src (Q, dO; lanes 2m, 2m + 1 fetch the two halves of each 32-byte sector together) into the
+// swizzled tile dst of the same index, the arrays' copies interleaved; padding rows (row < 0)
+// are zero-filled. kPanels: into wgmma panel tiles (Note [wgmma panels]) instead.
+template <int D, bool kPanels, int N>
+__device__ __forceinline__ void gather_rows_of(int32_t row, const uint16_t* const (&src)[N],
+                                               const uint32_t (&dst)[N], int lt) {
   const int r = lt >> 1, half = lt & 1;
   const int64_t off = row >= 0 ? int64_t(row) * D : 0;
 #pragma unroll
   for (int j = 0; j < D / 16; ++j) {
     const int c = 2 * j + half;
     const uint32_t at = kPanels ? panel_offset<kTile>(r, c) : tile_offset<D>(r, c);
-    cp_async16(dst + at, src + off + c * 8, row >= 0);
+#pragma unroll
+    for (int x = 0; x < N; ++x) cp_async16(dst[x] + at, src[x] + off + c * 8, row >= 0);
   }
+}
+// Both the Q and the dO row, by one warpgroup.
+template <int D, bool kPanels = false>
+__device__ __forceinline__ void gather_row(int32_t row, const uint16_t* qa, const uint16_t* dout,
+                                           uint32_t sq, uint32_t sdo) {
+  gather_rows_of<D, kPanels, 2>(row, {qa, dout}, {sq, sdo}, int(threadIdx.x));
+}
+// One of them, by warpgroup lt / 128's thread lt % 128 (Note [dK/dV block pairs]).
+template <int D, bool kPanels>
+__device__ __forceinline__ void gather_one(int32_t row, const uint16_t* src, uint32_t dst, int lt) {
+  gather_rows_of<D, kPanels, 1>(row, {src}, {dst}, lt);
 }
 
 // The start of a y or dQ tile (blockIdx.x), for both tile kernels: returns its footprint, sets
