@@ -433,7 +433,7 @@ __device__ __forceinline__ int64_t block_lower_bound(const uint64_t* x, int64_t 
 // to 432 ms (GQA 1) and from 573 to 378 ms (GQA 8). The y and dQ passes' mask is a select too
 // (it branched around each exp2): 327 -> 279 ms for the dQ pass at 1M GQA 1. Since the tile
 // loads were unrolled (Note [unrolled tile loads]) ptxas spilled 8 bytes in the mma.sync kernel
-// at D = 128, nothing after the staged epilogue (Note [staged dK/dV]), and 92 bytes since the
+// at D = 128, nothing after the staged epilogue (Note [staged dK/dV]), and 60 bytes since the
 // walk is shared with the block pairs (Note [dK/dV block pairs]); the wgmma kernels (Note [wgmma
 // dK/dV]), which Hopper runs, need 252 registers (245 for pairs) and spill nothing.
 
@@ -474,7 +474,7 @@ __device__ __forceinline__ int64_t block_lower_bound(const uint64_t* x, int64_t 
 // pairs recover much of that, likely by halving the gathers that the ranges' tiles repeat. So
 // pairs from kDkvPairsMinKeys keys on (512K measured slower, 1M faster at every ratio);
 // SL_DKV_PAIRS=0 or 1 forces either (a testing knob). The mma.sync kernel keeps one key block
-// per block (the walk's state would spill more at its 255 registers; it spills 92 bytes at
+// per block (the walk's state would spill more at its 255 registers; it spills 60 bytes at
 // D = 128 through the shared walk code).
 constexpr int64_t kDkvPairsMinKeys = int64_t(1) << 20;
 template <int D, bool kWg, int kDkvGroups, int kDkvThreads = kDkvGroups* kThreads>
