@@ -175,12 +175,11 @@ __device__ __forceinline__ PairRows pair_rows(const SlotTable& st, int64_t t) {
   return pr;
 }
 
-// P = exp(S / sqrt(D) - lse) inside each pair's span, 0 outside (in place). The mask is the
-// forward's (span_softmax_block): only where some row of the warp has keys of the block outside
-// its span, one 64-bit range per row and a bit test per score. Before, every score of every
-// block took two compares and their combination as selects (P2R / PLOP3 / LOP3: ~170 of the y
-// pass's ~740 SASS instructions per key block). H200 (forward-stages, session 20, call 1): y pass
-// 0-2% faster than without (3.495 -> 3.488 ms at 64K GQA 1, 116.2 -> 114.2 at 1M GQA 1).
+// P = exp(S / sqrt(D) - lse) inside each pair's span, 0 outside (in place), the mask the
+// forward's (Note [range mask]). Before, every score of every block took two compares and their
+// combination as selects (P2R / PLOP3 / LOP3: ~170 of the y pass's ~740 SASS instructions per
+// key block). H200 (forward-stages, session 20, call 1): y pass 0-2% faster than without (3.495
+// -> 3.488 ms at 64K GQA 1, 116.2 -> 114.2 at 1M GQA 1).
 __device__ __forceinline__ void span_probs(float (&s)[kBN / 8][4], const PairRows& pr, int k0,
                                            float sl2) {
   const int lane = int(threadIdx.x) & 31;
@@ -188,24 +187,7 @@ __device__ __forceinline__ void span_probs(float (&s)[kBN / 8][4], const PairRow
   for (int n = 0; n < kBN / 8; ++n)
 #pragma unroll
     for (int e = 0; e < 4; ++e) s[n][e] = fast_exp2(fmaf(s[n][e], sl2, -pr.lse2[e >> 1]));
-  const bool inside =
-      k0 >= pr.lo[0] && k0 + kBN - 1 <= pr.hi[0] && k0 >= pr.lo[1] && k0 + kBN - 1 <= pr.hi[1];
-  if (__all_sync(0xffffffffu, inside)) return;
-#pragma unroll
-  for (int j = 0; j < 2; ++j) {
-    // Key k0 + n * 8 + 2 (lane % 4) + e of row j is inside where bit n * 8 + e of [a, b] is set.
-    const int a = max(pr.lo[j] - k0 - 2 * (lane & 3), 0);
-    const int b = min(pr.hi[j] - k0 - 2 * (lane & 3), 63);
-    const uint64_t r = a > b ? 0ull : (~0ull << a) & (~0ull >> (63 - b));
-    const uint32_t rl = uint32_t(r), rh = uint32_t(r >> 32);
-#pragma unroll
-    for (int n = 0; n < kBN / 8; ++n)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const uint32_t w = n < 4 ? rl : rh;
-        s[n][2 * j + e] = (w >> ((n % 4) * 8 + e)) & 1u ? s[n][2 * j + e] : 0.f;
-      }
-  }
+  mask_outside_spans(s, pr.lo, pr.hi, k0, lane, 0.f);  // Note [range mask]
 }
 
 // A y or dQ tile's results for this thread's two pairs: ys[lp] (kDq = false) or the f32 row

@@ -117,28 +117,7 @@ __device__ __forceinline__ void span_softmax_block(float (&s)[kBN / 8][4], float
                                                    float (&m)[2], float (&l)[2], const int (&lo)[2],
                                                    const int (&hi)[2], int k0, float sl2,
                                                    int lane) {
-  const bool inside =
-      (k0 >= lo[0]) & (k0 + kBN - 1 <= hi[0]) & (k0 >= lo[1]) & (k0 + kBN - 1 <= hi[1]);
-  if (!__all_sync(0xffffffffu, inside)) {
-    // Row j's keys k0 + c, c = n * 8 + 2 (lane % 4) + e, are inside where bit c - 2 (lane % 4)
-    // of the 64-bit range [a, b] is set: the lane's offset is folded into a and b once, and
-    // each score is one bit test and a select. Against two compares per score this took the
-    // tiles at 64K GQA 8 from 2.08 to 2.05 ms (H200,
-    // experiments/results/2026-11-28-h200-90f81ea-span-tile-variants.md).
-#pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      const int a = max(lo[j] - k0 - 2 * (lane & 3), 0), b = min(hi[j] - k0 - 2 * (lane & 3), 63);
-      const uint64_t r = a > b ? 0ull : (~0ull << a) & (~0ull >> (63 - b));
-      const uint32_t rl = uint32_t(r), rh = uint32_t(r >> 32);
-#pragma unroll
-      for (int n = 0; n < kBN / 8; ++n)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const uint32_t w = n < 4 ? rl : rh;
-          s[n][2 * j + e] = (w >> ((n % 4) * 8 + e)) & 1u ? s[n][2 * j + e] : -INFINITY;
-        }
-    }
-  }
+  mask_outside_spans(s, lo, hi, k0, lane, -INFINITY);  // Note [range mask]
   float alpha[2];
 #pragma unroll
   for (int j = 0; j < 2; ++j) {

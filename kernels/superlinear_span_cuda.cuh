@@ -188,6 +188,36 @@ __device__ __forceinline__ bool same_run(uint64_t x, uint64_t y, int shift) {
   return (x >> (8 + shift)) == (y >> (8 + shift));
 }
 
+// Note [range mask]
+// The span mask of one 64-key block k0 .. k0 + 63 for this thread's two rows j of the m16n8
+// accumulator layout (keys k0 + c, c = n * 8 + 2 (lane % 4) + e): nothing where every row of the
+// warp has the whole block inside its span [lo[j], hi[j]]; else row j's keys are inside where bit
+// c - 2 (lane % 4) of the 64-bit range [a, b] is set (the lane's offset folded into a and b once),
+// and each score outside becomes `fill` (-inf before a softmax, 0 after the exp): one bit test
+// and a select per score. Against two compares per score this took the forward's tiles at 64K
+// GQA 8 from 2.08 to 2.05 ms (H200, experiments/results/2026-11-28-h200-90f81ea-span-tile-
+// variants.md), and in the backward's y pass ~170 of ~740 SASS instructions per key block went.
+__device__ __forceinline__ void mask_outside_spans(float (&s)[kBN / 8][4], const int (&lo)[2],
+                                                   const int (&hi)[2], int k0, int lane,
+                                                   float fill) {
+  const bool inside =
+      (k0 >= lo[0]) & (k0 + kBN - 1 <= hi[0]) & (k0 >= lo[1]) & (k0 + kBN - 1 <= hi[1]);
+  if (__all_sync(0xffffffffu, inside)) return;
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+    const int a = max(lo[j] - k0 - 2 * (lane & 3), 0), b = min(hi[j] - k0 - 2 * (lane & 3), 63);
+    const uint64_t r = a > b ? 0ull : (~0ull << a) & (~0ull >> (63 - b));
+    const uint32_t rl = uint32_t(r), rh = uint32_t(r >> 32);
+#pragma unroll
+    for (int n = 0; n < kBN / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const uint32_t w = n < 4 ? rl : rh;
+        s[n][2 * j + e] = (w >> ((n % 4) * 8 + e)) & 1u ? s[n][2 * j + e] : fill;
+      }
+  }
+}
+
 // Tile starts: position i starts a tile when it is valid and (i - start of its run) % kTile == 0.
 __global__ void tile_flags_kernel(const uint64_t* keys, int64_t n, int shift, int32_t* run_head) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
