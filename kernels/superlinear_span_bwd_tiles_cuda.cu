@@ -18,8 +18,9 @@ template <int D>
 constexpr int tile_smem_bytes() {
   return 6 * kTile * D * 2;  // Q, dO, K[2], V[2]
 }
-// kDkvGroups: key blocks (warpgroups) per dK/dV block (Note [dK/dV block pairs]).
-template <int D, bool kWg, int kDkvGroups, int kDkvThreads = kDkvGroups* kThreads>
+// kDkvGroups: key blocks (warpgroups) per dK/dV block (Note [dK/dV block pairs]); the wgmma
+// kernels add 1024 bytes for their panels' alignment.
+template <int D, int kDkvGroups, int kDkvThreads = kDkvGroups* kThreads>
 constexpr int dkv_smem_bytes() {
   // K and V of each key block, Q[2], dO[2], the five slot terms [5][2][kTile], live tiles, warp
   // counts, the walk's segments
@@ -809,12 +810,14 @@ __global__ void __launch_bounds__(kDkvThreads)
     for (int m = 0; m < kVec; ++m) {
       const int i = lt + m * kThreads, r = i / (D / 4), c = (i % (D / 4)) * 4;
       if (r >= rows) continue;
-      const float4 v = *reinterpret_cast<const float4*>(srows + r * kStride + c);
-      if (pass == 0 && any) {
-        x[m].x = fmaf(v.x, scale, x[m].x), x[m].y = fmaf(v.y, scale, x[m].y);
-        x[m].z = fmaf(v.z, scale, x[m].z), x[m].w = fmaf(v.w, scale, x[m].w);
-      } else if (any) {
-        x[m].x += v.x, x[m].y += v.y, x[m].z += v.z, x[m].w += v.w;
+      if (any) {
+        const float4 v = *reinterpret_cast<const float4*>(srows + r * kStride + c);
+        if (pass == 0) {
+          x[m].x = fmaf(v.x, scale, x[m].x), x[m].y = fmaf(v.y, scale, x[m].y);
+          x[m].z = fmaf(v.z, scale, x[m].z), x[m].w = fmaf(v.w, scale, x[m].w);
+        } else {
+          x[m].x += v.x, x[m].y += v.y, x[m].z += v.z, x[m].w += v.w;
+        }
       }
       *reinterpret_cast<float4*>(acc + r * D + c) = x[m];
     }
@@ -869,9 +872,7 @@ void launch_dkv(const SpanArgs& a, const SlotTable& st, const uint16_t* dout, in
   auto kernel = pairs   ? span_dkv_kernel<D, true, 2>
                 : wgmma ? span_dkv_kernel<D, true, 1>
                         : span_dkv_kernel<D, false, 1>;
-  const int smem = pairs   ? dkv_smem_bytes<D, true, 2>() + 1024
-                   : wgmma ? dkv_smem_bytes<D, true, 1>() + 1024
-                           : dkv_smem_bytes<D, false, 1>();
+  const int smem = (pairs ? dkv_smem_bytes<D, 2>() : dkv_smem_bytes<D, 1>()) + (wgmma ? 1024 : 0);
   SL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const int64_t blocks = (n_y + groups - 1) / groups;
   kernel<<<unsigned(blocks), unsigned(groups * kThreads), smem, s>>>(
